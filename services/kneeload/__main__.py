@@ -1,0 +1,3 @@
+from kneeload.cli import main
+
+main()

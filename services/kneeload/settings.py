@@ -1,0 +1,76 @@
+"""The one settings object.
+
+Every value comes from the environment, prefixed ``KNEELOAD_`` (for example
+``KNEELOAD_KAFKA_BOOTSTRAP``). ``make up`` writes the local stack's connection
+details, including a generated database password, to ``var/kneeload.env``; that
+file is read as a fallback so that the CLI works after ``make up`` without
+exporting anything. Real environment variables always win.
+
+Nothing here is a secret baked into code: the local stack's password is generated
+on first start and lives only under the git-ignored ``var/``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Repository root when running from a checkout (services/kneeload/settings.py -> ../../)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_file() -> Path:
+    return Path(os.environ.get("KNEELOAD_VAR_DIR", str(REPO_ROOT / "var"))) / "kneeload.env"
+
+
+class Settings(BaseSettings):
+    """kneeload configuration. Every field maps to ``KNEELOAD_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(env_prefix="KNEELOAD_", extra="ignore")
+
+    # --- where things are -------------------------------------------------
+    var_dir: Path = Field(REPO_ROOT / "var", description="Runtime data of the local stack (git-ignored)")
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, comma separated")
+    kafka_controller_port: int = Field(19093, description="Local KRaft controller port (local stack only)")
+    database_url: str = Field(
+        "postgresql://kneeload@127.0.0.1:55432/kneeload",
+        description="PostgreSQL URL (libpq form). The local stack writes one with its generated password.",
+    )
+    mqtt_url: str = Field("mqtt://127.0.0.1:11883", description="MQTT broker URL (mqtt://user:pass@host:port)")
+
+    # --- topics -------------------------------------------------------------
+    topic_prefix: str = Field("kneeload.", description="Prefix of every topic name (lets tests and tenants share a broker)")
+    topic_partitions: int = Field(6, description="Partitions of keyed stream topics (the unit of scale-out)")
+    topic_replication: int = Field(1, description="Replication factor (3 in production)")
+
+    # --- local stack sizing -------------------------------------------------
+    kafka_heap: str = Field("1g", description="Kafka broker heap (-Xms/-Xmx) for the local stack")
+
+    # --- services -----------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Ingest gateway bind address")
+    http_port: int = Field(8080, description="Ingest gateway port")
+    admin_token: str | None = Field(None, description="Token for the admin HTTP paths (required to use them)")
+    log_level: str = Field("INFO", description="Log level of the services")
+
+
+def _load() -> Settings:
+    env_file = _env_file()
+    if env_file.exists():
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    return Settings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (environment first, then ``var/kneeload.env``)."""
+    return _load()
+
+
+def reload_settings() -> Settings:
+    """Forget the cached settings (tests change the environment)."""
+    get_settings.cache_clear()
+    return get_settings()
