@@ -1,0 +1,73 @@
+# kneeload — the two set-up commands are `make demo` and `make test` (README).
+# Every target installs what it needs and is safe to repeat.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY_VERSION ?= 3.11
+PYTHON ?= $(shell command -v python$(PY_VERSION) || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+KNEELOAD := $(BIN)/kneeload
+KAFKA_LIBS := var/kafka/libs
+DEBS := postgresql-15 mosquitto
+PYTEST_ARGS ?=
+
+.PHONY: help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	@$(BIN)/uv pip sync -q requirements.lock --python $(BIN)/python
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(BIN)/.installed debs kafka-jars  ## Python venv (pinned), Debian packages, Kafka jars
+
+debs:  ## Debian packages for PostgreSQL 15 and Mosquitto (apt-get, only when missing)
+	@missing=""; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql-15"; \
+	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  systemctl disable --now mosquitto >/dev/null 2>&1 || service mosquitto stop >/dev/null 2>&1 || true; \
+	fi
+
+$(KAFKA_LIBS)/.fetched: infra/kafka/pom.xml
+	@echo "fetching Apache Kafka jars from Maven Central (infra/kafka/pom.xml)"
+	@rm -rf $(KAFKA_LIBS) && mkdir -p $(KAFKA_LIBS)
+	@mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	@touch $@
+
+kafka-jars: $(KAFKA_LIBS)/.fetched
+
+up: install  ## start Kafka, PostgreSQL and Mosquitto (waits on health checks)
+	@$(KNEELOAD) stack up
+
+down:  ## stop the local stack (data in var/ is kept)
+	@if [ -x $(KNEELOAD) ]; then $(KNEELOAD) stack down; fi
+
+status:  ## report each component of the stack
+	@$(KNEELOAD) stack status
+
+test: install  ## start the stack, run the whole suite, stop what this run started
+	@rm -f var/.test-started; mkdir -p var
+	@$(KNEELOAD) stack up --record var/.test-started
+	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
+	  $(KNEELOAD) stack down --only-recorded var/.test-started; exit $$status
+
+lint:  ## ruff and mypy
+	@$(BIN)/ruff check services tests loadtests
+	@$(BIN)/mypy
+
+lock:  ## re-resolve pinned dependencies from pyproject.toml
+	@$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version $(PY_VERSION) -o requirements.lock
+
+clean-var: down  ## delete all local stack data
+	rm -rf var

@@ -1,0 +1,84 @@
+"""``kneeload stack up|down|status`` — the local development and CI stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import click
+
+from kneeload.settings import get_settings
+from kneeload.stack import kafka, mosquitto, postgres
+from kneeload.stack.procs import StackError
+
+COMPONENTS: dict[str, ModuleType] = {"kafka": kafka, "postgres": postgres, "mosquitto": mosquitto}
+
+
+def _selected(names: tuple[str, ...]) -> list[str]:
+    return list(names) or list(COMPONENTS)
+
+
+@click.group("stack")
+def stack() -> None:
+    """Run the local stack: Apache Kafka (KRaft), PostgreSQL 15 and Mosquitto under var/."""
+
+
+@stack.command("up")
+@click.argument("components", nargs=-1, type=click.Choice(list(COMPONENTS)))
+@click.option("--record", type=click.Path(path_type=Path), default=None,
+              help="Append the names of components this call started to FILE (so a caller stops only those).")
+def up(components: tuple[str, ...], record: Path | None) -> None:
+    """Start what is not running and wait until each passes its health check. Safe to repeat."""
+    s = get_settings()
+    started = []
+    for name in _selected(components):
+        click.echo(f"{name:<10} starting…", nl=False)
+        try:
+            did = COMPONENTS[name].start(s)
+        except StackError as exc:
+            click.echo(" FAILED")
+            raise click.ClickException(str(exc)) from exc
+        click.echo(" started, healthy" if did else " already running, healthy")
+        if did:
+            started.append(name)
+    if record is not None:
+        with open(record, "a") as f:
+            f.writelines(f"{n}\n" for n in started)
+
+
+@stack.command("down")
+@click.argument("components", nargs=-1, type=click.Choice(list(COMPONENTS)))
+@click.option("--only-recorded", type=click.Path(path_type=Path), default=None,
+              help="Stop only the components named in FILE (written by `up --record`), then remove it.")
+def down(components: tuple[str, ...], only_recorded: Path | None) -> None:
+    """Stop the stack (data under var/ is kept)."""
+    s = get_settings()
+    names = _selected(components)
+    if only_recorded is not None:
+        recorded = set(only_recorded.read_text().split()) if only_recorded.exists() else set()
+        names = [n for n in names if n in recorded]
+        only_recorded.unlink(missing_ok=True)
+    for name in reversed(names):
+        try:
+            did = COMPONENTS[name].stop(s)
+        except StackError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"{name:<10} {'stopped' if did else 'was not running'}")
+
+
+@stack.command("status")
+def status_cmd() -> None:
+    """Report each component: running, endpoint, health. Exit code 1 if any is unhealthy."""
+    s = get_settings()
+    bad = False
+    for name, mod in COMPONENTS.items():
+        st = mod.status(s)
+        ok = bool(st.get("healthy"))
+        bad |= not ok
+        click.echo(f"{name:<10} {'healthy' if ok else 'DOWN':<8} {st.get('endpoint')}  log: {st.get('log')}")
+    if bad:
+        raise SystemExit(1)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(stack)

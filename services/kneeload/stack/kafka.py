@@ -1,0 +1,171 @@
+"""Apache Kafka broker in KRaft mode (one combined broker+controller node on loopback).
+
+Jars come from Maven Central through infra/kafka/pom.xml (``make kafka-jars``) into
+``var/kafka/libs``. The configuration is written here from the settings, storage is formatted
+once, and the broker is healthy when it answers a metadata request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from kneeload.settings import Settings
+from kneeload.stack.procs import (
+    Endpoint,
+    StackError,
+    port_conflict,
+    port_open,
+    read_pid,
+    spawn,
+    terminate,
+    wait_until,
+)
+
+NAME = "kafka"
+BOOTSTRAP_SETTING = "KNEELOAD_KAFKA_BOOTSTRAP"
+CONTROLLER_SETTING = "KNEELOAD_KAFKA_CONTROLLER_PORT"
+
+
+def _dirs(s: Settings) -> tuple[Path, Path, Path]:
+    root = s.var_dir / "kafka"
+    return root, root / "libs", root / "data"
+
+
+def _server_properties(s: Settings, data: Path) -> str:
+    ep = Endpoint.parse(s.kafka_bootstrap, 19092)
+    ctl = s.kafka_controller_port
+    return f"""# Written by kneeload.stack.kafka from KNEELOAD_* settings; do not edit (it is rewritten).
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{ep.host}:{ctl}
+listeners=PLAINTEXT://{ep.host}:{ep.port},CONTROLLER://{ep.host}:{ctl}
+advertised.listeners=PLAINTEXT://{ep.host}:{ep.port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={data}
+num.partitions={s.topic_partitions}
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# consumer groups in tests and the demo join without the 3 s production delay
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=168
+log.segment.bytes=134217728
+message.max.bytes=10485760
+replica.fetch.max.bytes=10485760
+"""
+
+
+_LOG4J2 = """# Written by kneeload.stack.kafka
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = warn
+logger.state.name = state.change.logger
+logger.state.level = warn
+logger.apache.name = org.apache.kafka
+logger.apache.level = warn
+"""
+
+
+def healthy(s: Settings, timeout_s: float = 3.0) -> bool:
+    """The broker answers a metadata request (kafka-python admin client)."""
+    ep = Endpoint.parse(s.kafka_bootstrap, 19092)
+    if not port_open(ep.host, ep.port):
+        return False
+    try:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=s.kafka_bootstrap,
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+        try:
+            cluster = admin.describe_cluster()
+            return bool(cluster.get("brokers"))
+        finally:
+            admin.close()
+    except Exception:
+        return False
+
+
+def status(s: Settings) -> dict[str, object]:
+    root, _, _ = _dirs(s)
+    pid = read_pid(root / "kafka.pid")
+    return {"component": NAME, "pid": pid, "endpoint": s.kafka_bootstrap,
+            "healthy": healthy(s), "log": str(root / "kafka.log")}
+
+
+def start(s: Settings) -> bool:
+    """Start the broker unless it runs; return True if this call started it."""
+    root, libs, data = _dirs(s)
+    pidfile, log = root / "kafka.pid", root / "kafka.log"
+    ep = Endpoint.parse(s.kafka_bootstrap, 19092)
+    if read_pid(pidfile) is not None:
+        wait_until(lambda: healthy(s), timeout_s=60, what="kafka", log=log)
+        return False
+    if port_open(ep.host, ep.port):
+        if healthy(s):
+            raise StackError(
+                f"kafka: a Kafka broker not started by kneeload already answers on {ep.host}:{ep.port}. "
+                f"Stop it or point {BOOTSTRAP_SETTING} elsewhere."
+            )
+        raise port_conflict(ep.host, ep.port, component="kafka", setting=BOOTSTRAP_SETTING)
+    if port_open(ep.host, s.kafka_controller_port):
+        raise port_conflict(ep.host, s.kafka_controller_port, component="kafka controller",
+                            setting=CONTROLLER_SETTING)
+    jars = sorted(libs.glob("*.jar"))
+    if not jars:
+        raise StackError(f"kafka: no jars in {libs}; run `make kafka-jars` (Maven fetches them).")
+    root.mkdir(parents=True, exist_ok=True)
+    conf = root / "server.properties"
+    conf.write_text(_server_properties(s, data))
+    (root / "log4j2.properties").write_text(_LOG4J2)
+    classpath = f"{libs}/*"
+    java_opts = [
+        f"-Xms{s.kafka_heap}", f"-Xmx{s.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
+    ]
+    if not (data / "meta.properties").exists():
+        import subprocess
+
+        cluster_id = (root / "cluster.id").read_text().strip() if (root / "cluster.id").exists() else None
+        if not cluster_id:
+            cluster_id = _kraft_cluster_id()
+            (root / "cluster.id").write_text(cluster_id)
+        out = subprocess.run(
+            ["java", *java_opts, "-cp", classpath, "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(conf), "--ignore-formatted"],
+            capture_output=True, text=True, check=False,
+        )
+        if out.returncode != 0:
+            raise StackError(f"kafka: formatting storage failed:\n{out.stdout}\n{out.stderr}")
+    pid = spawn(["java", *java_opts, "-cp", classpath, "kafka.Kafka", str(conf)], log=log, pidfile=pidfile)
+    wait_until(lambda: healthy(s), timeout_s=90, what="kafka", alive=lambda: read_pid(pidfile) == pid, log=log)
+    return True
+
+
+def _kraft_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage random-uuid)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def stop(s: Settings) -> bool:
+    root, _, _ = _dirs(s)
+    return terminate(root / "kafka.pid", what=NAME, timeout_s=60)

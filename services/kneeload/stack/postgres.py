@@ -1,0 +1,189 @@
+"""PostgreSQL 15 (Debian's postgresql-15) in a cluster owned by the project under ``var/pg``.
+
+PostgreSQL refuses to run as root, and sessions and CI run as root, so the cluster runs as the
+``postgres`` system user (created by Debian's package). The superuser ``kneeload`` gets a random
+password generated on first start; it is written with the connection URL to ``var/kneeload.env``
+and never appears in code. Health is ``pg_isready``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kneeload.settings import Settings
+from kneeload.stack.procs import StackError, port_conflict, port_open, wait_until
+
+NAME = "postgres"
+SETTING = "KNEELOAD_DATABASE_URL"
+RUN_AS = "postgres"
+BINDIR = Path("/usr/lib/postgresql/15/bin")
+
+TUNING = {
+    "shared_buffers": "1GB",
+    "work_mem": "32MB",
+    "maintenance_work_mem": "512MB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "15min",
+    "max_connections": "200",
+    "wal_compression": "on",
+    "log_min_duration_statement": "2000",
+}
+
+
+def _paths(s: Settings) -> dict[str, Path]:
+    root = s.var_dir / "pg"
+    return {"root": root, "data": root / "data", "run": root / "run", "log": root / "postgres.log",
+            "pw": root / "superuser.password"}
+
+
+def _endpoint(s: Settings) -> tuple[str, int, str, str]:
+    u = urlsplit(s.database_url)
+    return u.hostname or "127.0.0.1", u.port or 5432, (u.path or "/kneeload").lstrip("/") or "kneeload", \
+        u.username or "kneeload"
+
+
+def _as_postgres(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", RUN_AS, "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+
+
+def _bin(name: str) -> str:
+    path = BINDIR / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if not found:
+        raise StackError(f"postgres: {name} not found; install Debian's postgresql-15 (`make debs`).")
+    return found
+
+
+def healthy(s: Settings) -> bool:
+    host, port, db, user = _endpoint(s)
+    out = subprocess.run([_bin("pg_isready"), "-h", host, "-p", str(port), "-d", db, "-U", user, "-t", "2"],
+                         capture_output=True, text=True, check=False)
+    return out.returncode == 0
+
+
+def _running(s: Settings) -> bool:
+    p = _paths(s)
+    if not (p["data"] / "postmaster.pid").exists():
+        return False
+    out = _as_postgres([_bin("pg_ctl"), "-D", str(p["data"]), "status"])
+    return out.returncode == 0
+
+
+def status(s: Settings) -> dict[str, object]:
+    host, port, db, _ = _endpoint(s)
+    return {"component": NAME, "running": _running(s), "endpoint": f"{host}:{port}/{db}",
+            "healthy": healthy(s), "log": str(_paths(s)["log"])}
+
+
+def _ensure_traversable(path: Path) -> None:
+    """The postgres user must be able to reach var/pg through the checkout's directories."""
+    for parent in [path, *path.parents]:
+        try:
+            mode = parent.stat().st_mode
+        except OSError:
+            continue
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o001)
+
+
+def start(s: Settings) -> bool:
+    p = _paths(s)
+    host, port, db, user = _endpoint(s)
+    if _running(s):
+        wait_until(lambda: healthy(s), timeout_s=60, what="postgres", log=p["log"])
+        _ensure_database(p, host, port, db, user)
+        _write_env(s)
+        return False
+    if port_open(host, port):
+        raise port_conflict(host, port, component="postgres", setting=SETTING)
+    uid = pwd.getpwnam(RUN_AS).pw_uid if os.geteuid() == 0 else os.geteuid()
+    gid = pwd.getpwnam(RUN_AS).pw_gid if os.geteuid() == 0 else os.getegid()
+    p["root"].mkdir(parents=True, exist_ok=True)
+    _ensure_traversable(p["root"])
+    os.chown(p["root"], uid, gid)
+    p["run"].mkdir(exist_ok=True)
+    os.chown(p["run"], uid, gid)
+    fresh = not (p["data"] / "PG_VERSION").exists()
+    if fresh:
+        password = secrets.token_urlsafe(24)
+        p["pw"].write_text(password)
+        os.chmod(p["pw"], 0o600)
+        pwfile = p["root"] / ".initdb.pw"
+        pwfile.write_text(password)
+        os.chown(pwfile, uid, gid)
+        os.chmod(pwfile, 0o600)
+        try:
+            out = _as_postgres([_bin("initdb"), "-D", str(p["data"]), "-U", user, f"--pwfile={pwfile}",
+                                "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8",
+                                "--locale=C.UTF-8"])
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if out.returncode != 0:
+            raise StackError(f"postgres: initdb failed:\n{out.stdout}\n{out.stderr}")
+        conf = "\n".join(f"{k} = '{v}'" for k, v in TUNING.items())
+        with open(p["data"] / "postgresql.conf", "a") as f:
+            f.write(f"\n# kneeload local stack\n{conf}\n")
+    log = p["log"]
+    if not log.exists():
+        log.touch()
+    os.chown(log, uid, gid)
+    opts = f"-p {port} -c listen_addresses={host} -k {p['run']}"
+    out = _as_postgres([_bin("pg_ctl"), "-D", str(p["data"]), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"])
+    if out.returncode != 0:
+        raise StackError(f"postgres: pg_ctl start failed:\n{out.stdout}\n{out.stderr}" + _log_tail(log))
+    wait_until(lambda: healthy(s), timeout_s=60, what="postgres", log=log)
+    _ensure_database(p, host, port, db, user)
+    _write_env(s)
+    return True
+
+
+def _log_tail(log: Path) -> str:
+    from kneeload.stack.procs import tail
+
+    return tail(log)
+
+
+def _ensure_database(p: dict[str, Path], host: str, port: int, db: str, user: str) -> None:
+    """Create the application database on first start (over TCP, as the generated superuser)."""
+    import psycopg
+
+    password = p["pw"].read_text().strip() if p["pw"].exists() else None
+    with psycopg.connect(host=host, port=port, user=user, password=password, dbname="postgres",
+                         autocommit=True, connect_timeout=10) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{db}" OWNER "{user}"')
+
+
+def _write_env(s: Settings) -> None:
+    """Record the local stack's connection URL (with its generated password) for the CLI."""
+    p = _paths(s)
+    if not p["pw"].exists():
+        return
+    host, port, db, user = _endpoint(s)
+    password = p["pw"].read_text().strip()
+    env = s.var_dir / "kneeload.env"
+    lines = [ln for ln in (env.read_text().splitlines() if env.exists() else [])
+             if not ln.startswith("KNEELOAD_DATABASE_URL=")]
+    lines.append(f"KNEELOAD_DATABASE_URL=postgresql://{user}:{password}@{host}:{port}/{db}")
+    env.write_text("\n".join(lines) + "\n")
+    os.chmod(env, 0o600)
+
+
+def stop(s: Settings) -> bool:
+    p = _paths(s)
+    if not _running(s):
+        return False
+    out = _as_postgres([_bin("pg_ctl"), "-D", str(p["data"]), "-m", "fast", "-w", "-t", "60", "stop"])
+    if out.returncode != 0:
+        raise StackError(f"postgres: pg_ctl stop failed:\n{out.stdout}\n{out.stderr}")
+    return True
