@@ -12,7 +12,7 @@ KAFKA_LIBS := var/kafka/libs
 DEBS := postgresql-15 mosquitto
 PYTEST_ARGS ?=
 
-.PHONY: help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
+.PHONY: compose-check help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ test: install  ## start the stack, run the whole suite, stop what this run start
 	@$(KNEELOAD) stack up --record var/.test-started
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(KNEELOAD) stack down --only-recorded var/.test-started; exit $$status
+
+compose-check:  ## validate infra/compose.yaml with compose-go (the library behind `docker compose config`)
+	@set -a && . infra/compose-check.env && set +a && cd infra/composecheck && go run . ../compose.yaml >/dev/null && echo "infra/compose.yaml: valid"
 
 lint:  ## ruff and mypy
 	@$(BIN)/ruff check services tests loadtests
