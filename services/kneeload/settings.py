@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         description="PostgreSQL URL (libpq form). The local stack writes one with its generated password.",
     )
     mqtt_url: str = Field("mqtt://127.0.0.1:11883", description="MQTT broker URL (mqtt://user:pass@host:port)")
+    schemas_dir: Path | None = Field(
+        None, description="Directory of the event JSON Schemas (default: schemas/ of the checkout)"
+    )
 
     # --- topics -------------------------------------------------------------
     topic_prefix: str = Field("kneeload.", description="Prefix of every topic name (lets tests and tenants share a broker)")
