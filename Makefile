@@ -49,6 +49,7 @@ kafka-jars: $(KAFKA_LIBS)/.fetched
 
 up: install  ## start Kafka, PostgreSQL and Mosquitto (waits on health checks)
 	@$(KNEELOAD) stack up
+	@$(KNEELOAD) topics
 
 down:  ## stop the local stack (data in var/ is kept)
 	@if [ -x $(KNEELOAD) ]; then $(KNEELOAD) stack down; fi
