@@ -1,0 +1,34 @@
+"""kneeload's domain science — pure functions, no I/O, no clock, no environment.
+
+Where is X computed? (sources and formulas: DOMAIN.md, cited in every docstring)
+
+=============================================  ==========================================
+estimated PFJ stress, impulse, load per km      :mod:`kneeload.core.pfj`
+  one telemetry sample (hot path)                 ``pfj.estimate_pfj_sample``
+  with assumptions spelled out (CLI/API)          ``pfj.estimate_pfj``
+  effective body weight, Morin peak vGRF          ``pfj.effective_body_weight_n``,
+                                                  ``pfj.peak_vgrf_n``
+  contact time estimated from speed               ``pfj.estimate_ground_contact_ms``
+  session totals                                  ``pfj.aggregate_session``
+  lab chain (knee moment → stress)                ``pfj.pfj_stress_from_knee_moment_mpa``
+  parameters / per-athlete calibration            ``pfj.PfjParams``, ``pfj.PfjCalibration``
+ACWR (EWMA, rolling coupled/uncoupled)          :mod:`kneeload.core.acwr`
+  batch, polars in/out                            ``acwr.acwr_frame``
+  week-over-week %, monotony, strain, ATL/CTL/TSB ``acwr.load_metrics_frame``, ``acwr.DailyAcwr``
+  incremental per athlete (stream)                ``acwr.AcwrState``, ``acwr.AcwrTracker``
+  windows, coverage rule                          ``acwr.AcwrConfig``
+pain verdicts, baseline, BWS suggestions        :mod:`kneeload.core.pain`
+  presets (LEVER default, Silbernagel)            ``pain.LEVER``, ``pain.SILBERNAGEL``
+  acceptable / caution / stop                     ``pain.classify_session``
+  next session's support                          ``pain.suggest_bws``
+pain–load correlation                           :mod:`kneeload.core.correlation`
+  per athlete, lag 0/1, Pearson/Spearman          ``correlation.correlate``,
+                                                  ``athlete_correlations``
+  per team, repeated measures                     ``correlation.rmcorr``
+  incremental                                     ``correlation.PairedObservations``
+alert rules and cooldown                        :mod:`kneeload.core.alerts`
+=============================================  ==========================================
+
+Every PFJ figure is a model ESTIMATE, not a measurement. ACWR is a trend, not a
+validated injury threshold (Impellizzeri et al. 2020).
+"""

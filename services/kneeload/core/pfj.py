@@ -1,0 +1,689 @@
+"""Estimated patellofemoral joint (PFJ) stress from wearable and treadmill data.
+
+Everything here is a MODEL ESTIMATE, not a measurement (DOMAIN.md §1.3). The
+chain, one small function per step:
+
+1. :func:`effective_body_weight_n`   BW_eff = m·g·(1 − BWS/100)
+2. :func:`step_time_s`               t_s = 60 / cadence
+3. :func:`estimate_ground_contact_ms` t_c from speed when the device sends none
+4. :func:`peak_vgrf_n`               Morin sine-wave model, F_max = BW_eff·(π/2)·(t_f/t_c + 1)
+5. :func:`grf_factor`, :func:`step_rate_factor`, :func:`speed_factor`, :func:`grade_factor`
+6. :func:`peak_pfj_stress_mpa`       σ = σ₀ × GRF factor × step-rate factor × speed × grade
+7. :func:`pfj_impulse_per_step_mpa_s` half-sine impulse, peak·(2/π)·t_c
+8. :func:`steps_per_km`, :func:`pfj_load_per_km`, :func:`pfj_sample_load_mpa_s`
+
+:func:`estimate_pfj_sample` runs the whole chain for one telemetry sample (the
+stream worker's hot path, plain ``math``, a few microseconds);
+:func:`estimate_pfj` wraps it with the assumptions spelled out (CLI, API);
+:func:`aggregate_session` sums samples into a session.
+
+The laboratory chain of DOMAIN.md §1.1 (knee moment and angle → stress) is here too
+(:func:`quadriceps_lever_arm_m`, :func:`knee_angle_constant`, :func:`pfj_contact_area_mm2`,
+:func:`pfj_stress_from_knee_moment_mpa`): it is where the default σ₀ ≈ 10 MPa comes from
+and what a lab calibration of :class:`PfjCalibration` would use.
+
+Avoiding double counts
+----------------------
+* Cadence: F_max falls as cadence rises (longer flight share per step), and the
+  step-rate elasticity β already carries the whole published cadence effect. The
+  GRF factor therefore evaluates Morin's F_max at the *reference* step time, which
+  reduces it to (BW_eff/BW)·(t_c,ref/t_c); cadence acts only through β.
+* Speed: the published speed effect (peak ∝ v^0.59) includes the shortening of
+  contact with speed. Contact acts through the GRF factor, so the speed factor
+  carries only the residual exponent 0.59 − ε, where ε is the exponent of the
+  contact-time estimate. With the contact estimated, the total is v^0.59 again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+__all__ = [
+    "G_MPS2",
+    "ImplausibleInputError",
+    "PfjCalibration",
+    "PfjEstimate",
+    "PfjParams",
+    "PfjSample",
+    "SessionLoad",
+    "aggregate_session",
+    "effective_body_weight_n",
+    "estimate_ground_contact_ms",
+    "estimate_pfj",
+    "estimate_pfj_sample",
+    "grade_factor",
+    "grf_factor",
+    "knee_angle_constant",
+    "peak_pfj_stress_mpa",
+    "peak_vgrf_n",
+    "pfj_contact_area_mm2",
+    "pfj_impulse_per_step_mpa_s",
+    "pfj_load_per_km",
+    "pfj_sample_load_mpa_s",
+    "pfj_stress_from_knee_moment_mpa",
+    "quadriceps_lever_arm_m",
+    "speed_factor",
+    "step_length_m",
+    "step_rate_factor",
+    "step_time_s",
+    "steps_per_km",
+]
+
+#: Standard gravity, m/s².
+G_MPS2 = 9.80665
+
+_TWO_OVER_PI = 2.0 / math.pi
+_HALF_PI = math.pi / 2.0
+
+
+class ImplausibleInputError(ValueError):
+    """An input is outside the model's valid range. ``field`` names the input."""
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field}={value!r}: {rule}")
+
+
+@dataclass(frozen=True, slots=True)
+class PfjParams:
+    """Parameters of the PFJ stress estimator; every default cites its source.
+
+    Attributes
+    ----------
+    ref_stress_mpa : float
+        σ₀, peak PFJ stress at the reference conditions. 10 MPa: DOMAIN.md §1.3 step 3;
+        Roos et al. 2012 (J Biomech 45:1656–1660) worked example ≈ 10 MPa; running peaks
+        commonly 7–12 MPa (**unconfirmed** range).
+    ref_speed_mps, ref_cadence_spm, ref_ground_contact_ms : float
+        Reference conditions at which σ₀ applies: 3.4 m/s, 170 spm, 250 ms (the Morin
+        example of DOMAIN.md §1.3 step 2; kneeload's choice of a typical recreational pace).
+    step_rate_exponent : float
+        β, peak ∝ (step rate / reference)^β. −1.83 (DOMAIN.md §1.2: fits Bonacci et al.
+        2018's −16% for +10%; Lenhart 2014 ≈ −1.6, Willson 2014 ≈ −2.4).
+    speed_exponent_total : float
+        Total speed elasticity of peak per-step stress with typical contact: 0.59
+        (DOMAIN.md §1.2, Sports Biomech 2023 doi:10.1080/14763141.2023.2226111,
+        assuming the +36% is at 4.2 m/s).
+    contact_speed_exponent : float
+        ε in t_c = t_c,ref·(v/v_ref)^−ε, used when the device sends no contact time.
+        0.30 (**unconfirmed**; kneeload's assumption, gives ≈ 275 ms at 2.5 m/s and
+        ≈ 225 ms at 5 m/s).
+    contact_max_step_fraction : float
+        An *estimated* contact is capped at this fraction of step time so flight time
+        stays positive (0.9, kneeload's assumption).
+    downhill_per_pct, uphill_per_pct, grade_factor_min : float
+        Grade factor 1 + 0.02·|grade| downhill, 1 − 0.01·grade uphill, floored at 0.5.
+        No published coefficient links PFJ stress to grade (DOMAIN.md §1.3): downhill
+        raises knee load (Gottschall & Kram 2005: impact peak +54% at −9°, i.e. about
+        3.4%/% grade for the GRF impact peak), uphill lowers the knee share (Shih & Ho
+        2023). The coefficients are **unconfirmed** assumptions.
+    min/max bounds
+        Valid input ranges; outside them :class:`ImplausibleInputError` is raised.
+    """
+
+    ref_stress_mpa: float = 10.0
+    ref_speed_mps: float = 3.4
+    ref_cadence_spm: float = 170.0
+    ref_ground_contact_ms: float = 250.0
+    step_rate_exponent: float = -1.83
+    speed_exponent_total: float = 0.59
+    contact_speed_exponent: float = 0.30
+    contact_max_step_fraction: float = 0.9
+    downhill_per_pct: float = 0.02
+    uphill_per_pct: float = 0.01
+    grade_factor_min: float = 0.5
+    min_body_mass_kg: float = 20.0
+    max_body_mass_kg: float = 300.0
+    max_speed_mps: float = 12.0
+    max_cadence_spm: float = 300.0
+    min_ground_contact_ms: float = 50.0
+    max_abs_grade_pct: float = 40.0
+
+    @property
+    def speed_exponent_residual(self) -> float:
+        """Speed exponent left once contact carries its share: 0.59 − 0.30 = 0.29."""
+        return self.speed_exponent_total - self.contact_speed_exponent
+
+    def calibrated(self, calibration: PfjCalibration | None) -> PfjParams:
+        """These parameters with a per-athlete calibration applied (None: unchanged)."""
+        if calibration is None:
+            return self
+        return replace(
+            self,
+            ref_stress_mpa=calibration.ref_stress_mpa,
+            ref_speed_mps=calibration.ref_speed_mps,
+            ref_cadence_spm=calibration.ref_cadence_spm,
+            ref_ground_contact_ms=(
+                calibration.ref_ground_contact_ms
+                if calibration.ref_ground_contact_ms is not None
+                else self.ref_ground_contact_ms
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PfjCalibration:
+    """Per-athlete calibration: a reference stress at a reference speed and step rate.
+
+    Typically from a gait-lab session (DOMAIN.md §1.1 chain, see
+    :func:`pfj_stress_from_knee_moment_mpa`) or a clinician's judgement.
+    """
+
+    ref_stress_mpa: float
+    ref_speed_mps: float
+    ref_cadence_spm: float
+    ref_ground_contact_ms: float | None = None
+    source: str = "per-athlete calibration"
+
+    def __post_init__(self) -> None:
+        for name in ("ref_stress_mpa", "ref_speed_mps", "ref_cadence_spm"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ImplausibleInputError(name, v, "must be a finite number > 0")
+        c = self.ref_ground_contact_ms
+        if c is not None and not (math.isfinite(c) and c > 0):
+            raise ImplausibleInputError("ref_ground_contact_ms", c, "must be a finite number > 0")
+
+
+DEFAULT_PFJ_PARAMS = PfjParams()
+
+
+# --------------------------------------------------------------------------- chain
+
+
+def effective_body_weight_n(body_mass_kg: float, bws_pct: float = 0.0) -> float:
+    """Effective body weight under body-weight support.
+
+    ``BW_eff = m · g · (1 − bws_pct / 100)``
+
+    Parameters
+    ----------
+    body_mass_kg : float
+        Body mass, 20–300 kg.
+    bws_pct : float
+        Body-weight support, 0 ≤ bws < 100 %. 0 off a BWS unit. The *displayed*
+        support of a unit can be off (de Heer et al. 2021: 48–71% measured at a
+        displayed 60%), so pass the unit's calibrated value where known.
+
+    Returns
+    -------
+    float
+        Newtons.
+
+    References
+    ----------
+    DOMAIN.md §1.3 step 1; Farina et al. 2017, Sports Med 47:261–275.
+    """
+    return body_mass_kg * G_MPS2 * (1.0 - bws_pct / 100.0)
+
+
+def step_time_s(cadence_spm: float) -> float:
+    """Step time ``t_s = 60 / cadence_spm`` in seconds (cadence in steps/min, not strides).
+
+    DOMAIN.md §1.3 step 2. Valid for cadence > 0 (running: ~140–220 spm).
+    """
+    return 60.0 / cadence_spm
+
+
+def step_length_m(speed_mps: float, cadence_spm: float) -> float:
+    """Step length ``L = v · t_s = 60·v / cadence`` in metres (DOMAIN.md §1.3 step 4)."""
+    return speed_mps * 60.0 / cadence_spm
+
+
+def steps_per_km(speed_mps: float, cadence_spm: float) -> float:
+    """Steps per kilometre ``1000 / L = 1000·cadence / (60·v)`` (DOMAIN.md §1.3 step 4).
+
+    Valid for speed > 0.
+    """
+    return 1000.0 * cadence_spm / (60.0 * speed_mps)
+
+
+def estimate_ground_contact_ms(
+    speed_mps: float, cadence_spm: float | None = None, params: PfjParams = DEFAULT_PFJ_PARAMS
+) -> float:
+    """Ground contact time estimated from speed when the device sends none.
+
+    ``t_c = t_c,ref · (v / v_ref)^−ε``, capped at ``contact_max_step_fraction · t_s``
+    when the cadence is given.
+
+    Assumptions: a typical recreational runner; ε = 0.30 is **unconfirmed** (kneeload's
+    assumption; contact falls with speed, typical running contact 160–300 ms,
+    DOMAIN.md §4). Valid for 0 < v ≤ 12 m/s. Always report that the contact was estimated.
+    """
+    t_c = params.ref_ground_contact_ms * (speed_mps / params.ref_speed_mps) ** (
+        -params.contact_speed_exponent
+    )
+    if cadence_spm is not None:
+        t_c = min(t_c, params.contact_max_step_fraction * 60000.0 / cadence_spm)
+    return t_c
+
+
+def peak_vgrf_n(
+    effective_body_weight_n: float, cadence_spm: float, ground_contact_ms: float
+) -> float:
+    """Peak vertical ground reaction force, sine-wave model of Morin et al. 2005.
+
+    ``t_s = 60/cadence``; ``t_f = t_s − t_c``; ``F_max = BW_eff · (π/2) · (t_f/t_c + 1)``
+    (which equals ``BW_eff·(π/2)·t_s/t_c``).
+
+    Example: 170 spm, 250 ms → 2.22 BW. Plausible active peak ≈ 1.2–2.5 BW.
+    Valid for 0 < t_c < t_s (a flight phase exists, i.e. running).
+
+    References
+    ----------
+    Morin et al. 2005, J Appl Biomech 21:167–180; DOMAIN.md §1.3 step 2.
+    """
+    t_c = ground_contact_ms / 1000.0
+    t_f = 60.0 / cadence_spm - t_c
+    return effective_body_weight_n * _HALF_PI * (t_f / t_c + 1.0)
+
+
+def grf_factor(
+    bws_pct: float, ground_contact_ms: float, params: PfjParams = DEFAULT_PFJ_PARAMS
+) -> float:
+    """GRF factor: Morin's F_max at the *reference* step time relative to the reference F_max.
+
+    ``GRF factor = (BW_eff / BW) · (t_c,ref / t_c) = (1 − bws/100) · t_c,ref / t_c``
+
+    Evaluating F_max at the reference step time keeps cadence out of this factor, so the
+    step-rate elasticity β is not counted twice (DOMAIN.md §1.3 step 3). Body mass
+    cancels: σ₀ is the athlete's own stress at full body weight.
+    """
+    return (1.0 - bws_pct / 100.0) * params.ref_ground_contact_ms / ground_contact_ms
+
+
+def step_rate_factor(cadence_spm: float, params: PfjParams = DEFAULT_PFJ_PARAMS) -> float:
+    """``(cadence / cadence_ref)^β``, β = −1.83 by default.
+
+    +10% step rate → −16%; +5% → −8.5% (DOMAIN.md §1.2; Lenhart et al. 2014 MSSE 46:557;
+    Bonacci et al. 2018 JSAMS 21:574; Willson et al. 2014 Clin Biomech 29:243).
+    """
+    return (cadence_spm / params.ref_cadence_spm) ** params.step_rate_exponent
+
+
+def speed_factor(speed_mps: float, params: PfjParams = DEFAULT_PFJ_PARAMS) -> float:
+    """``(v / v_ref)^(0.59 − ε)``: the speed effect not already carried by contact time.
+
+    With contact estimated from speed the total is v^0.59 (peak per step +9% to +36%
+    from 2.5 to 3.1–4.2 m/s; Sports Biomech 2023, doi:10.1080/14763141.2023.2226111;
+    DOMAIN.md §1.2).
+    """
+    return (speed_mps / params.ref_speed_mps) ** params.speed_exponent_residual
+
+
+def grade_factor(grade_pct: float, params: PfjParams = DEFAULT_PFJ_PARAMS) -> float:
+    """Grade factor (**unconfirmed** assumption, configurable).
+
+    ``1 + k_down·(−grade)`` downhill, ``1 − k_up·grade`` uphill, floored at
+    ``grade_factor_min``; defaults k_down = 0.02/%, k_up = 0.01/%, floor 0.5.
+    Downhill raises knee load (Gottschall & Kram 2005, J Biomech 38:445), uphill lowers
+    the knee share (Shih & Ho 2023, J Sports Sci Med 22:111); no published coefficient
+    links PFJ stress to grade (DOMAIN.md §1.3). Valid for |grade| ≤ 40 %.
+    """
+    if grade_pct < 0.0:
+        return 1.0 - params.downhill_per_pct * grade_pct
+    return max(params.grade_factor_min, 1.0 - params.uphill_per_pct * grade_pct)
+
+
+def peak_pfj_stress_mpa(
+    grf_factor: float,
+    step_rate_factor: float,
+    speed_factor: float,
+    grade_factor: float,
+    params: PfjParams = DEFAULT_PFJ_PARAMS,
+) -> float:
+    """Estimated peak PFJ stress per step, ``σ = σ₀ · GRF · SR · V · G`` (MPa).
+
+    DOMAIN.md §1.3 step 3. An estimate, not a measurement.
+    """
+    return params.ref_stress_mpa * grf_factor * step_rate_factor * speed_factor * grade_factor
+
+
+def pfj_impulse_per_step_mpa_s(peak_pfj_stress_mpa: float, ground_contact_ms: float) -> float:
+    """Stress–time impulse of one step, half-sine: ``J = σ_peak · (2/π) · t_c`` (MPa·s).
+
+    DOMAIN.md §1.3 step 4: peak × steps does not reproduce the published per-distance
+    percentages; the impulse form does.
+    """
+    return peak_pfj_stress_mpa * _TWO_OVER_PI * ground_contact_ms / 1000.0
+
+
+def pfj_load_per_km(impulse_per_step_mpa_s: float, speed_mps: float, cadence_spm: float) -> float:
+    """Cumulative PFJ load per km, ``J · 1000/L`` (MPa·s per km). DOMAIN.md §1.3 step 4."""
+    return impulse_per_step_mpa_s * steps_per_km(speed_mps, cadence_spm)
+
+
+def pfj_sample_load_mpa_s(
+    impulse_per_step_mpa_s: float, cadence_spm: float, duration_s: float
+) -> float:
+    """PFJ load of a sample lasting ``duration_s``: ``J · cadence/60 · Δt`` (MPa·s).
+
+    Recording is 1 Hz or irregular (DOMAIN.md §4): pass the real interval.
+    """
+    return impulse_per_step_mpa_s * cadence_spm / 60.0 * duration_s
+
+
+# ------------------------------------------------------------------ laboratory chain
+
+
+def quadriceps_lever_arm_m(knee_flexion_deg: float) -> float:
+    """Quadriceps lever arm ``LA(θ) = 8.0e-8·θ³ − 1.3e-5·θ² + 2.8e-4·θ + 0.046`` (m).
+
+    Fit to van Eijden et al. 1986 (review: Nunes et al. 2018, Gait Posture 62:188);
+    DOMAIN.md §1.1. Valid 0–90°.
+    """
+    t = knee_flexion_deg
+    return 8.0e-8 * t**3 - 1.3e-5 * t**2 + 2.8e-4 * t + 0.046
+
+
+def knee_angle_constant(knee_flexion_deg: float) -> float:
+    """``K(θ) = (0.462 + 0.00147θ − 3.84e-5θ²)/(1 − 0.0162θ + 1.55e-4θ² − 6.98e-7θ³)``.
+
+    K(0°) = 0.462, K(45°) = 0.864, K(90°) = 0.981 (DOMAIN.md §1.1).
+    """
+    t = knee_flexion_deg
+    return (0.462 + 0.00147 * t - 3.84e-5 * t**2) / (
+        1.0 - 0.0162 * t + 1.55e-4 * t**2 - 6.98e-7 * t**3
+    )
+
+
+def pfj_contact_area_mm2(knee_flexion_deg: float) -> float:
+    """PFJ contact area ``CA = 0.0781θ² + 0.6763θ + 151.75`` mm² (**unconfirmed** fit).
+
+    Published curves disagree by ~1.6× at 45° (DOMAIN.md §1.1): pass your own area to
+    :func:`pfj_stress_from_knee_moment_mpa` when you have one.
+    """
+    t = knee_flexion_deg
+    return 0.0781 * t**2 + 0.6763 * t + 151.75
+
+
+def pfj_stress_from_knee_moment_mpa(
+    knee_extensor_moment_nm: float, knee_flexion_deg: float, contact_area_mm2: float | None = None
+) -> float:
+    """Laboratory PFJ stress: ``K(θ) · max(M/LA(θ), 0) / CA(θ)`` (MPa).
+
+    Roos et al. 2012 example: 157 N·m at 44° → ≈ 3,370 N, ≈ 10 MPa (DOMAIN.md §1.1).
+    """
+    f_q = max(knee_extensor_moment_nm / quadriceps_lever_arm_m(knee_flexion_deg), 0.0)
+    area = (
+        contact_area_mm2 if contact_area_mm2 is not None else pfj_contact_area_mm2(knee_flexion_deg)
+    )
+    return knee_angle_constant(knee_flexion_deg) * f_q / area
+
+
+# ----------------------------------------------------------------- one sample (hot)
+
+
+class PfjSample(NamedTuple):
+    """Result of :func:`estimate_pfj_sample` (all estimates)."""
+
+    peak_pfj_stress_mpa: float
+    pfj_impulse_per_step_mpa_s: float
+    pfj_load_per_km: float
+    effective_body_weight_n: float
+    peak_vgrf_bw: float
+    ground_contact_ms: float
+    contact_estimated: bool
+
+
+def _bad(field: str, value: float, rule: str) -> ImplausibleInputError:
+    return ImplausibleInputError(field, value, rule)
+
+
+def _check(
+    speed_mps: float,
+    cadence_spm: float,
+    body_mass_kg: float,
+    ground_contact_ms: float | None,
+    grade_pct: float,
+    bws_pct: float,
+    p: PfjParams,
+) -> None:
+    # `not (a <= x <= b)` is also true for NaN, so NaN is rejected with the field name.
+    if not (0.0 < cadence_spm <= p.max_cadence_spm):
+        raise _bad("cadence_spm", cadence_spm, f"must be > 0 and ≤ {p.max_cadence_spm} steps/min")
+    if not (0.0 < speed_mps <= p.max_speed_mps):
+        raise _bad("speed_mps", speed_mps, f"must be > 0 and ≤ {p.max_speed_mps} m/s (running)")
+    if not (p.min_body_mass_kg <= body_mass_kg <= p.max_body_mass_kg):
+        raise _bad(
+            "body_mass_kg", body_mass_kg, f"must be {p.min_body_mass_kg}–{p.max_body_mass_kg} kg"
+        )
+    if not (0.0 <= bws_pct < 100.0):
+        raise _bad("bws_pct", bws_pct, "must be ≥ 0 and < 100 %")
+    if not (-p.max_abs_grade_pct <= grade_pct <= p.max_abs_grade_pct):
+        raise _bad("grade_pct", grade_pct, f"must be within ±{p.max_abs_grade_pct} %")
+    if ground_contact_ms is not None:
+        step_ms = 60000.0 / cadence_spm
+        if not (p.min_ground_contact_ms <= ground_contact_ms < step_ms):
+            raise _bad(
+                "ground_contact_ms",
+                ground_contact_ms,
+                f"must be ≥ {p.min_ground_contact_ms} ms and shorter than the step time "
+                f"({step_ms:.0f} ms at {cadence_spm:g} spm)",
+            )
+
+
+def estimate_pfj_sample(
+    speed_mps: float,
+    cadence_spm: float,
+    body_mass_kg: float,
+    ground_contact_ms: float | None = None,
+    grade_pct: float = 0.0,
+    bws_pct: float = 0.0,
+    params: PfjParams = DEFAULT_PFJ_PARAMS,
+) -> PfjSample:
+    """Estimated PFJ stress for one telemetry sample (the stream worker's hot path).
+
+    Runs DOMAIN.md §1.3 end to end::
+
+        BW_eff  = m·g·(1 − bws/100)
+        t_s     = 60/cadence;  t_c = measured, else t_c,ref·(v/v_ref)^−0.30 (capped 0.9·t_s)
+        F_max   = BW_eff·(π/2)·(t_s/t_c)                       (Morin 2005)
+        σ_peak  = σ₀ · (1 − bws/100)·(t_c,ref/t_c) · (f/f_ref)^−1.83 · (v/v_ref)^0.29 · G(grade)
+        J_step  = σ_peak·(2/π)·t_c
+        per km  = J_step · 1000·f/(60·v)
+
+    Parameters
+    ----------
+    speed_mps : float
+        Belt or ground speed, 0 < v ≤ 12 m/s.
+    cadence_spm : float
+        Steps per minute (FIT sends strides/min: double it), 0 < f ≤ 300.
+    body_mass_kg : float
+        20–300 kg.
+    ground_contact_ms : float, optional
+        Measured contact time, 50 ms ≤ t_c < step time. Estimated from speed when None
+        (``contact_estimated`` is then True).
+    grade_pct : float
+        Incline, negative downhill, |grade| ≤ 40 %.
+    bws_pct : float
+        Body-weight support, 0 ≤ bws < 100 %.
+    params : PfjParams
+        Model parameters (apply a calibration with ``params.calibrated(cal)``).
+
+    Returns
+    -------
+    PfjSample
+        Finite, non-negative estimates over the valid input range. ``peak_vgrf_bw`` is
+        in multiples of the runner's full body weight m·g.
+
+    Raises
+    ------
+    ImplausibleInputError
+        A ``ValueError`` naming the offending field.
+    """
+    p = params
+    _check(speed_mps, cadence_spm, body_mass_kg, ground_contact_ms, grade_pct, bws_pct, p)
+    estimated = ground_contact_ms is None
+    t_c_ms = (
+        estimate_ground_contact_ms(speed_mps, cadence_spm, p)
+        if ground_contact_ms is None
+        else ground_contact_ms
+    )
+    bw_eff = effective_body_weight_n(body_mass_kg, bws_pct)
+    f_max = peak_vgrf_n(bw_eff, cadence_spm, t_c_ms)
+    peak = peak_pfj_stress_mpa(
+        grf_factor(bws_pct, t_c_ms, p),
+        step_rate_factor(cadence_spm, p),
+        speed_factor(speed_mps, p),
+        grade_factor(grade_pct, p),
+        p,
+    )
+    impulse = pfj_impulse_per_step_mpa_s(peak, t_c_ms)
+    return PfjSample(
+        peak,
+        impulse,
+        pfj_load_per_km(impulse, speed_mps, cadence_spm),
+        bw_eff,
+        f_max / (body_mass_kg * G_MPS2),
+        t_c_ms,
+        estimated,
+    )
+
+
+@dataclass(frozen=True)
+class PfjEstimate:
+    """:func:`estimate_pfj` result: the numbers and the assumptions behind them."""
+
+    sample: PfjSample
+    inputs: dict[str, float | None]
+    assumptions: tuple[str, ...]
+    params: PfjParams
+    calibration: PfjCalibration | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (CLI and API output)."""
+        s = self.sample
+        return {
+            "estimate": True,
+            "note": "Model estimate of patellofemoral joint stress, not a measurement.",
+            "peak_pfj_stress_mpa": s.peak_pfj_stress_mpa,
+            "pfj_impulse_per_step_mpa_s": s.pfj_impulse_per_step_mpa_s,
+            "pfj_load_per_km": s.pfj_load_per_km,
+            "pfj_load_per_km_unit": "MPa·s/km",
+            "effective_body_weight_n": s.effective_body_weight_n,
+            "peak_vgrf_bw": s.peak_vgrf_bw,
+            "ground_contact_ms": s.ground_contact_ms,
+            "ground_contact_estimated": s.contact_estimated,
+            "step_length_m": step_length_m(
+                float(self.inputs["speed_mps"] or 0.0), float(self.inputs["cadence_spm"] or 1.0)
+            ),
+            "inputs": dict(self.inputs),
+            "assumptions": list(self.assumptions),
+            "parameters": {
+                "ref_stress_mpa": self.params.ref_stress_mpa,
+                "ref_speed_mps": self.params.ref_speed_mps,
+                "ref_cadence_spm": self.params.ref_cadence_spm,
+                "ref_ground_contact_ms": self.params.ref_ground_contact_ms,
+                "step_rate_exponent": self.params.step_rate_exponent,
+                "speed_exponent_total": self.params.speed_exponent_total,
+                "contact_speed_exponent": self.params.contact_speed_exponent,
+                "downhill_per_pct": self.params.downhill_per_pct,
+                "uphill_per_pct": self.params.uphill_per_pct,
+                "calibrated": self.calibration is not None,
+            },
+            "source": "kneeload.core.pfj; DOMAIN.md §1.3",
+        }
+
+
+def estimate_pfj(
+    speed_mps: float,
+    cadence_spm: float,
+    body_mass_kg: float,
+    ground_contact_ms: float | None = None,
+    grade_pct: float = 0.0,
+    bws_pct: float = 0.0,
+    params: PfjParams = DEFAULT_PFJ_PARAMS,
+    calibration: PfjCalibration | None = None,
+) -> PfjEstimate:
+    """:func:`estimate_pfj_sample` plus the list of assumptions used (for people, not loops)."""
+    p = params.calibrated(calibration)
+    s = estimate_pfj_sample(
+        speed_mps, cadence_spm, body_mass_kg, ground_contact_ms, grade_pct, bws_pct, p
+    )
+    a = [
+        "Estimate from a sine-wave GRF model (Morin 2005) and published effect sizes; "
+        "not a measurement of joint stress.",
+        f"Reference stress σ₀ = {p.ref_stress_mpa:g} MPa at {p.ref_speed_mps:g} m/s, "
+        f"{p.ref_cadence_spm:g} spm, {p.ref_ground_contact_ms:g} ms contact"
+        + (f" ({calibration.source})" if calibration else " (population default, DOMAIN.md §1.3)"),
+        f"Step-rate elasticity β = {p.step_rate_exponent:g} (DOMAIN.md §1.2); cadence is "
+        "applied only through β (GRF factor at reference step time) so it is not counted twice.",
+        f"Speed: peak ∝ v^{p.speed_exponent_total:g} in total; v^{p.speed_exponent_residual:.2f} "
+        "beyond what contact time carries.",
+        "Impulse per step uses a half-sine stress curve: peak·(2/π)·contact time.",
+    ]
+    if s.contact_estimated:
+        a.append(
+            f"Ground contact time NOT measured: estimated from speed as "
+            f"{s.ground_contact_ms:.0f} ms "
+            f"(t_c,ref·(v/v_ref)^-{p.contact_speed_exponent:g}, unconfirmed assumption)."
+        )
+    if grade_pct != 0.0:
+        a.append(
+            f"Grade factor {grade_factor(grade_pct, p):.3f} from an unconfirmed linear assumption "
+            f"(+{p.downhill_per_pct:g}/% downhill, −{p.uphill_per_pct:g}/% uphill)."
+        )
+    if bws_pct > 0.0:
+        a.append(
+            f"Body-weight support {bws_pct:g}% taken as delivered; displayed support can be off "
+            "(de Heer 2021), use the unit's calibration."
+        )
+    inputs: dict[str, float | None] = {
+        "speed_mps": speed_mps,
+        "cadence_spm": cadence_spm,
+        "body_mass_kg": body_mass_kg,
+        "ground_contact_ms": ground_contact_ms,
+        "grade_pct": grade_pct,
+        "bws_pct": bws_pct,
+    }
+    return PfjEstimate(s, inputs, tuple(a), p, calibration)
+
+
+# ------------------------------------------------------------------------ session
+
+
+@dataclass(frozen=True)
+class SessionLoad:
+    """Session aggregate of estimated PFJ load."""
+
+    pfj_load_mpa_s: float
+    distance_km: float
+    duration_s: float
+    steps: float
+    peak_pfj_stress_mpa: float
+    n_samples: int
+    contact_estimated_samples: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pfj_load_per_km(self) -> float | None:
+        """Session load per km, None without distance."""
+        return self.pfj_load_mpa_s / self.distance_km if self.distance_km > 0 else None
+
+
+def aggregate_session(samples: Iterable[tuple[PfjSample, float, float, float]]) -> SessionLoad:
+    """Sum a session's samples: ``(sample, speed_mps, cadence_spm, duration_s)`` tuples.
+
+    Session load = Σ J_step · cadence/60 · Δt (the sum of per-step impulses,
+    DOMAIN.md §1.3 step 4); distance = Σ v·Δt; peak = max peak per step.
+    """
+    load = dist_m = dur = steps = peak = 0.0
+    n = n_est = 0
+    for s, v, f, dt in samples:
+        if dt < 0:
+            raise ImplausibleInputError("duration_s", dt, "must be ≥ 0")
+        n_steps = f / 60.0 * dt
+        load += s.pfj_impulse_per_step_mpa_s * n_steps
+        steps += n_steps
+        dist_m += v * dt
+        dur += dt
+        peak = max(peak, s.peak_pfj_stress_mpa)
+        n += 1
+        n_est += s.contact_estimated
+    return SessionLoad(load, dist_m / 1000.0, dur, steps, peak, n, n_est)

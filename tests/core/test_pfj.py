@@ -1,0 +1,180 @@
+"""PFJ estimator: published effect sizes (DOMAIN.md §1.2), ranges, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kneeload.core.pfj import (
+    ImplausibleInputError,
+    PfjCalibration,
+    PfjParams,
+    PfjSample,
+    aggregate_session,
+    effective_body_weight_n,
+    estimate_pfj,
+    estimate_pfj_sample,
+    knee_angle_constant,
+    peak_vgrf_n,
+    pfj_stress_from_knee_moment_mpa,
+)
+
+
+def est(**kw: float | None) -> PfjSample:
+    base: dict[str, float | None] = dict(
+        speed_mps=3.4, cadence_spm=170.0, body_mass_kg=75.0, ground_contact_ms=250.0
+    )
+    base.update(kw)
+    return estimate_pfj_sample(**base)  # type: ignore[arg-type]
+
+
+def test_morin_example_2_22_bw() -> None:
+    bw = effective_body_weight_n(75.0)
+    assert peak_vgrf_n(bw, 170.0, 250.0) / bw == pytest.approx(2.22, abs=0.01)
+
+
+def test_reference_conditions_give_sigma0() -> None:
+    assert est().peak_pfj_stress_mpa == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("contact", [250.0, None])
+def test_step_rate_plus_10pct_lowers_peak_10_to_20pct(contact: float | None) -> None:
+    a = est(ground_contact_ms=contact).peak_pfj_stress_mpa
+    b = est(ground_contact_ms=contact, cadence_spm=187.0).peak_pfj_stress_mpa
+    assert 0.80 <= b / a <= 0.90
+
+
+def test_bws_20pct_lowers_grf_driven_stress_20pct() -> None:
+    a = est()
+    b = est(bws_pct=20.0)
+    assert b.peak_pfj_stress_mpa / a.peak_pfj_stress_mpa == pytest.approx(0.80, abs=0.02)
+    assert b.peak_vgrf_bw / a.peak_vgrf_bw == pytest.approx(0.80, abs=0.02)
+    assert b.effective_body_weight_n == pytest.approx(0.8 * 75 * 9.80665)
+
+
+@pytest.mark.parametrize("contact", [250.0, None])
+def test_faster_raises_peak_and_lowers_per_km(contact: float | None) -> None:
+    slow = est(speed_mps=2.5, ground_contact_ms=contact)
+    fast = est(speed_mps=4.2, ground_contact_ms=contact)
+    assert fast.peak_pfj_stress_mpa > slow.peak_pfj_stress_mpa
+    assert fast.pfj_load_per_km < slow.pfj_load_per_km
+
+
+def test_speed_sizes_with_estimated_contact() -> None:
+    # published: 2.5 → 4.2 m/s, peak +36%, per km −34% (DOMAIN.md §1.2); rough sizes
+    slow = est(speed_mps=2.5, ground_contact_ms=None)
+    fast = est(speed_mps=4.2, ground_contact_ms=None)
+    assert fast.peak_pfj_stress_mpa / slow.peak_pfj_stress_mpa == pytest.approx(1.36, abs=0.02)
+    assert 0.55 <= fast.pfj_load_per_km / slow.pfj_load_per_km <= 0.75
+
+
+def test_step_length_minus_10pct_willson_2014() -> None:
+    # same speed 3.7 m/s, step length ×0.9 ⇒ cadence ×1/0.9; Willson: per step −22%, per mile −7.5%
+    base = est(speed_mps=3.7, cadence_spm=170.0)
+    short = est(speed_mps=3.7, cadence_spm=170.0 / 0.9)
+    per_step = short.peak_pfj_stress_mpa / base.peak_pfj_stress_mpa - 1
+    per_km = short.pfj_load_per_km / base.pfj_load_per_km - 1
+    assert -0.30 <= per_step <= -0.12
+    assert -0.15 <= per_km <= -0.03
+    long = est(speed_mps=3.7, cadence_spm=170.0 / 1.1)
+    assert long.peak_pfj_stress_mpa > base.peak_pfj_stress_mpa  # Willson +31%
+    assert long.pfj_load_per_km > base.pfj_load_per_km  # Willson +14%
+
+
+def test_downhill_raises_uphill_lowers() -> None:
+    flat = est().peak_pfj_stress_mpa
+    assert est(grade_pct=-10.0).peak_pfj_stress_mpa > flat
+    assert est(grade_pct=10.0).peak_pfj_stress_mpa < flat
+    assert est(grade_pct=-10.0).pfj_load_per_km > est().pfj_load_per_km
+
+
+def test_impulse_is_half_sine() -> None:
+    s = est()
+    assert s.pfj_impulse_per_step_mpa_s == pytest.approx(s.peak_pfj_stress_mpa * 2 / math.pi * 0.25)
+    steps_per_km = 1000 / (3.4 * 60 / 170)
+    assert s.pfj_load_per_km == pytest.approx(s.pfj_impulse_per_step_mpa_s * steps_per_km)
+
+
+def test_estimated_contact_is_flagged_and_capped() -> None:
+    s = est(ground_contact_ms=None)
+    assert s.contact_estimated and s.ground_contact_ms == pytest.approx(250.0)
+    slow = est(speed_mps=0.5, cadence_spm=200.0, ground_contact_ms=None)
+    assert slow.ground_contact_ms < 300.0  # capped below the 300 ms step
+    e = estimate_pfj(3.0, 170.0, 75.0)
+    assert any("NOT measured" in a for a in e.assumptions)
+    assert e.to_dict()["estimate"] is True
+
+
+def test_calibration_scales_reference() -> None:
+    cal = PfjCalibration(ref_stress_mpa=12.0, ref_speed_mps=3.0, ref_cadence_spm=165.0)
+    e = estimate_pfj(3.0, 165.0, 70.0, 250.0, calibration=cal)
+    assert e.sample.peak_pfj_stress_mpa == pytest.approx(12.0)
+
+
+def test_lab_chain_roos_example() -> None:
+    assert knee_angle_constant(0) == pytest.approx(0.462)
+    assert knee_angle_constant(45) == pytest.approx(0.864, abs=0.002)
+    assert knee_angle_constant(90) == pytest.approx(0.981, abs=0.002)
+    assert pfj_stress_from_knee_moment_mpa(157.0, 44.0) == pytest.approx(10.0, abs=0.3)
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"cadence_spm": 0.0}, "cadence_spm"),
+        ({"cadence_spm": -5.0}, "cadence_spm"),
+        ({"speed_mps": -1.0}, "speed_mps"),
+        ({"speed_mps": float("nan")}, "speed_mps"),
+        ({"bws_pct": 100.0}, "bws_pct"),
+        ({"bws_pct": -1.0}, "bws_pct"),
+        ({"ground_contact_ms": 400.0}, "ground_contact_ms"),  # step is 353 ms at 170 spm
+        ({"body_mass_kg": 5.0}, "body_mass_kg"),
+        ({"grade_pct": 80.0}, "grade_pct"),
+    ],
+)
+def test_implausible_inputs_name_the_field(kw: dict[str, float], field: str) -> None:
+    with pytest.raises(ImplausibleInputError, match=field) as info:
+        est(**kw)
+    assert info.value.field == field
+    assert isinstance(info.value, ValueError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    speed=st.floats(0.5, 8.0),
+    cadence=st.floats(120.0, 230.0),
+    mass=st.floats(30.0, 150.0),
+    contact_frac=st.one_of(st.none(), st.floats(0.3, 0.95)),
+    grade=st.floats(-30.0, 30.0),
+    bws=st.floats(0.0, 90.0),
+)
+def test_finite_non_negative_over_plausible_space(
+    speed: float, cadence: float, mass: float, contact_frac: float | None, grade: float, bws: float
+) -> None:
+    contact = None if contact_frac is None else max(50.0, contact_frac * 60000 / cadence)
+    s = estimate_pfj_sample(speed, cadence, mass, contact, grade, bws)
+    for v in (
+        s.peak_pfj_stress_mpa,
+        s.pfj_impulse_per_step_mpa_s,
+        s.pfj_load_per_km,
+        s.peak_vgrf_bw,
+    ):
+        assert math.isfinite(v) and v >= 0.0
+
+
+def test_session_aggregate() -> None:
+    s = est()
+    agg = aggregate_session([(s, 3.4, 170.0, 1.0)] * 600)
+    assert agg.steps == pytest.approx(1700.0)
+    assert agg.distance_km == pytest.approx(2.04)
+    assert agg.pfj_load_mpa_s == pytest.approx(1700 * s.pfj_impulse_per_step_mpa_s)
+    assert agg.pfj_load_per_km == pytest.approx(s.pfj_load_per_km)
+    assert agg.peak_pfj_stress_mpa == s.peak_pfj_stress_mpa
+
+
+def test_params_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        PfjParams().ref_stress_mpa = 3.0  # type: ignore[misc]
