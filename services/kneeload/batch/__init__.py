@@ -1,0 +1,1 @@
+"""Batch tools (CLI commands ``kneeload pfj`` and ``kneeload acwr``) over kneeload.core."""

@@ -1,0 +1,203 @@
+"""Batch commands: ``kneeload pfj`` and ``kneeload acwr`` (thin wrappers on kneeload.core)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import polars as pl
+
+from kneeload.core.acwr import METHODS, AcwrConfig, Method, acwr_frame
+from kneeload.core.pfj import ImplausibleInputError, estimate_pfj
+
+__all__ = ["acwr_cmd", "pfj_cmd", "register", "run_acwr"]
+
+
+@click.command("pfj")
+@click.option("--body-mass-kg", type=float, required=True, help="Body mass, kg (20–300).")
+@click.option("--speed-mps", type=float, required=True, help="Running speed, m/s (> 0).")
+@click.option(
+    "--cadence-spm", type=float, required=True, help="Step rate, steps/min (not strides)."
+)
+@click.option(
+    "--ground-contact-ms",
+    type=float,
+    default=None,
+    help="Ground contact time, ms. Estimated from speed when omitted (the output says so).",
+)
+@click.option(
+    "--grade-pct",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Incline, %; negative is downhill.",
+)
+@click.option(
+    "--bws-pct",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Body-weight support, % (0 ≤ bws < 100).",
+)
+def pfj_cmd(
+    body_mass_kg: float,
+    speed_mps: float,
+    cadence_spm: float,
+    ground_contact_ms: float | None,
+    grade_pct: float,
+    bws_pct: float,
+) -> None:
+    """Estimate patellofemoral joint stress for one running condition; print one JSON object.
+
+    Output: peak_pfj_stress_mpa, pfj_impulse_per_step_mpa_s, pfj_load_per_km (MPa·s/km),
+    effective_body_weight_n, peak_vgrf_bw, the assumptions used and the parameters.
+    A MODEL ESTIMATE (DOMAIN.md §1.3), not a measurement.
+
+    Example: kneeload pfj --body-mass-kg 75 --speed-mps 3.4 --cadence-spm 170 --bws-pct 20
+    """
+    try:
+        est = estimate_pfj(
+            speed_mps, cadence_spm, body_mass_kg, ground_contact_ms, grade_pct, bws_pct
+        )
+    except ImplausibleInputError as exc:
+        option = "--" + exc.field.replace("_", "-")
+        raise click.BadParameter(f"{exc.value!r}: {exc.rule}", param_hint=option) from exc
+    click.echo(orjson.dumps(est.to_dict()).decode())
+
+
+def _read(path: Path) -> pl.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        df = pl.read_parquet(path)
+    elif suffix == ".csv" or path == Path("-"):
+        src: Any = sys.stdin.buffer if path == Path("-") else path
+        df = pl.read_csv(src, schema_overrides={"athlete_id": pl.String, "load": pl.Float64})
+    else:
+        raise click.BadParameter(f"{path}: use a .csv or .parquet file", param_hint="--input")
+    missing = {"athlete_id", "date", "load"} - set(df.columns)
+    if missing:
+        raise click.BadParameter(
+            f"{path}: missing column(s) {', '.join(sorted(missing))}; need athlete_id,date,load",
+            param_hint="--input",
+        )
+    if df.schema["date"] == pl.String:
+        try:
+            df = df.with_columns(pl.col("date").str.to_date())
+        except pl.exceptions.PolarsError as exc:
+            raise click.BadParameter(
+                f"{path}: date must be YYYY-MM-DD ({exc})", param_hint="--input"
+            ) from exc
+    return df
+
+
+def run_acwr(
+    df: pl.DataFrame, method: str = "ewma", config: AcwrConfig | None = None
+) -> pl.DataFrame:
+    """What ``kneeload acwr`` computes: the CLI's column layout on top of :func:`acwr_frame`.
+
+    One method → ``athlete_id,date,load,acute,chronic,acwr,acwr_reason``; ``all`` →
+    the same columns suffixed ``_ewma``, ``_rac``, ``_rau``.
+    """
+    methods: tuple[Method, ...] = METHODS if method == "all" else (method,)  # type: ignore[assignment]
+    out = acwr_frame(df, config or AcwrConfig(), methods)
+    if method != "all":
+        m = method
+        out = out.rename(
+            {
+                f"acute_{m}": "acute",
+                f"chronic_{m}": "chronic",
+                f"acwr_{m}": "acwr",
+                f"acwr_reason_{m}": "acwr_reason",
+            }
+        )
+    return out
+
+
+@click.command("acwr")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    required=True,
+    help="Daily loads, columns athlete_id,date,load (.csv or .parquet; '-' reads CSV from stdin).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write here instead of stdout; .parquet writes Parquet, anything else CSV.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["ewma", "rac", "rau", "all"]),
+    default="ewma",
+    show_default=True,
+    help="ewma: exponentially weighted (λ=2/(N+1)); rac: rolling average coupled; "
+    "rau: rolling average uncoupled; all: every method, columns suffixed _ewma/_rac/_rau.",
+)
+@click.option(
+    "--acute-days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Acute window, days.",
+)
+@click.option(
+    "--chronic-days",
+    type=click.IntRange(min=2),
+    default=28,
+    show_default=True,
+    help="Chronic window, days.",
+)
+@click.option(
+    "--min-chronic-days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Coverage rule: the ratio is empty (with acwr_reason) until an athlete has this many days "
+    "of history. Default: --chronic-days. 0 switches the rule off.",
+)
+def acwr_cmd(
+    input_path: Path,
+    output_path: Path | None,
+    method: str,
+    acute_days: int,
+    chronic_days: int,
+    min_chronic_days: int | None,
+) -> None:
+    """Acute:chronic workload ratio per athlete and day (a trend, not an injury threshold).
+
+    Days with no row inside an athlete's first..last date count as zero load; rows of
+    the same day are summed. Output: athlete_id,date,load,acute,chronic,acwr,acwr_reason
+    (CSV on stdout unless --output).
+
+    Example: kneeload acwr --input daily.csv --method all --output acwr.parquet
+    """
+    if not acute_days < chronic_days:
+        raise click.BadParameter(
+            f"{acute_days} must be shorter than --chronic-days ({chronic_days})",
+            param_hint="--acute-days",
+        )
+    config = AcwrConfig(
+        acute_days=acute_days, chronic_days=chronic_days, min_chronic_days=min_chronic_days
+    )
+    df = _read(input_path)
+    try:
+        out = run_acwr(df, method, config)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--input") from exc
+    if output_path is None:
+        sys.stdout.write(out.write_csv())
+    elif output_path.suffix.lower() in (".parquet", ".pq"):
+        out.write_parquet(output_path)
+    else:
+        out.write_csv(output_path)
+
+
+def register(group: click.Group) -> None:
+    """Add ``pfj`` and ``acwr`` to the ``kneeload`` command group."""
+    group.add_command(pfj_cmd)
+    group.add_command(acwr_cmd)
