@@ -1,0 +1,338 @@
+"""The Faust app: two agents over co-partitioned topics, plain keyed tables, one timer.
+
+``athlete`` agent — one stream over ``watch.samples``, ``registry.athletes``,
+``pain.reports``, the internal ``worker.bws-by-athlete`` and ``worker.tick-athletes``
+(all keyed by athlete_id, same partition count, so partition *p* of each lands on the
+same worker). It runs :class:`kneeload.worker.athlete.AthleteProcessor`.
+
+``fleet`` agent — one stream over ``treadmill.telemetry``, ``treadmill.setpoints``,
+``registry.assignments`` and ``worker.tick-units`` (keyed by unit_id); runs
+:class:`kneeload.worker.fleet.UnitProcessor` and re-keys treadmill entries by athlete
+into ``worker.bws-by-athlete``.
+
+State: three plain (not windowed) tables with the in-memory store and a changelog
+topic each (``athletes``, ``chunks``, ``units``); a restarted worker replays the
+changelog. Values are orjson bytes; a decoded copy is cached per key and reused while
+the table still holds the very bytes object written last (identity check), so
+recovery and rebalances are always honoured.
+
+Processing-time: a timer sends one tick per *assigned* partition of the tick topics;
+the agents then run the idle checks for the keys of that partition (a table can only
+be written from inside a stream, so the timer cannot do it itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import faust
+import orjson
+from kafka.partitioner.default import murmur2
+
+from kneeload.contracts import dead_letter, is_valid
+from kneeload.settings import Settings
+from kneeload.topics import (
+    PAIN_REPORTS,
+    REGISTRY_ASSIGNMENTS,
+    REGISTRY_ATHLETES,
+    TREADMILL_SETPOINTS,
+    TREADMILL_TELEMETRY,
+    WATCH_SAMPLES,
+    catalogue,
+)
+from kneeload.worker.athlete import AthleteProcessor, Output, WorkerConfig, new_state
+from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, new_unit
+
+log = logging.getLogger("kneeload.worker")
+
+TICK_ATHLETES = "worker.tick-athletes"
+TICK_UNITS = "worker.tick-units"
+INTERNAL_TOPICS = (BWS_BY_ATHLETE, TICK_ATHLETES, TICK_UNITS)
+
+
+def app_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}{settings.worker_app_id}"
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Kafka's default (murmur2) partition of a string key, as every producer computes it."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class CachedTable(MutableMapping[str, Any]):
+    """A Faust table of orjson bytes seen as decoded values (cached by object identity)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.cache: dict[str, tuple[bytes, Any]] = {}
+
+    def load(self, key: str) -> Any:
+        raw = self.table.get(key)
+        if raw is None:
+            self.cache.pop(key, None)
+            return None
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        value = orjson.loads(raw)
+        self.cache[key] = (raw, value)
+        return value
+
+    def store(self, key: str, value: Any) -> None:
+        raw = orjson.dumps(value)
+        self.table[key] = raw
+        self.cache[key] = (raw, value)
+
+    # MutableMapping of raw bytes (the chunk store)
+    def __getitem__(self, key: str) -> Any:
+        return self.table[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.table.keys()))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker app from settings (no connection is made until it runs)."""
+    cfg = WorkerConfig.from_settings(settings)
+    n = settings.topic_partitions
+    prefix = settings.topic_prefix
+    app = faust.App(
+        app_id(settings),
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        topic_partitions=n,
+        topic_replication_factor=settings.topic_replication,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=0.005,
+        producer_max_batch_size=1 << 20,
+        producer_max_request_size=4 << 20,
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    names = {t.logical_name: t.full_name for t in catalogue(settings)}
+
+    def raw_topic(*logical: str) -> Any:
+        return app.topic(
+            *(names.get(x, prefix + x) for x in logical),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=n,
+        )
+
+    def table(name: str) -> Any:
+        return app.Table(
+            name, key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw",
+            partitions=n, default=None,
+        )  # fmt: skip
+
+    athletes = CachedTable(table("athletes"))
+    chunks = CachedTable(table("chunks"))
+    units = CachedTable(table("units"))
+    proc = AthleteProcessor(cfg, chunks)
+    fleet = UnitProcessor(
+        settings.worker_unit_timeout_s, settings.worker_unit_status_interval_s, cfg.bws_stale_s
+    )
+    out_topics: dict[str, Any] = {}
+
+    def out_topic(logical: str) -> Any:
+        t = out_topics.get(logical)
+        if t is None:
+            t = out_topics[logical] = raw_topic(logical)
+        return t
+
+    async def publish(outputs: list[Output]) -> None:
+        for logical, key, ev in outputs:
+            await out_topic(logical).send(key=key.encode(), value=orjson.dumps(ev))
+
+    async def reject(
+        topic: str, key: bytes | None, value: bytes | None, code: str, detail: str
+    ) -> None:
+        ev = dead_letter(
+            "worker",
+            code,
+            detail,
+            value,
+            topic=topic,
+            key=key.decode("utf-8", "replace") if key else None,
+        )
+        await out_topic("deadletter").send(key=b"worker", value=orjson.dumps(ev))
+
+    t_watch, t_reg, t_pain = names[WATCH_SAMPLES], names[REGISTRY_ATHLETES], names[PAIN_REPORTS]
+    t_bws, t_tick_a, t_tick_u = prefix + BWS_BY_ATHLETE, prefix + TICK_ATHLETES, prefix + TICK_UNITS
+    t_tel, t_set, t_asg = (
+        names[TREADMILL_TELEMETRY],
+        names[TREADMILL_SETPOINTS],
+        names[REGISTRY_ASSIGNMENTS],
+    )
+
+    @app.agent(
+        raw_topic(WATCH_SAMPLES, REGISTRY_ATHLETES, PAIN_REPORTS, BWS_BY_ATHLETE, TICK_ATHLETES)
+    )
+    async def athlete(stream: Any) -> None:
+        async for event in stream.events():
+            topic = event.message.topic
+            key, value = event.key, event.value
+            now = int(time.time() * 1000)
+            if topic == t_tick_a:
+                p = event.message.partition
+                for aid in list(athletes.table.keys()):
+                    if partition_of(aid, n) != p:
+                        continue
+                    st = athletes.load(aid)
+                    if st is None:
+                        continue
+                    outs = proc.on_tick(st, now)
+                    if outs:
+                        athletes.store(aid, st)
+                        await publish(outs)
+                continue
+            try:
+                doc: Any = orjson.loads(value) if value is not None else None
+            except orjson.JSONDecodeError as exc:
+                await reject(topic, key, value, "invalid_json", str(exc))
+                continue
+            if doc is None and topic != t_reg:
+                continue
+            try:
+                if topic == t_watch:
+                    if not is_valid("watch_sample_batch", doc):
+                        await reject(topic, key, value, "schema_invalid", "watch_sample_batch")
+                        continue
+                    aid = doc["athlete_id"]
+                    st = athletes.load(aid) or new_state(aid, cfg)
+                    outs = proc.on_batch(st, doc, now)
+                elif topic == t_bws:
+                    aid = doc["athlete_id"]
+                    st = athletes.load(aid) or new_state(aid, cfg)
+                    outs = proc.on_bws(st, doc, now)
+                elif topic == t_pain:
+                    if not is_valid("pain_report", doc):
+                        await reject(topic, key, value, "schema_invalid", "pain_report")
+                        continue
+                    aid = doc["athlete_id"]
+                    st = athletes.load(aid) or new_state(aid, cfg)
+                    outs = proc.on_pain(st, doc, now)
+                elif topic == t_reg:
+                    if doc is None or key is None:
+                        continue
+                    aid = doc.get("athlete_id") or key.decode()
+                    st = athletes.load(aid) or new_state(aid, cfg)
+                    outs = proc.on_registry(st, doc)
+                else:
+                    continue
+            except Exception as exc:  # one bad event must not stop the partition
+                log.exception("athlete agent failed on %s", topic)
+                await reject(topic, key, value, "processing_failed", repr(exc))
+                continue
+            athletes.store(aid, st)
+            await publish(outs)
+
+    @app.agent(
+        raw_topic(TREADMILL_TELEMETRY, TREADMILL_SETPOINTS, REGISTRY_ASSIGNMENTS, TICK_UNITS)
+    )
+    async def units_agent(stream: Any) -> None:
+        async for event in stream.events():
+            topic = event.message.topic
+            key, value = event.key, event.value
+            now = int(time.time() * 1000)
+            if topic == t_tick_u:
+                p = event.message.partition
+                for uid in list(units.table.keys()):
+                    if partition_of(uid, n) != p:
+                        continue
+                    u = units.load(uid)
+                    outs = fleet.on_tick(u, now) if u is not None else []
+                    if outs:
+                        units.store(uid, u)
+                        await publish(outs)
+                continue
+            try:
+                doc = orjson.loads(value) if value is not None else None
+            except orjson.JSONDecodeError as exc:
+                await reject(topic, key, value, "invalid_json", str(exc))
+                continue
+            if doc is None:
+                continue
+            try:
+                uid = doc["unit_id"]
+                u = units.load(uid) or new_unit(uid)
+                if topic == t_asg:
+                    outs = fleet.on_assignment(u, doc)
+                elif topic in (t_tel, t_set):
+                    name = "treadmill_telemetry" if topic == t_tel else "bws_setpoint_change"
+                    if not is_valid(name, doc):
+                        await reject(topic, key, value, "schema_invalid", name)
+                        continue
+                    outs = fleet.on_telemetry(u, doc, now)
+                else:
+                    continue
+            except Exception as exc:
+                log.exception("fleet agent failed on %s", topic)
+                await reject(topic, key, value, "processing_failed", repr(exc))
+                continue
+            units.store(uid, u)
+            await publish(outs)
+
+    tick_a, tick_u = raw_topic(TICK_ATHLETES), raw_topic(TICK_UNITS)
+
+    @app.timer(interval=settings.worker_tick_s)
+    async def ticker() -> None:
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # not started yet
+            return
+        for tp in assigned:
+            if tp.topic == t_tick_a:
+                await tick_a.send(key=b"tick", value=b"{}", partition=tp.partition)
+            elif tp.topic == t_tick_u:
+                await tick_u.send(key=b"tick", value=b"{}", partition=tp.partition)
+
+    app.kneeload_agents = (athlete, units_agent)  # type: ignore[attr-defined]
+    return app
+
+
+def ensure_topics(settings: Settings) -> None:
+    """The catalogue's topics (idempotent reconcile) and the worker's internal topics."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    from kneeload.topics import admin_client, reconcile
+
+    reconcile(settings)
+    with admin_client(settings) as admin:
+        existing = set(admin.list_topics())
+        p, r = settings.topic_partitions, settings.topic_replication
+        day = {"retention.ms": str(86_400_000)}
+        new = [
+            NewTopic(settings.topic_prefix + name, p, r, topic_configs=day)
+            for name in INTERNAL_TOPICS
+            if settings.topic_prefix + name not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new)

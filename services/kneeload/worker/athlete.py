@@ -1,0 +1,996 @@
+"""Per-athlete stream logic, plain Python (no Kafka): what the athlete agent runs.
+
+State per athlete is one JSON-able dict (:func:`new_state`); raw sample chunks live in
+a separate mapping (``chunks``: one entry per input batch, key
+``athlete|session|batch_id``) so a session can be recomputed exactly from its inputs.
+Both are Faust tables in the worker and plain dicts in the tests.
+
+Event time
+----------
+* The athlete's **watermark** is the largest sample time seen.
+* A sample older than ``watermark − lateness horizon`` is *late*: it is stored (its
+  chunk) and published in ``sample_load`` with ``late = true``, but not counted.
+* Sessions: the batch's explicit ``session_id``, else an inactivity gap. A session
+  closes once the watermark passes its last sample + gap (or on the idle timer).
+* Days are the athlete's local days (time zone from the registry). A day is final
+  once the watermark passes the next local midnight + grace (or on the idle timer).
+  A change to a day recomputes that day and every later one through
+  :class:`kneeload.core.acwr.AcwrTracker`; already-final days are re-published with
+  ``revision + 1`` and ``corrected = true``.
+
+Idempotence
+-----------
+A batch whose chunk is already stored is not counted again (its ``sample_load`` is
+re-emitted with the same id). Samples with the same time within a session count
+once (the one with the smallest record_id). Sums run in time order whether they are
+built incrementally (in-order data, the fast path) or recomputed from the chunks
+(out-of-order data, a late setpoint), so both give the same floating-point numbers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from kneeload.core import alerts as core_alerts
+from kneeload.core import pain as core_pain
+from kneeload.core.acwr import AcwrConfig, AcwrTracker, DailyAcwr, LateDayTooOldError
+from kneeload.core.correlation import PairedObservations
+from kneeload.core.pfj import (
+    DEFAULT_PFJ_PARAMS,
+    ImplausibleInputError,
+    PfjCalibration,
+    PfjParams,
+    estimate_pfj_sample,
+    pfj_sample_load_mpa_s,
+)
+from kneeload.topics import (
+    ALERTS,
+    CORRELATIONS,
+    DAILY_LOAD,
+    LOAD_MINUTE,
+    LOAD_SAMPLES,
+    PAIN_RESPONSES,
+    SESSIONS,
+)
+from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
+
+Output = tuple[str, str, dict[str, Any]]  # (logical topic, key, event)
+
+#: core alert kinds → the alert schema's kinds
+ALERT_KINDS = {
+    "weekly_load_jump": "load_spike_wow",
+    "pain_trend_worse": "pain_trend_worsening",
+    "unit_silent": "unit_offline",
+}
+
+METRIC = "pfj_load_mpa_s"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """The worker's knobs (from :class:`kneeload.settings.Settings`, ``worker_*``)."""
+
+    session_gap_s: float = 600.0
+    lateness_horizon_s: float = 3 * 86400.0
+    day_grace_s: float = 3600.0
+    max_sample_interval_s: float = 5.0
+    first_sample_interval_s: float = 1.0
+    bws_stale_s: float = 30.0
+    idle_close_s: float = 60.0
+    publish_interval_s: float = 5.0
+    alert_cooldown_s: float = 12 * 3600.0
+    acwr_history_days: int = 60
+    pain_preset: str = "lever"
+    default_body_mass_kg: float = 70.0
+
+    @classmethod
+    def from_settings(cls, s: Any) -> WorkerConfig:
+        return cls(
+            session_gap_s=s.worker_session_gap_s,
+            lateness_horizon_s=s.worker_lateness_horizon_s,
+            day_grace_s=s.worker_day_grace_s,
+            max_sample_interval_s=s.worker_max_sample_interval_s,
+            first_sample_interval_s=s.worker_first_sample_interval_s,
+            bws_stale_s=s.worker_bws_stale_s,
+            idle_close_s=s.worker_idle_close_s,
+            publish_interval_s=s.worker_publish_interval_s,
+            alert_cooldown_s=s.worker_alert_cooldown_s,
+            acwr_history_days=s.worker_acwr_history_days,
+            pain_preset=s.worker_pain_preset,
+            default_body_mass_kg=s.worker_default_body_mass_kg,
+        )
+
+    @property
+    def preset(self) -> core_pain.PainPreset:
+        return (
+            core_pain.SILBERNAGEL
+            if self.pain_preset.lower().startswith("silb")
+            else core_pain.LEVER
+        )
+
+
+def new_state(athlete_id: str, cfg: WorkerConfig) -> dict[str, Any]:
+    """Empty state of one athlete."""
+    return {
+        "athlete_id": athlete_id,
+        "team_id": None,
+        "tz": "UTC",
+        "body_mass_kg": None,
+        "calibration": None,
+        "wm": None,  # watermark, epoch ms
+        "sessions": {},
+        "dayload": {},  # date -> {session_id: load}
+        "days": {},  # date -> {rev, final, corrected_pending, dirty, out}
+        "acwr": AcwrTracker(AcwrConfig(), cfg.acwr_history_days).to_dict(),
+        "bws": [],  # [[t_ms, unit_id | None, bws_pct]]
+        "pain": [],  # [[t_ms, nrs, context, session_id, report_id]]
+        "corr": {},
+        "cooldown": {},
+        "last_proc": 0,
+        "last_pub": 0,
+    }
+
+
+def _chunk_key(aid: str, sid: str, batch_id: str) -> str:
+    return f"{aid}|{sid}|{batch_id}"
+
+
+def _num(x: Any, default: float = 0.0) -> float:
+    return default if x is None else float(x)
+
+
+class AthleteProcessor:
+    """Runs the per-athlete logic over a state dict and a chunk store."""
+
+    def __init__(self, cfg: WorkerConfig, chunks: MutableMapping[str, bytes]) -> None:
+        self.cfg = cfg
+        self.chunks = chunks
+        self._cal: dict[str, DayCalendar] = {}
+        self._params: dict[str, PfjParams] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def cal(self, st: dict[str, Any]) -> DayCalendar:
+        tz = st.get("tz") or "UTC"
+        c = self._cal.get(tz)
+        if c is None:
+            c = self._cal[tz] = DayCalendar(tz)
+        return c
+
+    def params(self, st: dict[str, Any]) -> PfjParams:
+        key = orjson.dumps(st.get("calibration")).decode()
+        p = self._params.get(key)
+        if p is None:
+            p = DEFAULT_PFJ_PARAMS
+            c = st.get("calibration")
+            if isinstance(c, dict):
+                try:
+                    fields = {k: c[k] for k in PfjCalibration.__dataclass_fields__ if k in c}
+                    p = DEFAULT_PFJ_PARAMS.calibrated(PfjCalibration(**fields))
+                except (TypeError, ValueError):
+                    p = DEFAULT_PFJ_PARAMS
+            self._params[key] = p
+        return p
+
+    def _bws_lookup(self, st: dict[str, Any]) -> tuple[list[int], list[list[Any]]]:
+        tl = st["bws"]
+        return [e[0] for e in tl], tl
+
+    def _join(self, times: list[int], tl: list[list[Any]], t: int) -> tuple[str | None, float]:
+        """(unit_id, bws_pct) valid at event time ``t``: the latest entry at or before it."""
+        i = bisect.bisect_right(times, t) - 1
+        if i < 0:
+            return None, 0.0
+        e = tl[i]
+        if e[1] is None or t - e[0] > self.cfg.bws_stale_s * 1000:
+            return None, 0.0
+        return e[1], float(e[2])
+
+    def _estimate(
+        self, st: dict[str, Any], p: PfjParams, row: list[Any], bws: float
+    ) -> tuple[float, float, float, bool] | None:
+        """(peak, impulse per step, contact ms, contact estimated) or None (not running)."""
+        _, _, _, v, f, gc, grade, _ = row
+        try:
+            s = estimate_pfj_sample(
+                v, f, st["body_mass_kg"] or self.cfg.default_body_mass_kg, gc, grade, bws, p
+            )
+        except ImplausibleInputError:
+            return None
+        return (
+            s.peak_pfj_stress_mpa,
+            s.pfj_impulse_per_step_mpa_s,
+            s.ground_contact_ms,
+            s.contact_estimated,
+        )
+
+    # ------------------------------------------------------------------ registry
+    def on_registry(self, st: dict[str, Any], rec: dict[str, Any] | None) -> list[Output]:
+        if rec is None:
+            return []
+        st["team_id"] = rec.get("team_id", st.get("team_id"))
+        st["tz"] = rec.get("time_zone") or "UTC"
+        st["body_mass_kg"] = rec.get("body_mass_kg")
+        st["calibration"] = rec.get("calibration")
+        return []
+
+    # ------------------------------------------------------------------ samples
+    def on_batch(self, st: dict[str, Any], batch: dict[str, Any], now_ms: int) -> list[Output]:
+        """One ``watch_sample_batch``: returns the events to publish."""
+        cfg = self.cfg
+        aid = st["athlete_id"]
+        st["last_proc"] = now_ms
+        if batch.get("team_id") is not None:
+            st["team_id"] = batch["team_id"]
+        rows: list[list[Any]] = []
+        for s in batch["samples"]:
+            rows.append(
+                [
+                    parse_ms(s["time"]),
+                    s["record_id"],
+                    s["time"],
+                    float(s["speed_mps"]),
+                    float(s["cadence_spm"]),
+                    s.get("ground_contact_ms"),
+                    _num(s.get("grade_pct")),
+                    0,
+                ]
+            )
+        if not rows:
+            return []
+        rows.sort(key=lambda r: (r[0], r[1]))
+        explicit = batch.get("session_id")
+        sid = explicit or self._gap_session(st, rows[0][0], rows[-1][0])
+        ckey = _chunk_key(aid, sid, batch["batch_id"])
+        if ckey in self.chunks:  # replay of a batch already counted: re-emit, count nothing
+            return [
+                self._sample_load_out(
+                    st, sid, batch["batch_id"], orjson.loads(self.chunks[ckey])["rows"]
+                )
+            ]
+        wm = st["wm"]
+        horizon_ms = cfg.lateness_horizon_s * 1000
+        if wm is not None:
+            for r in rows:
+                if r[0] < wm - horizon_ms:
+                    r[7] = 1
+        self.chunks[ckey] = orjson.dumps({"b": batch["batch_id"], "rows": rows})
+        out = [self._sample_load_out(st, sid, batch["batch_id"], rows)]
+        live = [r for r in rows if not r[7]]
+        if live:
+            sess = st["sessions"].get(sid)
+            if sess is None:
+                sess = st["sessions"][sid] = self._new_session(sid, explicit is not None)
+            sess["chunks"].append(batch["batch_id"])
+            if sess["status"] == "closed":
+                sess["reopened"] = True
+            if sess["acc"] is not None and live[0][0] > sess["acc"]["last_t"]:
+                self._accumulate(st, sess, self._dedup(live))
+            else:
+                self._recompute(st, sess)
+            sess["dirty"] = True
+            top = live[-1][0]
+            st["wm"] = top if wm is None else max(wm, top)
+            self._apply_session_days(st, sess)
+        out += self._advance(st, now_ms, idle=False)
+        return out
+
+    def _gap_session(self, st: dict[str, Any], t0: int, t1: int) -> str:
+        gap = self.cfg.session_gap_s * 1000
+        best: dict[str, Any] | None = None
+        for s in st["sessions"].values():
+            if s["explicit"] or s["acc"] is None:
+                continue
+            a = s["acc"]
+            if (
+                a["start"] - gap <= t1
+                and t0 <= a["end"] + gap
+                and (best is None or a["end"] > best["acc"]["end"])
+            ):
+                best = s
+        if best is not None:
+            return str(best["sid"])
+        return f"{st['athlete_id']}:{t0}"
+
+    @staticmethod
+    def _new_session(sid: str, explicit: bool) -> dict[str, Any]:
+        return {
+            "sid": sid,
+            "explicit": explicit,
+            "chunks": [],
+            "acc": None,
+            "status": "open",
+            "rev": -1,
+            "dirty": False,
+            "minutes_dirty": [],
+            "minute_rev": {},
+            "applied": {},
+            "reopened": False,
+        }
+
+    @staticmethod
+    def _dedup(rows: list[list[Any]]) -> list[list[Any]]:
+        """Sorted rows, one per time (the smallest record_id wins)."""
+        out: list[list[Any]] = []
+        last = None
+        for r in rows:
+            if r[0] != last:
+                out.append(r)
+                last = r[0]
+        return out
+
+    def _accumulate(self, st: dict[str, Any], sess: dict[str, Any], rows: list[list[Any]]) -> None:
+        """Add time-ordered, de-duplicated rows (all later than the session's last) to its sums."""
+        cfg = self.cfg
+        acc = sess["acc"]
+        if acc is None:
+            acc = sess["acc"] = {
+                "n": 0,
+                "dur": 0.0,
+                "dist": 0.0,
+                "s_speed": 0.0,
+                "s_cad": 0.0,
+                "s_bws": 0.0,
+                "peak": None,
+                "load": 0.0,
+                "start": rows[0][0],
+                "end": rows[0][0],
+                "last_t": None,
+                "by_date": {},
+                "minutes": {},
+                "unit": None,
+            }
+        cal = self.cal(st)
+        p = self.params(st)
+        times, tl = self._bws_lookup(st)
+        max_dt = cfg.max_sample_interval_s
+        by_date = acc["by_date"]
+        minutes = acc["minutes"]
+        mdirty = set(sess["minutes_dirty"])
+        last_t = acc["last_t"]
+        for r in rows:
+            t = r[0]
+            dt_s = (
+                cfg.first_sample_interval_s
+                if last_t is None
+                else min((t - last_t) / 1000.0, max_dt)
+            )
+            last_t = t
+            unit, bws = self._join(times, tl, t)
+            est = self._estimate(st, p, r, bws)
+            v, f = r[3], r[4]
+            load = pfj_sample_load_mpa_s(est[1], f, dt_s) if est is not None else 0.0
+            acc["n"] += 1
+            acc["dur"] += dt_s
+            acc["dist"] += v * dt_s
+            acc["s_speed"] += v
+            acc["s_cad"] += f
+            acc["s_bws"] += bws
+            acc["load"] += load
+            if est is not None and (acc["peak"] is None or est[0] > acc["peak"]):
+                acc["peak"] = est[0]
+            if unit is not None:
+                acc["unit"] = unit
+            d = cal.date_iso(t)
+            by_date[d] = by_date.get(d, 0.0) + load
+            mk = str(t - t % 60000)
+            m = minutes.get(mk)
+            if m is None:
+                m = minutes[mk] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None]
+            m[0] += 1
+            m[1] += dt_s
+            m[2] += v * dt_s
+            m[3] += v
+            m[4] += f
+            m[5] += bws
+            if est is not None and est[0] > m[6]:
+                m[6] = est[0]
+            m[7] += load
+            if unit is not None:
+                m[8] = unit
+            mdirty.add(mk)
+        acc["start"] = min(acc["start"], rows[0][0])
+        acc["end"] = max(acc["end"], last_t)
+        acc["last_t"] = last_t
+        sess["minutes_dirty"] = sorted(mdirty)
+
+    def _session_rows(self, st: dict[str, Any], sess: dict[str, Any]) -> list[list[Any]]:
+        aid = st["athlete_id"]
+        rows: list[list[Any]] = []
+        for b in sess["chunks"]:
+            raw = self.chunks.get(_chunk_key(aid, sess["sid"], b))
+            if raw is not None:
+                rows.extend(r for r in orjson.loads(raw)["rows"] if not r[7])
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return self._dedup(rows)
+
+    def _recompute(self, st: dict[str, Any], sess: dict[str, Any]) -> None:
+        """Rebuild a session's sums from its stored chunks (out-of-order data, late setpoints)."""
+        old = set(sess["acc"]["minutes"]) if sess["acc"] else set()
+        sess["acc"] = None
+        rows = self._session_rows(st, sess)
+        if rows:
+            self._accumulate(st, sess, rows)
+        new = set(sess["acc"]["minutes"]) if sess["acc"] else set()
+        sess["minutes_dirty"] = sorted(old | new)
+
+    def _apply_session_days(self, st: dict[str, Any], sess: dict[str, Any]) -> None:
+        """Push the session's per-day load into the day totals and the ACWR tracker."""
+        acc = sess["acc"]
+        by_date = acc["by_date"] if acc else {}
+        sid = sess["sid"]
+        changed = []
+        for d in sorted(set(by_date) | set(sess["applied"])):
+            new = by_date.get(d, 0.0)
+            if sess["applied"].get(d) != new:
+                st["dayload"].setdefault(d, {})[sid] = new
+                sess["applied"][d] = new
+                changed.append(d)
+        if changed:
+            self._set_days(st, changed)
+
+    def _set_days(self, st: dict[str, Any], dates: list[str]) -> None:
+        tr = AcwrTracker.from_dict(st["acwr"])
+        for d in sorted(dates):
+            loads = st["dayload"].get(d, {})
+            total = 0.0
+            for k in sorted(loads):
+                total += loads[k]
+            try:
+                results = tr.set_day(dt.date.fromisoformat(d), total)
+            except LateDayTooOldError:
+                continue
+            for r in results:
+                self._day_result(st, r)
+        st["acwr"] = tr.to_dict()
+
+    def _day_result(self, st: dict[str, Any], r: DailyAcwr) -> None:
+        assert r.date is not None
+        d = r.date.isoformat()
+        day = st["days"].get(d)
+        if day is None:
+            day = st["days"][d] = {
+                "rev": -1,
+                "final": False,
+                "corrected": False,
+                "dirty": True,
+                "out": None,
+            }
+        out = {
+            "load": r.load,
+            "methods": {
+                m: dict(zip(("acute", "chronic", "acwr", "reason"), r.method(m), strict=True))
+                for m in ("ewma", "rac", "rau")
+            },
+            "week_over_week_pct": r.wow_change_pct,
+            "monotony": r.monotony,
+            "strain": r.strain,
+            "atl": r.atl,
+            "ctl": r.ctl,
+            "tsb": r.tsb,
+        }
+        if out != day["out"]:
+            day["out"] = out
+            day["dirty"] = True
+            if day["final"]:
+                day["corrected"] = True
+
+    # ------------------------------------------------------------------ time passing
+    def _advance(self, st: dict[str, Any], now_ms: int, idle: bool) -> list[Output]:
+        """Close sessions and finalise days the watermark (or the idle timer) has passed."""
+        cfg = self.cfg
+        wm = st["wm"]
+        force = False
+        if wm is not None:
+            gap = cfg.session_gap_s * 1000
+            for s in st["sessions"].values():
+                if s["acc"] is None:
+                    continue
+                if s["status"] == "open" and (idle or wm > s["acc"]["end"] + gap):
+                    s["status"] = "closed"
+                    s["dirty"] = True
+                    force = True
+                elif s["reopened"]:
+                    force = True
+                s["reopened"] = False
+            cal = self.cal(st)
+            grace = cfg.day_grace_s * 1000
+            wm_day = cal.date_iso(wm)
+            for d, day in st["days"].items():
+                if day["final"]:
+                    if day["dirty"]:
+                        force = True
+                    continue
+                if wm >= cal.end_of_day_ms(d) + grace or (idle and d <= wm_day):
+                    day["final"] = True
+                    day["dirty"] = True
+                    force = True
+        out: list[Output] = []
+        if force or idle or now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000:
+            out = self._flush(st, now_ms)
+        self._prune(st)
+        return out
+
+    def on_tick(self, st: dict[str, Any], now_ms: int) -> list[Output]:
+        """Processing-time timer: an athlete idle for ``idle_close_s`` gets everything closed."""
+        cfg = self.cfg
+        idle = cfg.idle_close_s > 0 and now_ms - st["last_proc"] >= cfg.idle_close_s * 1000
+        pending = any(s["status"] == "open" or s["dirty"] for s in st["sessions"].values()) or any(
+            (not d["final"]) or d["dirty"] for d in st["days"].values()
+        )
+        if not pending:
+            return []
+        if idle:
+            return self._advance(st, now_ms, idle=True)
+        if now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000:
+            return self._flush(st, now_ms)
+        return []
+
+    # ------------------------------------------------------------------ publishing
+    def _flush(self, st: dict[str, Any], now_ms: int) -> list[Output]:
+        aid = st["athlete_id"]
+        team = st["team_id"]
+        out: list[Output] = []
+        alerts: list[core_alerts.Alert | None] = []
+        for s in st["sessions"].values():
+            if not s["dirty"] or s["acc"] is None:
+                continue
+            s["dirty"] = False
+            s["rev"] += 1
+            summary = self._summary(st, s)
+            out.append((SESSIONS, aid, summary))
+            for mk in s["minutes_dirty"]:
+                m = s["acc"]["minutes"].get(mk)
+                if m is None:
+                    continue
+                rev = s["minute_rev"].get(mk, -1) + 1
+                s["minute_rev"][mk] = rev
+                out.append(
+                    (
+                        LOAD_MINUTE,
+                        aid,
+                        {
+                            "id": f"{aid}:{iso(int(mk))}",
+                            "athlete_id": aid,
+                            "team_id": team,
+                            "session_id": s["sid"],
+                            "unit_id": m[8],
+                            "minute": iso(int(mk)),
+                            "samples": m[0],
+                            "duration_s": min(m[1], 60.0),
+                            "distance_m": min(m[2], 1000.0),
+                            "mean_speed_mps": m[3] / m[0],
+                            "mean_cadence_spm": m[4] / m[0],
+                            "mean_bws_pct": m[5] / m[0],
+                            "peak_pfj_stress_mpa": m[6],
+                            "pfj_load_mpa_s": m[7],
+                            "revision": rev,
+                            "estimate": True,
+                        },
+                    )
+                )
+            s["minutes_dirty"] = []
+            if s["status"] == "closed" and s["rev"] >= 0:
+                chronic = self._chronic_mean(st, s)
+                alerts.append(
+                    core_alerts.check_session_load(
+                        aid,
+                        team,
+                        to_dt(s["acc"]["end"]),
+                        s["acc"]["load"],
+                        chronic,
+                        s["sid"],
+                        self._thresholds(),
+                    )
+                )
+        cal = self.cal(st)
+        for d in sorted(st["days"]):
+            day = st["days"][d]
+            if not day["dirty"] or day["out"] is None:
+                continue
+            day["dirty"] = False
+            day["rev"] += 1
+            o = day["out"]
+            out.append(
+                (
+                    DAILY_LOAD,
+                    aid,
+                    {
+                        "id": f"{aid}:{d}:{METRIC}",
+                        "athlete_id": aid,
+                        "team_id": team,
+                        "date": d,
+                        "metric": METRIC,
+                        "load": o["load"],
+                        "status": "final" if day["final"] else "provisional",
+                        "revision": day["rev"],
+                        "corrected": day["corrected"],
+                        "methods": o["methods"],
+                        "week_over_week_pct": o["week_over_week_pct"],
+                        "monotony": o["monotony"],
+                        "strain": o["strain"],
+                        "atl": o["atl"],
+                        "ctl": o["ctl"],
+                        "tsb": o["tsb"],
+                    },
+                )
+            )
+            if day["final"]:
+                when = to_dt(cal.end_of_day_ms(d) - 1000)
+                ew = o["methods"]["ewma"]
+                alerts.append(
+                    core_alerts.check_acwr(
+                        aid,
+                        team,
+                        when,
+                        ew["acwr"],
+                        ew["acute"],
+                        ew["chronic"],
+                        "ewma",
+                        self._thresholds(),
+                    )
+                )
+                alerts.append(
+                    core_alerts.check_week_over_week(
+                        aid, team, when, o["week_over_week_pct"], None, self._thresholds()
+                    )
+                )
+        out += self._alerts(st, alerts)
+        st["last_pub"] = now_ms
+        return out
+
+    def _chronic_mean(self, st: dict[str, Any], sess: dict[str, Any]) -> float | None:
+        d = self.cal(st).date_iso(sess["acc"]["start"])
+        day = st["days"].get(d)
+        if day is None or day["out"] is None:
+            return None
+        c = day["out"]["methods"]["rac"]["chronic"]
+        return float(c) if c is not None else None
+
+    def _thresholds(self) -> core_alerts.AlertThresholds:
+        return core_alerts.AlertThresholds(cooldown=dt.timedelta(seconds=self.cfg.alert_cooldown_s))
+
+    def _alerts(self, st: dict[str, Any], found: list[core_alerts.Alert | None]) -> list[Output]:
+        if not any(found):
+            return []
+        last = {k: (v[0], v[1]) for k, v in st["cooldown"].items()}
+        sent, state = core_alerts.apply_cooldown(
+            found, last, dt.timedelta(seconds=self.cfg.alert_cooldown_s)
+        )
+        st["cooldown"] = {k: list(v) for k, v in state.items()}
+        return [alert_out(a) for a in sent]
+
+    def _summary(self, st: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
+        a = s["acc"]
+        n = a["n"]
+        span_s = (a["end"] - a["start"]) / 1000.0 + self.cfg.first_sample_interval_s
+        dist = a["dist"]
+        return {
+            "session_id": s["sid"],
+            "athlete_id": st["athlete_id"],
+            "team_id": st["team_id"],
+            "unit_id": a["unit"],
+            "start_time": iso(a["start"]),
+            "end_time": iso(a["end"]),
+            "duration_s": a["dur"],
+            "distance_m": dist,
+            "mean_cadence_spm": a["s_cad"] / n if n else None,
+            "mean_speed_mps": a["s_speed"] / n if n else None,
+            "mean_bws_pct": a["s_bws"] / n if n else None,
+            "peak_pfj_stress_mpa": a["peak"],
+            "pfj_load_mpa_s": a["load"],
+            "pfj_load_per_km": a["load"] / (dist / 1000.0) if dist > 0 else None,
+            "samples": n,
+            "coverage_pct": max(0.0, min(100.0, 100.0 * a["dur"] / span_s)) if span_s > 0 else 0.0,
+            "status": s["status"],
+            "revision": s["rev"],
+            "estimate": True,
+        }
+
+    def _sample_load_out(
+        self, st: dict[str, Any], sid: str, batch_id: str, rows: list[list[Any]]
+    ) -> Output:
+        p = self.params(st)
+        times, tl = self._bws_lookup(st)
+        samples = []
+        for r in rows:
+            unit, bws = self._join(times, tl, r[0])
+            est = self._estimate(st, p, r, bws)
+            if est is None:  # not running (standing, cadence 0): no PFJ estimate, counted as zero
+                continue
+            samples.append(
+                {
+                    "record_id": r[1],
+                    "time": r[2],
+                    "speed_mps": r[3],
+                    "cadence_spm": r[4],
+                    "ground_contact_ms": est[2],
+                    "ground_contact_estimated": est[3],
+                    "grade_pct": r[6],
+                    "bws_pct": bws,
+                    "unit_id": unit,
+                    "peak_pfj_stress_mpa": est[0],
+                    "pfj_impulse_mpa_s": est[1],
+                    "late": bool(r[7]),
+                }
+            )
+        return (
+            LOAD_SAMPLES,
+            st["athlete_id"],
+            {
+                "batch_id": batch_id,
+                "athlete_id": st["athlete_id"],
+                "team_id": st["team_id"],
+                "session_id": sid,
+                "estimate": True,
+                "samples": samples,
+            },
+        )
+
+    def _prune(self, st: dict[str, Any]) -> None:
+        """Forget what no future event can change (beyond the lateness horizon)."""
+        wm = st["wm"]
+        if wm is None:
+            return
+        limit = wm - (self.cfg.lateness_horizon_s + self.cfg.session_gap_s) * 1000 - 86_400_000
+        for sid in [
+            k
+            for k, s in st["sessions"].items()
+            if s["status"] == "closed" and not s["dirty"] and s["acc"] and s["acc"]["end"] < limit
+        ]:
+            s = st["sessions"].pop(sid)
+            for b in s["chunks"]:
+                self.chunks.pop(_chunk_key(st["athlete_id"], sid, b), None)
+        cutoff = self.cal(st).date_iso(limit)
+        for d in [
+            d for d, day in st["days"].items() if d < cutoff and day["final"] and not day["dirty"]
+        ]:
+            st["days"].pop(d)
+            st["dayload"].pop(d, None)
+        if len(st["bws"]) > 2:
+            keep = [e for e in st["bws"] if e[0] >= limit]
+            older = [e for e in st["bws"] if e[0] < limit]
+            st["bws"] = older[-1:] + keep
+        st["pain"] = (
+            [p for p in st["pain"] if p[0] >= wm - 30 * 86_400_000] if st["pain"] else st["pain"]
+        )
+
+    # ------------------------------------------------------------------ BWS timeline
+    def on_bws(self, st: dict[str, Any], ev: dict[str, Any], now_ms: int) -> list[Output]:
+        """A treadmill entry re-keyed by athlete: ``{t, unit_id | None, bws_pct}``.
+
+        Samples already joined at or after ``t`` are re-joined: their sessions are
+        recomputed and their ``sample_load`` batches re-published (same ids).
+        """
+        t = int(ev["t"])
+        entry = [t, ev.get("unit_id"), float(ev.get("bws_pct") or 0.0)]
+        tl = st["bws"]
+        times = [e[0] for e in tl]
+        i = bisect.bisect_left(times, t)
+        if i < len(tl) and tl[i][0] == t:
+            if tl[i] == entry:
+                return []
+            tl[i] = entry
+        else:
+            tl.insert(i, entry)
+        out: list[Output] = []
+        aid = st["athlete_id"]
+        horizon = st["wm"] - self.cfg.lateness_horizon_s * 1000 if st["wm"] is not None else None
+        for s in st["sessions"].values():
+            a = s["acc"]
+            if a is None or a["end"] < t or (horizon is not None and a["end"] < horizon):
+                continue
+            before = self._summary(st, s)
+            self._recompute(st, s)
+            if self._summary(st, s) == before:
+                continue
+            s["dirty"] = True
+            self._apply_session_days(st, s)
+            for b in s["chunks"]:
+                raw = self.chunks.get(_chunk_key(aid, s["sid"], b))
+                if raw is not None:
+                    rows = orjson.loads(raw)["rows"]
+                    if rows and rows[-1][0] >= t:
+                        out.append(self._sample_load_out(st, s["sid"], b, rows))
+        if out:
+            out += self._advance(st, now_ms, idle=False)
+        return out
+
+    # ------------------------------------------------------------------ pain
+    def on_pain(self, st: dict[str, Any], rep: dict[str, Any], now_ms: int) -> list[Output]:
+        """Classify a pain report against the session it refers to and the athlete's baseline."""
+        cfg = self.cfg
+        aid = st["athlete_id"]
+        team = rep.get("team_id") or st["team_id"]
+        t = parse_ms(rep["time"])
+        ctx = rep["context"]
+        nrs = int(rep["pain_nrs"])
+        st["pain"] = [p for p in st["pain"] if p[4] != rep["report_id"]]
+        st["pain"].append([t, nrs, ctx, rep.get("session_id"), rep["report_id"]])
+        st["pain"].sort(key=lambda p: (p[0], p[4]))
+        reports = [
+            core_pain.PainReport(aid, p[1], core_pain.PainContext(p[2]), to_dt(p[0]), p[3])
+            for p in st["pain"]
+        ]
+        when = to_dt(t)
+        preset = cfg.preset
+        baseline = core_pain.baseline_nrs(reports, before=when)
+        sess = self._session_for(st, rep.get("session_id"), t, ctx, preset)
+        this_w, last_w, change = core_pain.weekly_pain_trend(reports, when)
+        during = settle = None
+        hours_after = None
+        if sess is not None:
+            a = sess["acc"]
+            sp = core_pain.session_pain(
+                reports, to_dt(a["start"]), to_dt(a["end"]), preset, sess["sid"]
+            )
+            during, settle, hours_after = sp.during_max_nrs, sp.settle_nrs, sp.settle_hours
+        elif ctx == "during":
+            during = float(nrs)
+        c = core_pain.classify_session(during, settle, baseline, change, preset)
+        suggestion = None
+        if sess is not None and sess["acc"]["unit"] is not None:
+            unit = sess["acc"]["unit"]
+            cur = next((e[2] for e in reversed(st["bws"]) if e[1] == unit), 0.0)
+            step_cfg = core_pain.BwsStepConfig()
+            cur = min(max(cur, step_cfg.min_pct), step_cfg.unit_max_pct)
+            sug = core_pain.suggest_bws(cur, c, step_cfg)
+            suggestion = {
+                "unit_id": unit,
+                "action": sug.action.value,
+                "current_bws_pct": sug.current_bws_pct,
+                "suggested_bws_pct": sug.suggested_bws_pct,
+                "reason": f"{sug.action.value}_after_{c.status.value}",
+            }
+        preset_code = preset.name.lower()
+        out: list[Output] = [
+            (
+                PAIN_RESPONSES,
+                aid,
+                {
+                    "id": f"{rep['report_id']}:{preset_code}",
+                    "report_id": rep["report_id"],
+                    "athlete_id": aid,
+                    "team_id": team,
+                    "session_id": sess["sid"] if sess else rep.get("session_id"),
+                    "time": rep["time"],
+                    "pain_nrs": nrs,
+                    "context": ctx,
+                    "baseline_nrs": baseline,
+                    "classification": c.status.value,
+                    "reason": reason_code(c),
+                    "preset": preset_code,
+                    "bws_suggestion": suggestion,
+                },
+            )
+        ]
+        th = self._thresholds()
+        found: list[core_alerts.Alert | None] = []
+        if ctx in ("during", "after"):
+            found.append(core_alerts.check_pain(aid, team, when, nrs, ctx, th))
+        if sess is not None and settle is not None and hours_after is not None:
+            found.append(
+                core_alerts.check_pain_not_settled(
+                    aid, team, when, baseline or 0.0, settle, hours_after, sess["sid"], th
+                )
+            )
+        found.append(core_alerts.check_weekly_pain_trend(aid, team, when, this_w, last_w, th))
+        out += self._alerts(st, found)
+        out += self._correlate(st, t, ctx, nrs, team)
+        return out
+
+    def _session_for(
+        self, st: dict[str, Any], sid: str | None, t: int, ctx: str, preset: core_pain.PainPreset
+    ) -> dict[str, Any] | None:
+        if sid and sid in st["sessions"] and st["sessions"][sid]["acc"] is not None:
+            return st["sessions"][sid]
+        settle_ms = preset.settle_within_h * 3_600_000
+        best = None
+        for s in st["sessions"].values():
+            a = s["acc"]
+            if a is None:
+                continue
+            inside = a["start"] <= t <= a["end"]
+            after = a["end"] < t <= a["end"] + settle_ms and ctx != "during"
+            if (inside or after) and (best is None or a["end"] > best["acc"]["end"]):
+                best = s
+        return best
+
+    def _correlate(
+        self, st: dict[str, Any], t: int, ctx: str, nrs: int, team: str | None
+    ) -> list[Output]:
+        if ctx not in ("during", "next_morning"):
+            return []
+        lag = 0 if ctx == "during" else 1
+        cal = self.cal(st)
+        day = dt.date.fromisoformat(cal.date_iso(t)) - dt.timedelta(days=lag)
+        load = AcwrTracker.from_dict(st["acwr"]).load_on(day)
+        if load is None:
+            return []
+        key = f"lag{lag}"
+        po = (
+            PairedObservations.from_dict(st["corr"][key])
+            if key in st["corr"]
+            else PairedObservations()
+        )
+        po.add(day.isoformat(), load, float(nrs))
+        st["corr"][key] = po.to_dict()
+        aid = st["athlete_id"]
+        out: list[Output] = []
+        for method in ("spearman", "pearson"):
+            r = po.result(method)
+            out.append(
+                (
+                    CORRELATIONS,
+                    aid,
+                    {
+                        "id": f"athlete:{aid}:{METRIC}:{lag}:{method}:{day.isoformat()}",
+                        "scope": "athlete",
+                        "athlete_id": aid,
+                        "team_id": team,
+                        "metric": METRIC,
+                        "lag_days": lag,
+                        "method": method,
+                        "n": r.n,
+                        "r": r.r,
+                        "df": r.n - 2 if r.r is not None else None,
+                        "ci_low": r.ci_low,
+                        "ci_high": r.ci_high,
+                        "p_value": r.p_value,
+                        "withheld_reason": withheld_code(r.reason) if r.r is None else None,
+                        "time": iso(t),
+                    },
+                )
+            )
+        return out
+
+
+def reason_code(c: core_pain.SessionClassification) -> str:
+    """Machine-readable snake_case code of a classification (the schema's ``reason``)."""
+    if c.status is core_pain.SessionClass.ACCEPTABLE:
+        return "within_limits_pending" if c.pending else "within_limits"
+    first = c.findings[0] if c.findings else ""
+    if first.startswith("pain during run"):
+        return "pain_during_above_limit"
+    if first.startswith("pain") and "later" in first:
+        return "pain_above_baseline_next_day"
+    if first.startswith("not back to baseline"):
+        return "not_back_to_baseline"
+    if first.startswith("weekly pain up"):
+        return "weekly_pain_worsening"
+    return c.status.value
+
+
+def withheld_code(reason: str | None) -> str:
+    if not reason:
+        return "withheld"
+    if "too few" in reason or "minimum" in reason:
+        return "too_few_pairs"
+    if "constant" in reason:
+        return "constant_variable"
+    return "withheld"
+
+
+def alert_out(a: core_alerts.Alert) -> Output:
+    """A core :class:`Alert` as an ``alert`` event (id = its dedup key, so replays upsert)."""
+    kind = ALERT_KINDS.get(a.kind.value, a.kind.value)
+    key = a.dedup_key.replace(a.kind.value, kind, 1)
+    ev = {
+        "alert_id": key,
+        "dedup_key": key,
+        "kind": kind,
+        "severity": a.severity.value,
+        "athlete_id": a.athlete_id,
+        "unit_id": a.unit_id,
+        "team_id": a.team_id,
+        "clinic_id": a.clinic_id,
+        "event_time": iso(round(a.event_time.timestamp() * 1000)),
+        "message": a.message[:1000],
+        "values": dict(a.values),
+    }
+    return (ALERTS, a.athlete_id or a.unit_id or "", ev)

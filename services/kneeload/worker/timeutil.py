@@ -1,0 +1,69 @@
+"""Event-time helpers: RFC 3339 ↔ epoch milliseconds, local calendar days."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+UTC = dt.UTC
+
+
+def parse_ms(text: str) -> int:
+    """RFC 3339 text (with offset or Z) → epoch milliseconds."""
+    d = dt.datetime.fromisoformat(text)
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return round(d.timestamp() * 1000)
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds → RFC 3339 UTC text (``...Z``, milliseconds only when needed)."""
+    d = dt.datetime.fromtimestamp(ms / 1000, UTC)
+    if ms % 1000:
+        return d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return d.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def to_dt(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str | None) -> dt.tzinfo:
+    """The named zone, UTC when unknown or missing."""
+    if not name or name == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+class DayCalendar:
+    """Local dates of epoch-ms instants in one zone, cached by day span (hot path)."""
+
+    __slots__ = ("_end", "_iso", "_start", "tz")
+
+    def __init__(self, tz_name: str | None) -> None:
+        self.tz = zone(tz_name)
+        self._start = 1
+        self._end = 0
+        self._iso = ""
+
+    def date_iso(self, ms: int) -> str:
+        if self._start <= ms < self._end:
+            return self._iso
+        d = dt.datetime.fromtimestamp(ms / 1000, self.tz).date()
+        self._start = self.midnight_ms(d)
+        self._end = self.midnight_ms(d + dt.timedelta(days=1))
+        self._iso = d.isoformat()
+        return self._iso
+
+    def midnight_ms(self, d: dt.date) -> int:
+        """Local midnight at the start of ``d`` as epoch ms."""
+        return round(dt.datetime.combine(d, dt.time(0), tzinfo=self.tz).timestamp() * 1000)
+
+    def end_of_day_ms(self, date_iso: str) -> int:
+        """Local midnight at the END of the day ``date_iso``."""
+        return self.midnight_ms(dt.date.fromisoformat(date_iso) + dt.timedelta(days=1))
