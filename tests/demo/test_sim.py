@@ -170,7 +170,8 @@ def test_planted_late_fit_changes_a_past_days_acwr(sc: Scenario, exp: dict) -> N
     late = sc.late_session
     assert late.session_id == p.late_fit_session and late.delivery == "fit_late"
     assert late.local_date() == p.late_fit_date
-    assert sc.config.end - late.end > dt.timedelta(days=2)
+    # late enough to be a late sync, recent enough for the worker's 3-day lateness horizon
+    assert dt.timedelta(hours=20) <= sc.config.end - late.end <= dt.timedelta(hours=60)
     before = expected(sc, include_late=False, athletes={p.late_fit_athlete})[p.late_fit_athlete]
     after = exp[p.late_fit_athlete]
     assert after.acwr(p.late_fit_date) - before.acwr(p.late_fit_date) > 0.1

@@ -962,30 +962,33 @@ def build_scenario(cfg: SimConfig) -> Scenario:
         "silent_unit": silent_unit.unit_id,
         "silent_from": silent_from,
     }
-    team = [
-        replace(a, role="load_spike")
-        if a is spike
-        else replace(a, role="pain")
-        if a is pain_ath
-        else replace(a, role="late_fit")
-        if a is late
-        else replace(a, role="malformed")
-        if a is malformed_ath
-        else a
-        for a in team
-    ]
-    by_id = {a.athlete_id: a for a in team}
     sessions = _sessions(cfg, team, units, np.random.default_rng([cfg.seed, 1]), planted_cfg)
-    sessions = [replace(s, athlete=by_id[s.athlete.athlete_id]) for s in sessions]
-    # (e) the late athlete's last run at least two days before the end is synced late as FIT
-    late_candidates = [
-        s
-        for s in sessions
-        if s.athlete.athlete_id == late.athlete_id and s.end < cfg.end - dt.timedelta(days=2)
-    ]
-    late_s = late_candidates[-1]
+    # (e) a run synced late as a FIT file: the latest run of a steady athlete that ended
+    # 20-60 h before the end (a watch synced the next day or two later), inside the
+    # worker's default lateness horizon (3 days) so that it still counts
+    window = (cfg.end - dt.timedelta(hours=60), cfg.end - dt.timedelta(hours=20))
+    prefer = [x for x in steady if x is not spike and x is not malformed_ath] + [malformed_ath]
+    late_s = None
+    for cand in [late, *prefer]:
+        runs = [
+            s
+            for s in sessions
+            if s.athlete.athlete_id == cand.athlete_id and window[0] <= s.end <= window[1]
+        ]
+        if runs:
+            late, late_s = cand, runs[-1]
+            break
+    if late_s is None:  # a tiny scenario: fall back to the late athlete's second-to-last run
+        late_s = [s for s in sessions if s.athlete.athlete_id == late.athlete_id][-2]
+    roles = {spike.athlete_id: "load_spike", pain_ath.athlete_id: "pain"}
+    roles.setdefault(late.athlete_id, "late_fit")
+    roles.setdefault(malformed_ath.athlete_id, "malformed")
+    team = [replace(a, role=roles[a.athlete_id]) if a.athlete_id in roles else a for a in team]
+    by_id = {a.athlete_id: a for a in team}
     sessions = [
-        replace(s, delivery="fit_late") if s.session_id == late_s.session_id else s
+        replace(s, athlete=by_id[s.athlete.athlete_id], delivery="fit_late")
+        if s.session_id == late_s.session_id
+        else replace(s, athlete=by_id[s.athlete.athlete_id])
         for s in sessions
     ]
     # (d) malformed records ride along with one of the first week's uploads
