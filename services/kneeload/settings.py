@@ -59,6 +59,29 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, description="Token for the admin HTTP paths (required to use them)")
     log_level: str = Field("INFO", description="Log level of the services")
 
+    # --- ingest -------------------------------------------------------------
+    ingest_max_body_bytes: int = Field(
+        1_048_576, description="Largest JSON request body the gateway accepts (bytes; larger -> 413)"
+    )
+    ingest_max_upload_bytes: int = Field(
+        33_554_432, description="Largest FIT/TCX activity upload (bytes; larger -> 413)"
+    )
+    ingest_max_future_skew_s: float = Field(
+        300.0, description="Samples/reports timed more than this many seconds after the gateway clock are rejected"
+    )
+    ingest_dedupe_keys: int = Field(
+        500_000, description="Recent record ids remembered per gateway/bridge process (duplicate detection)"
+    )
+    ingest_linger_ms: int = Field(5, description="Kafka producer linger of the gateways (ms)")
+    ingest_workers: int = Field(1, description="uvicorn worker processes of `kneeload ingest`")
+    mqtt_topic_root: str = Field("lever", description="MQTT topic root of LEVER units: <root>/<unit_id>/<kind>")
+    mqtt_bridge_client_id: str = Field(
+        "kneeload-bridge", description="Fixed MQTT client id of the bridge (its persistent session)"
+    )
+    mqtt_auth_dir: Path | None = Field(
+        None, description="Where the broker's device password/ACL files go (default: <var_dir>/mosquitto/conf.d)"
+    )
+
 
 def _load() -> Settings:
     env_file = _env_file()
