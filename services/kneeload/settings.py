@@ -59,6 +59,40 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, description="Token for the admin HTTP paths (required to use them)")
     log_level: str = Field("INFO", description="Log level of the services")
 
+    # --- worker -------------------------------------------------------------
+    worker_app_id: str = Field("worker", description="Faust app id (prefixed with topic_prefix): consumer group and changelog names")
+    worker_session_gap_s: float = Field(600.0, description="Event-time inactivity gap that ends a session (s)")
+    worker_lateness_horizon_s: float = Field(
+        3 * 86400.0, description="Samples older than watermark − horizon are stored and flagged late, not counted (s)"
+    )
+    worker_day_grace_s: float = Field(
+        3600.0, description="A local day is final once the athlete's watermark passes midnight + this grace (s)"
+    )
+    worker_max_sample_interval_s: float = Field(
+        5.0, description="A sample counts for the time since the previous sample, capped at this (s)"
+    )
+    worker_first_sample_interval_s: float = Field(
+        1.0, description="Interval credited to the first sample of a session (s)"
+    )
+    worker_bws_stale_s: float = Field(
+        30.0, description="Treadmill telemetry older than this no longer supplies a sample's BWS (s)"
+    )
+    worker_idle_close_s: float = Field(
+        60.0,
+        description="Processing-time timer: an athlete silent this long gets open sessions closed and "
+        "days up to its watermark's day finalised (demo compresses weeks into minutes; 0 = off) (s)",
+    )
+    worker_publish_interval_s: float = Field(
+        5.0, description="Minimum processing-time interval between provisional (open/provisional) publishes per athlete (s)"
+    )
+    worker_tick_s: float = Field(1.0, description="Processing-time timer period of the worker (s)")
+    worker_unit_timeout_s: float = Field(60.0, description="Unit silent longer than this is offline (s; registry timeout_s wins)")
+    worker_unit_status_interval_s: float = Field(30.0, description="Minimum interval between unchanged unit_status publishes (s)")
+    worker_alert_cooldown_s: float = Field(12 * 3600.0, description="Alert cooldown per kind and subject (event time, s)")
+    worker_acwr_history_days: int = Field(60, description="Daily loads kept per athlete for late-day recompute (days)")
+    worker_pain_preset: str = Field("lever", description="Pain-monitoring preset: lever | silbernagel")
+    worker_default_body_mass_kg: float = Field(70.0, description="Body mass used before an athlete's registry record arrives (kg)")
+
     # --- ingest -------------------------------------------------------------
     ingest_max_body_bytes: int = Field(
         1_048_576, description="Largest JSON request body the gateway accepts (bytes; larger -> 413)"

@@ -146,8 +146,7 @@ def create_app(settings: Settings) -> faust.App:
 
     def table(name: str) -> Any:
         return app.Table(
-            name, key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw",
-            partitions=n, default=None,
+            name, key_type=str, value_type=bytes, partitions=n, default=None,
         )  # fmt: skip
 
     athletes = CachedTable(table("athletes"))

@@ -486,6 +486,7 @@ class AthleteProcessor:
         cfg = self.cfg
         wm = st["wm"]
         force = False
+        closed_now: list[dict[str, Any]] = []
         if wm is not None:
             gap = cfg.session_gap_s * 1000
             for s in st["sessions"].values():
@@ -495,6 +496,7 @@ class AthleteProcessor:
                     s["status"] = "closed"
                     s["dirty"] = True
                     force = True
+                    closed_now.append(s)
                 elif s["reopened"]:
                     force = True
                 s["reopened"] = False
@@ -513,6 +515,13 @@ class AthleteProcessor:
         out: list[Output] = []
         if force or idle or now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000:
             out = self._flush(st, now_ms)
+        for s in closed_now:  # reports that arrived before the session was complete
+            a = s["acc"]
+            for p in list(st["pain"]):
+                if p[3] == s["sid"] or (
+                    p[3] is None and a["start"] <= p[0] <= a["end"] + 86_400_000
+                ):
+                    out += self.on_pain(st, self._report(st, p), now_ms)
         self._prune(st)
         return out
 
@@ -811,7 +820,7 @@ class AthleteProcessor:
         ctx = rep["context"]
         nrs = int(rep["pain_nrs"])
         st["pain"] = [p for p in st["pain"] if p[4] != rep["report_id"]]
-        st["pain"].append([t, nrs, ctx, rep.get("session_id"), rep["report_id"]])
+        st["pain"].append([t, nrs, ctx, rep.get("session_id"), rep["report_id"], rep["time"], team])
         st["pain"].sort(key=lambda p: (p[0], p[4]))
         reports = [
             core_pain.PainReport(aid, p[1], core_pain.PainContext(p[2]), to_dt(p[0]), p[3])
@@ -883,6 +892,18 @@ class AthleteProcessor:
         out += self._alerts(st, found)
         out += self._correlate(st, t, ctx, nrs, team)
         return out
+
+    @staticmethod
+    def _report(st: dict[str, Any], p: list[Any]) -> dict[str, Any]:
+        return {
+            "report_id": p[4],
+            "athlete_id": st["athlete_id"],
+            "team_id": p[6],
+            "time": p[5],
+            "pain_nrs": p[1],
+            "context": p[2],
+            "session_id": p[3],
+        }
 
     def _session_for(
         self, st: dict[str, Any], sid: str | None, t: int, ctx: str, preset: core_pain.PainPreset

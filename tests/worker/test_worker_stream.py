@@ -1,0 +1,242 @@
+"""The worker against the real broker: scripted scenario, late data, LEVER mid-session,
+SIGKILL + restart, two workers sharing partitions. Expected numbers come from core."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kneeload.settings import Settings
+from .helpers import (
+    KNEELOAD,
+    UTC,
+    Collector,
+    Kafka,
+    Worker,
+    athlete_record,
+    batches,
+    ensure_topics,
+    expected_session_load,
+    iso,
+    samples,
+)
+
+D0 = dt.datetime(2024, 6, 10, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    prefix = f"{settings.topic_prefix}w{uuid.uuid4().hex[:6]}."
+    e = {"KNEELOAD_TOPIC_PREFIX": prefix, "KNEELOAD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    ensure_topics(e)
+    return e
+
+
+def _finals(c: Collector) -> dict[tuple[str, str], dict]:
+    return {(e["athlete_id"], e["date"]): e for e in c.latest["daily.load"].values() if e["status"] == "final"}
+
+
+def _batch_acwr(daily: dict[tuple[str, str], float], tmp: Path) -> dict[tuple[str, str], dict]:
+    """The batch `kneeload acwr --method all` on the same daily data."""
+    path = tmp / "daily.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["athlete_id", "date", "load"])
+        for (a, d), load in sorted(daily.items()):
+            w.writerow([a, d, repr(load)])
+    out = subprocess.run([KNEELOAD, "acwr", "--input", str(path), "--method", "all"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return {(r["athlete_id"], r["date"]): r for r in csv.DictReader(io.StringIO(out))}
+
+
+def _check_acwr_equal(finals: dict[tuple[str, str], dict], tmp: Path) -> None:
+    batch = _batch_acwr({k: e["load"] for k, e in finals.items()}, tmp)
+    assert set(batch) == set(finals)
+    for k, e in finals.items():
+        row = batch[k]
+        for m in ("ewma", "rac", "rau"):
+            for f in ("acute", "chronic", "acwr"):
+                got = e["methods"][m][f]
+                want = row.get(f"{f}_{m}", "")
+                if want in ("", None):
+                    assert got is None, (k, m, f)
+                else:
+                    assert got == pytest.approx(float(want), rel=1e-12, abs=1e-9), (k, m, f)
+
+
+def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_path: Path) -> None:
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    k = Kafka(bootstrap, prefix)
+    k.send("registry.athletes", "a1", athlete_record("a1", "t1"))
+    k.send("registry.athletes", "a2", athlete_record("a2", "t1", tz="America/New_York"))
+    k.flush()
+    expected: dict[tuple[str, str], float] = {}
+    sessions: dict[str, float] = {}
+    # a1: gap sessions on 3 UTC days; day 1 arrives out of order plus a duplicate re-upload
+    for day in range(3):
+        rows = samples(D0 + dt.timedelta(days=day), 300)
+        bs = batches("a1", "t1", rows)
+        if day == 1:
+            bs = bs[::-1] + batches("a1", "t1", rows[50:150], prefix="dup")
+        for b in bs:
+            k.send("watch.samples", "a1", b)
+        load = expected_session_load(rows)
+        expected[("a1", (D0 + dt.timedelta(days=day)).date().isoformat())] = load
+        # a gap session is named after the first sample the worker saw (day 1: the last batch)
+        first = D0 + dt.timedelta(days=day, seconds=200 if day == 1 else 0)
+        sessions[f"a1:{int(first.timestamp() * 1000)}"] = load
+    # a2: explicit session at 02:00Z = 22:00 New York (the previous local day); steps onto
+    # LEVER unit u1 (20 % BWS) two minutes in
+    s2 = dt.datetime(2024, 6, 11, 2, 0, tzinfo=UTC)
+    on = s2 + dt.timedelta(minutes=2)
+    for i in range(0, 200, 2):
+        t = on + dt.timedelta(seconds=i)
+        k.send("treadmill.telemetry", "u1", {
+            "record_id": f"tm{i}", "unit_id": "u1", "clinic_id": "c1", "time": iso(t), "kind": "telemetry",
+            "belt_speed_mps": 3.2, "incline_pct": 0.0, "bws_pct": 20.0, "measured_support_pct": None,
+            "athlete_id": "a2"})  # fmt: skip
+    k.flush()
+    rows2 = samples(s2, 300, tag="x")
+    for b in batches("a2", "t1", rows2, session_id="s-a2-1"):
+        k.send("watch.samples", "a2", b)
+    load2 = expected_session_load(rows2, lambda t: 20.0 if on <= t <= on + dt.timedelta(seconds=228) else 0.0)
+    expected[("a2", "2024-06-10")] = load2
+    sessions["s-a2-1"] = load2
+    k.send("pain.reports", "a2", {"report_id": "p1", "athlete_id": "a2", "team_id": "t1",
+                                  "time": iso(s2 + dt.timedelta(minutes=4)), "pain_nrs": 5,
+                                  "context": "during", "session_id": "s-a2-1"})  # fmt: skip
+    k.flush()
+
+    c = Collector(bootstrap, prefix)
+    w = Worker(env, tmp_path / "worker.log")
+    try:
+        c.wait(lambda c: {k: round(e["load"], 6) for k, e in _finals(c).items() if e["load"] > 0}
+               == {k: round(v, 6) for k, v in expected.items()}, 90)  # fmt: skip
+        closed = {s: e for s, e in c.latest["sessions"].items() if e["status"] == "closed"}
+        assert set(closed) == set(sessions)
+        for s, load in sessions.items():
+            assert closed[s]["pfj_load_mpa_s"] == pytest.approx(load, rel=1e-12)
+        assert closed["s-a2-1"]["unit_id"] == "u1" and 0 < closed["s-a2-1"]["mean_bws_pct"] < 20
+        day1 = D0 + dt.timedelta(days=1, seconds=200)
+        assert closed["a1:" + str(int(day1.timestamp() * 1000))]["samples"] == 300
+        _check_acwr_equal(_finals(c), tmp_path)
+        # pain response tied to the session, with a BWS suggestion for the unit
+        c.wait(lambda c: "p1:lever" in c.latest["pain.responses"], 20)
+        pr = c.latest["pain.responses"]["p1:lever"]
+        assert pr["session_id"] == "s-a2-1" and pr["classification"] == "caution"
+        assert pr["bws_suggestion"]["unit_id"] == "u1"
+        assert any(a["kind"] == "pain_high" for a in c.latest["alerts"].values())
+        # the unit went silent → offline + alert (processing-time check)
+        c.wait(lambda c: any(a["kind"] == "unit_offline" for a in c.latest["alerts"].values()), 20)
+        assert any(s["in_use"] and s["athlete_id"] == "a2" for s in c.latest["unit.status"].values())
+
+        # late but within the horizon: a second a1 session on day 0 → days 0..2 corrected
+        rows_late = samples(D0 + dt.timedelta(hours=5), 200, tag="late")
+        for b in batches("a1", "t1", rows_late):
+            k.send("watch.samples", "a1", b)
+        # beyond the horizon: stored and flagged, not counted
+        old = samples(D0 - dt.timedelta(days=10), 100, tag="old")
+        for b in batches("a1", "t1", old, prefix="old"):
+            k.send("watch.samples", "a1", b)
+        k.flush()
+        day0 = D0.date().isoformat()
+        expected[("a1", day0)] += expected_session_load(rows_late)
+        c.wait(lambda c: _finals(c)[("a1", day0)]["load"] == pytest.approx(expected[("a1", day0)], rel=1e-12)
+               and all(_finals(c)[("a1", d)]["corrected"] for d in ("2024-06-10", "2024-06-11", "2024-06-12")),
+               60)  # fmt: skip
+        _check_acwr_equal(_finals(c), tmp_path)
+        late_batches = [e for e in c.latest["load.samples"].values() if e["batch_id"].startswith("old")]
+        assert late_batches and all(s["late"] for s in late_batches[0]["samples"])
+        assert ("a1", "2024-05-31") not in _finals(c)
+        assert not c.latest["deadletter"]
+    finally:
+        w.stop()
+        c.close()
+        k.close()
+
+
+def _multi(n_athletes: int, days: int) -> tuple[list[tuple[str, dict]], dict[tuple[str, str], float]]:
+    msgs: list[tuple[str, dict]] = []
+    expected: dict[tuple[str, str], float] = {}
+    for a in range(n_athletes):
+        aid = f"m{a}"
+        msgs.append(("registry.athletes", athlete_record(aid, "t2")))
+    for day in range(days):
+        if day == 2:
+            continue  # a rest day
+        for a in range(n_athletes):
+            aid = f"m{a}"
+            rows = samples(D0 + dt.timedelta(days=day, minutes=7 * a), 200 + 50 * a, speed=3.0 + 0.1 * a)
+            msgs += [("watch.samples", b) for b in batches(aid, "t2", rows)]
+            expected[(aid, (D0 + dt.timedelta(days=day)).date().isoformat())] = expected_session_load(rows)
+    return msgs, expected
+
+
+def _send(k: Kafka, msgs: list[tuple[str, dict]]) -> None:
+    for topic, m in msgs:
+        k.send(topic, m["athlete_id"], m)
+    k.flush()
+
+
+def _wait_expected(c: Collector, expected: dict[tuple[str, str], float]) -> None:
+    def done(c: Collector) -> bool:
+        f = _finals(c)
+        return all(key in f and f[key]["load"] == pytest.approx(v, rel=1e-12) for key, v in expected.items())
+
+    c.wait(done, 90)
+
+
+def test_sigkill_and_restart_gives_the_uninterrupted_results(env: dict[str, str], tmp_path: Path) -> None:
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    msgs, expected = _multi(3, 6)
+    k = Kafka(bootstrap, prefix)
+    half = len(msgs) // 2
+    _send(k, msgs[:half])
+    c = Collector(bootstrap, prefix)
+    w = Worker(env, tmp_path / "w1.log")
+    try:
+        c.wait(lambda c: len(c.latest["load.samples"]) >= half // 3, 60)
+        w.kill()  # SIGKILL mid-stream
+        _send(k, msgs[half:])
+        w = Worker(env, tmp_path / "w2.log")
+        _wait_expected(c, expected)
+        f = _finals(c)
+        # rest day present with zero load; ACWR equal to the batch computation
+        assert f[("m0", "2024-06-12")]["load"] == 0.0
+        _check_acwr_equal(f, tmp_path)
+        closed = [e for e in c.latest["sessions"].values() if e["status"] == "closed"]
+        assert len(closed) == len(expected)
+    finally:
+        w.stop()
+        c.close()
+        k.close()
+
+
+def test_two_workers_share_partitions(env: dict[str, str], tmp_path: Path) -> None:
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    msgs, expected = _multi(4, 4)
+    k = Kafka(bootstrap, prefix)
+    c = Collector(bootstrap, prefix)
+    w1 = Worker(env, tmp_path / "w1.log")
+    w2 = Worker(env, tmp_path / "w2.log")
+    try:
+        time.sleep(2)
+        _send(k, msgs)
+        _wait_expected(c, expected)
+        f = _finals(c)
+        assert {key for key, e in f.items() if e["load"] > 0} == set(expected)
+        _check_acwr_equal(f, tmp_path)
+        closed = [e for e in c.latest["sessions"].values() if e["status"] == "closed"]
+        assert len(closed) == len(expected)
+    finally:
+        w1.stop()
+        w2.stop()
+        c.close()
+        k.close()
