@@ -63,6 +63,13 @@ test: install  ## start the stack, run the whole suite, stop what this run start
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(KNEELOAD) stack down --only-recorded var/.test-started; exit $$status
 
+BENCH_ARGS ?=
+bench: install  ## all benchmarks, each on its own database and topic prefix -> loadtests/results/latest.{json,md}
+	@$(KNEELOAD) stack up
+	@$(KNEELOAD) topics
+	@if $(KNEELOAD) migrate --help >/dev/null 2>&1; then $(KNEELOAD) migrate; fi
+	@$(BIN)/python loadtests/run_all.py $(BENCH_ARGS)
+
 compose-check:  ## validate infra/compose.yaml with compose-go (the library behind `docker compose config`)
 	@set -a && . infra/compose-check.env && set +a && cd infra/composecheck && go run . ../compose.yaml >/dev/null && echo "infra/compose.yaml: valid"
 

@@ -1,0 +1,665 @@
+"""``make bench``: run every kneeload benchmark, each isolated, and write one table.
+
+Run: .venv/bin/python loadtests/run_all.py [--quick] [--only NAME ...] [--skip NAME ...]
+
+Each component benchmark runs as its own subprocess with a fresh database
+(``kneeload_bench_<run>_<name>``, created before and dropped after by this runner) and a
+unique topic prefix (``bench-<run>-<name>.``, topics and consumer groups deleted after),
+exported as KNEELOAD_DATABASE_URL / KNEELOAD_TOPIC_PREFIX with KNEELOAD_BENCH_ISOLATED=1, so a
+bench never touches the demo's data or another bench's. Each bench prints a final JSON
+line; the runner keeps it whole in ``loadtests/results/latest.json`` and writes
+``loadtests/results/latest.md``: every headline figure beside the baseline its bench
+measured in the same run, the ratio, the target and pass/miss. A bench that fails (non-zero
+exit, no JSON line, an ``error`` key, a timeout, a missing file) is a FAILED row with its
+error — never dropped. The very last line printed is
+
+    end_to_end_samples_per_s=N ratio_to_raw=R p99_alert_latency_ms=L
+
+when the end-to-end bench ran (``L`` is ``none`` when its alert phase was skipped).
+Exit status: 0 when every bench ran (targets missed are reported, not failures), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import baseline_raw as br  # noqa: E402
+
+RESULTS = HERE / "results"
+
+
+# --------------------------------------------------------------------------- what to report
+
+
+def get(d: Any, path: str) -> Any:
+    """``a.b.c`` lookup in nested dicts; None when absent."""
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def first(d: Any, paths: tuple[str, ...]) -> tuple[str | None, Any]:
+    for p in paths:
+        v = get(d, p)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return p, v
+    return None, None
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the table: a measured value, its same-run baseline and the target.
+
+    ``value``/``baseline`` list candidate JSON keys (dotted paths), the first present wins —
+    the component benches are written by different people."""
+
+    label: str
+    value: tuple[str, ...]
+    baseline: tuple[str, ...] = ()
+    baseline_label: str = ""
+    unit: str = ""
+    target: float | None = None
+    higher_is_better: bool = True
+    ratio_target: float | None = None  # a target on value/baseline instead of the value
+
+
+@dataclass
+class Component:
+    name: str
+    script: str
+    what: str
+    figures: tuple[Figure, ...]
+    quick_args: tuple[str, ...] = ("--quick",)
+    timeout_s: float = 1800
+    result: dict[str, Any] | None = None
+    status: str = "not run"
+    error: str | None = None
+    seconds: float = 0.0
+    extra_args: list[str] = field(default_factory=list)
+
+
+SAMPLES_S = "samples/s"
+COMPONENTS: tuple[Component, ...] = (
+    Component(
+        "ingest",
+        "bench_ingest.py",
+        "HTTP gateway, 100-sample batches → Kafka (acks=all)",
+        (
+            Figure(
+                "ingest samples/s",
+                (
+                    "samples_per_s",
+                    "gateway_samples_per_s",
+                    "ingest_samples_per_s",
+                    "http.samples_per_s",
+                    "gateway.samples_per_s",
+                ),
+                (
+                    "baseline_samples_per_s",
+                    "bare_producer_samples_per_s",
+                    "baseline_producer_samples_per_s",
+                    "baseline.samples_per_s",
+                    "bare_producer.samples_per_s",
+                    "raw_producer_samples_per_s",
+                ),
+                "bare aiokafka producer, same records",
+                SAMPLES_S,
+                20_000,
+            ),
+            Figure(
+                "request latency p50", ("p50_ms", "latency_p50_ms", "request_p50_ms", "http.p50_ms")
+            ),
+            Figure(
+                "request latency p99", ("p99_ms", "latency_p99_ms", "request_p99_ms", "http.p99_ms")
+            ),
+        ),
+    ),
+    Component(
+        "worker",
+        "bench_worker.py",
+        "one Faust worker: watch.samples → derived topics",
+        (
+            Figure(
+                "worker samples/s",
+                ("samples_per_s", "worker_samples_per_s", "worker.samples_per_s"),
+                (
+                    "baseline_samples_per_s",
+                    "bare_samples_per_s",
+                    "baseline.samples_per_s",
+                    "bare_loop_samples_per_s",
+                    "bare.samples_per_s",
+                ),
+                "bare aiokafka consume–decode–produce loop",
+                SAMPLES_S,
+                20_000,
+            ),
+            Figure(
+                "worker CPU µs/sample",
+                ("cpu_us_per_sample", "worker_cpu_us_per_sample", "worker.cpu_us_per_sample"),
+                (
+                    "baseline_cpu_us_per_sample",
+                    "bare_cpu_us_per_sample",
+                    "baseline.cpu_us_per_sample",
+                    "bare.cpu_us_per_sample",
+                ),
+                "bare loop",
+                "µs",
+                higher_is_better=False,
+            ),
+        ),
+    ),
+    Component(
+        "sink",
+        "bench_sink.py",
+        "`kneeload sink`: raw samples Kafka → PostgreSQL (COPY)",
+        (
+            Figure(
+                "sink samples/s",
+                (
+                    "samples_per_s",
+                    "sink_samples_per_s",
+                    "sink_rows_per_s",
+                    "rows_per_s",
+                    "sink.samples_per_s",
+                    "sink.rows_per_s",
+                ),
+                (
+                    "baseline_samples_per_s",
+                    "bare_copy_samples_per_s",
+                    "bare_copy_rows_per_s",
+                    "baseline_rows_per_s",
+                    "baseline.rows_per_s",
+                    "bare_copy.rows_per_s",
+                ),
+                "bare COPY of the same rows",
+                SAMPLES_S,
+                100_000,
+            ),
+        ),
+    ),
+    Component(
+        "views",
+        "bench_views.py",
+        "dashboard views on 1,000 athletes × 90 days",
+        (
+            Figure(
+                "worst view p95",
+                ("worst_p95_ms", "max_p95_ms", "p95_ms_max", "views_max_p95_ms"),
+                ("baseline_p95_ms", "baseline_worst_p95_ms", "bare_p95_ms"),
+                "baseline query",
+                "ms",
+                200,
+                higher_is_better=False,
+            ),
+        ),
+    ),
+    Component(
+        "acwr",
+        "bench_acwr.py",
+        "batch ACWR 10,000 athletes × 365 days; scalar PFJ",
+        (
+            Figure(
+                "ACWR all methods (CSV in/out)",
+                ("acwr_all_methods_csv_s",),
+                ("baseline_read_write_csv_s",),
+                "polars read+write of the same CSV",
+                "s",
+                higher_is_better=False,
+            ),
+            Figure(
+                "PFJ per sample",
+                ("pfj_sample_us",),
+                ("baseline_trivial_call_us",),
+                "trivial call",
+                "µs",
+                higher_is_better=False,
+            ),
+        ),
+        quick_args=("--athletes", "1000", "--runs", "3"),
+    ),
+    Component(
+        "e2e",
+        "bench_e2e.py",
+        "HTTP → Kafka → worker → sink → PostgreSQL (real services)",
+        (
+            Figure(
+                "end-to-end samples/s (raw + derived rows)",
+                ("end_to_end_samples_per_s",),
+                ("raw_samples_per_s",),
+                "raw pipeline: bare produce → consume → COPY",
+                SAMPLES_S,
+                10_000,
+                ratio_target=0.5,
+            ),
+            Figure(
+                "sample → derived row p50 (saturated)",
+                ("throughput.sample_to_derived_row.p50_ms",),
+                unit="ms",
+                higher_is_better=False,
+            ),
+            Figure(
+                "sample → derived row p99 (saturated)",
+                ("throughput.sample_to_derived_row.p99_ms",),
+                unit="ms",
+                higher_is_better=False,
+            ),
+            Figure(
+                "sample → derived row p99 (steady 2,000/s)",
+                ("alerts.sample_to_derived_row_steady.p99_ms",),
+                ("bare_hop_p99_ms",),
+                "bare 2-hop Kafka relay",
+                "ms",
+                higher_is_better=False,
+            ),
+            Figure(
+                "pain report → alert event p50",
+                ("alerts.report_to_alert_event.p50_ms",),
+                ("bare_hop_p50_ms",),
+                "bare 2-hop Kafka relay",
+                "ms",
+                higher_is_better=False,
+            ),
+            Figure(
+                "pain report → alert p99 (event / row, worst)",
+                ("p99_alert_latency_ms",),
+                ("bare_hop_p99_ms",),
+                "bare 2-hop Kafka relay",
+                "ms",
+                1000,
+                higher_is_better=False,
+            ),
+            Figure(
+                "pain report → alert row p99",
+                ("p99_alert_latency_row_ms",),
+                unit="ms",
+                higher_is_better=False,
+            ),
+        ),
+        timeout_s=2400,
+    ),
+)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def supports(script: Path, flag: str) -> bool:
+    try:
+        r = subprocess.run(
+            [sys.executable, str(script), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return flag in r.stdout
+
+
+def run_component(c: Component, run_id: str, quick: bool, echo: Callable[[str], None]) -> None:
+    from kneeload.settings import get_settings
+
+    script = HERE / c.script
+    if not script.exists():
+        c.status, c.error = "FAILED", f"loadtests/{c.script} does not exist (not written yet)"
+        return
+    base = get_settings()
+    db_name = f"kneeload_bench_{run_id}_{c.name}"
+    prefix = f"bench-{run_id}-{c.name}."
+    args = [sys.executable, "-u", str(script), *c.extra_args]
+    if quick:
+        if c.quick_args == ("--quick",):
+            if supports(script, "--quick"):
+                args.append("--quick")
+        else:
+            args.extend(c.quick_args)
+    t0 = time.time()
+    try:
+        url = br.create_database(base.database_url, db_name)
+    except Exception as exc:
+        c.status, c.error = "FAILED", f"could not create database {db_name}: {exc}"
+        return
+    env = dict(
+        os.environ,
+        KNEELOAD_DATABASE_URL=url,
+        KNEELOAD_TOPIC_PREFIX=prefix,
+        KNEELOAD_BENCH_ISOLATED="1",
+        PYTHONUNBUFFERED="1",
+    )
+    stdout_lines: list[str] = []
+    stderr_tail: list[str] = []
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+
+        def pump(stream: Any, sink: list[str], keep_all: bool) -> None:
+            for line in stream:
+                line = line.rstrip("\n")
+                sink.append(line)
+                if not keep_all and len(sink) > 60:
+                    del sink[:-60]
+                if not (keep_all and line.startswith("{")):
+                    echo(f"  [{c.name}] {line}")
+
+        threads = [
+            threading.Thread(target=pump, args=(proc.stdout, stdout_lines, True), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, stderr_tail, False), daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            proc.wait(c.timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            c.status, c.error = "FAILED", f"timed out after {c.timeout_s:.0f} s"
+        for t in threads:
+            t.join(10)
+        c.seconds = time.time() - t0
+        js = None
+        for line in reversed(stdout_lines):
+            if line.startswith("{"):
+                try:
+                    js = orjson.loads(line)
+                    break
+                except orjson.JSONDecodeError:
+                    continue
+        if c.status == "FAILED":
+            pass
+        elif proc.returncode != 0 or js is None or (isinstance(js, dict) and js.get("error")):
+            c.status = "FAILED"
+            why = (js or {}).get("error") if isinstance(js, dict) else None
+            tail = "\n".join(stderr_tail[-12:])
+            c.error = (why or f"exit {proc.returncode}, no JSON line") + (
+                f"\nstderr tail:\n{tail}" if not why and tail else ""
+            )
+            c.result = js if isinstance(js, dict) else None
+        else:
+            c.status, c.result = "ok", js
+    finally:
+        try:
+            br.delete_topics(base.kafka_bootstrap, prefix)
+        except Exception as exc:
+            echo(f"  [{c.name}] topic clean-up failed: {exc}")
+        try:
+            br.drop_database(base.database_url, db_name)
+        except Exception as exc:
+            echo(f"  [{c.name}] dropping {db_name} failed: {exc}")
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    if unit == SAMPLES_S or abs(v) >= 1000:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:,.1f}"
+    else:
+        s = f"{v:.3g}"
+    return f"{s} {unit}".strip()
+
+
+def figure_rows(c: Component) -> list[dict[str, Any]]:
+    rows = []
+    for f in c.figures:
+        vkey, v = first(c.result, f.value) if c.result else (None, None)
+        bkey, b = first(c.result, f.baseline) if c.result and f.baseline else (None, None)
+        ratio = (v / b if f.higher_is_better else b / v) if v and b else None
+        verdict = "—"
+        checks = []
+        if f.target is not None and v is not None:
+            checks.append(v >= f.target if f.higher_is_better else v < f.target)
+        if f.ratio_target is not None and ratio is not None:
+            checks.append(ratio >= f.ratio_target)
+        if checks:
+            verdict = "pass" if all(checks) else "MISS"
+        target = []
+        if f.target is not None:
+            target.append(("≥ " if f.higher_is_better else "< ") + fmt(f.target, f.unit))
+        if f.ratio_target is not None:
+            target.append(f"ratio ≥ {f.ratio_target:g}")
+        rows.append(
+            {
+                "component": c.name,
+                "figure": f.label,
+                "key": vkey,
+                "value": v,
+                "unit": f.unit,
+                "baseline": b,
+                "baseline_key": bkey,
+                "baseline_what": f.baseline_label,
+                "ratio": ratio,
+                "target": " and ".join(target) or None,
+                "verdict": verdict,
+            }
+        )
+    return rows
+
+
+def extra_numbers(c: Component, used: set[str]) -> dict[str, Any]:
+    """Top-level numbers the table does not show (so nothing a bench measured is lost)."""
+    if not c.result:
+        return {}
+    return {
+        k: v
+        for k, v in c.result.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in used
+    }
+
+
+def markdown(components: list[Component], meta: dict[str, Any]) -> str:
+    out = [
+        "# kneeload benchmark results",
+        "",
+        f"Run {meta['run_id']} at {meta['started_at']} on {meta['host']} — commit {meta['commit']}"
+        + (" — QUICK sizes (not for quoting)" if meta["quick"] else ""),
+        "",
+        "Every figure sits beside the baseline its benchmark measured in the same run. Ratio = "
+        "figure ÷ baseline for rates, baseline ÷ figure for times and latencies (1.0 = as fast as "
+        "the bare baseline). The machine is shared and noisy: figures are medians where the bench "
+        "repeats, single runs otherwise.",
+        "",
+        "| component | figure | value | same-run baseline | ratio | target | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in components:
+        if c.status != "ok":
+            err = (c.error or "").splitlines()[0][:300].replace("|", "\\|")
+            out.append(f"| {c.name} | **FAILED** | — | — | — | — | **FAILED**: {err} |")
+            continue
+        rows = figure_rows(c)
+        shown = [r for r in rows if r["value"] is not None]
+        if not shown:
+            out.append(
+                f"| {c.name} | (no headline keys recognised; see details) | — | — | — | — | ran |"
+            )
+        for r in shown:
+            base = (
+                f"{fmt(r['baseline'], r['unit'])} ({r['baseline_what']})"
+                if r["baseline"] is not None
+                else "—"
+            )
+            ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "—"
+            out.append(
+                f"| {c.name} | {r['figure']} | {fmt(r['value'], r['unit'])} | {base} | {ratio} "
+                f"| {r['target'] or '—'} | {r['verdict']} |"
+            )
+    out += ["", "## Components", ""]
+    for c in components:
+        out.append(
+            f"- **{c.name}** (`loadtests/{c.script}`, {c.seconds:.0f} s): {c.what} — {c.status}"
+        )
+        if c.status != "ok" and c.error:
+            out.append("  ```")
+            out += ["  " + x for x in c.error.splitlines()[:25]]
+            out.append("  ```")
+        used = {r["key"] for r in figure_rows(c)} | {r["baseline_key"] for r in figure_rows(c)}
+        extra = extra_numbers(c, used)
+        if extra:
+            out.append(
+                "  - other numbers: " + ", ".join(f"`{k}`={fmt(v)}" for k, v in extra.items())
+            )
+    e2e = next((c for c in components if c.name == "e2e" and c.result), None)
+    if e2e and e2e.result and "throughput" in e2e.result:
+        t = e2e.result["throughput"]
+        out += [
+            "",
+            "## End to end: where the CPU goes (throughput phase)",
+            "",
+            "| service | CPU s | µs CPU / sample | cores busy |",
+            "|---|---|---|---|",
+        ]
+        for k, v in t.get("cpu_s", {}).items():
+            out.append(f"| {k} | {v} | {t['cpu_us_per_sample'][k]} | {t['cpu_cores_busy'][k]} |")
+        out.append("")
+        out.append(
+            f"HTTP accepted {fmt(t.get('http_samples_per_s'), SAMPLES_S)}; raw rows complete at "
+            f"{fmt(t.get('raw_rows_samples_per_s'), SAMPLES_S)}, derived rows at "
+            f"{fmt(t.get('derived_rows_samples_per_s'), SAMPLES_S)} (first request → last row)."
+        )
+        if e2e.result.get("table_sizes"):
+            out += [
+                "",
+                "Table sizes after the run (pg_total_relation_size incl. partitions and indexes):",
+                "",
+            ]
+            for k, v in e2e.result["table_sizes"].items():
+                out.append(f"- {k}: {v}")
+    return "\n".join(out) + "\n"
+
+
+def last_line(components: list[Component]) -> str | None:
+    e2e = next((c for c in components if c.name == "e2e"), None)
+    if e2e is None or e2e.status != "ok" or not e2e.result:
+        return None
+    r = e2e.result
+    lat = r.get("p99_alert_latency_ms")
+    return (
+        f"end_to_end_samples_per_s={round(r['end_to_end_samples_per_s'])} "
+        f"ratio_to_raw={r['ratio_to_raw']:.3f} "
+        f"p99_alert_latency_ms={round(lat) if lat is not None else 'none'}"
+    )
+
+
+def git_commit() -> str:
+    r = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    return r.stdout.strip() or "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="small sizes (smoke test; not for quoting)"
+    )
+    ap.add_argument("--only", nargs="*", default=None, help="run only these components")
+    ap.add_argument("--skip", nargs="*", default=[], help="skip these components")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    ap.add_argument("--e2e-args", default="", help="extra arguments for bench_e2e.py (quoted)")
+    args = ap.parse_args()
+    names = [c.name for c in COMPONENTS]
+    for n in (args.only or []) + args.skip:
+        if n not in names:
+            ap.error(f"unknown component {n!r}; known: {', '.join(names)}")
+    chosen = [
+        c
+        for c in COMPONENTS
+        if (args.only is None or c.name in args.only) and c.name not in args.skip
+    ]
+    for c in chosen:
+        if c.name == "e2e" and args.e2e_args:
+            c.extra_args = args.e2e_args.split()
+    run_id = uuid.uuid4().hex[:8]
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    meta = {
+        "run_id": run_id,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": f"{platform.node()} ({os.cpu_count()} cores, {mem_gib:.0f} GiB)",
+        "commit": git_commit(),
+        "quick": args.quick,
+        "python": platform.python_version(),
+    }
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    for c in chosen:
+        echo(f"== {c.name}: {c.what} (loadtests/{c.script})")
+        run_component(c, run_id, args.quick, echo)
+        echo(
+            f"== {c.name}: {c.status} in {c.seconds:.0f} s"
+            + (f" — {c.error.splitlines()[0]}" if c.error else "")
+        )
+    report = {
+        **meta,
+        "components": {
+            c.name: {
+                "script": f"loadtests/{c.script}",
+                "status": c.status,
+                "error": c.error,
+                "seconds": round(c.seconds, 1),
+                "figures": figure_rows(c) if c.status == "ok" else [],
+                "result": c.result,
+            }
+            for c in chosen
+        },
+    }
+    line = last_line(chosen)
+    if line:
+        report["headline"] = line
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    md = markdown(chosen, meta)
+    (args.out / "latest.md").write_text(md)
+    echo("")
+    echo(md)
+    echo(f"results: {args.out / 'latest.json'}, {args.out / 'latest.md'}")
+    failed = [c.name for c in chosen if c.status != "ok"]
+    if failed:
+        echo(f"FAILED: {', '.join(failed)}")
+    if line:
+        echo(line)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
