@@ -543,6 +543,78 @@ def raw_pipeline(
     }
 
 
+async def _bare_hops(
+    bootstrap: str, topic_a: str, topic_b: str, n: int, every_s: float
+) -> list[float]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    servers = bootstrap.split(",")
+    opts = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+    p_in, p_relay = (
+        AIOKafkaProducer(bootstrap_servers=servers, **opts),
+        AIOKafkaProducer(bootstrap_servers=servers, **opts),
+    )
+    c_relay = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    c_out = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    for x in (p_in, p_relay, c_relay, c_out):
+        await x.start()
+    lat: list[float] = []
+    try:
+        for c, t in ((c_relay, topic_a), (c_out, topic_b)):
+            parts = None
+            while not parts:
+                await c._client.force_metadata_update()
+                parts = c.partitions_for_topic(t)
+            tps = [TopicPartition(t, p) for p in sorted(parts)]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+
+        async def relay() -> None:
+            async for m in c_relay:
+                await p_relay.send_and_wait(topic_b, m.value, key=m.key)
+
+        async def sink() -> None:
+            async for m in c_out:
+                lat.append((time.time() - orjson.loads(m.value)["t"]) * 1000)
+                if len(lat) >= n:
+                    return
+
+        r = asyncio.create_task(relay())
+        s = asyncio.create_task(sink())
+        for i in range(n):
+            await p_in.send_and_wait(topic_a, orjson.dumps({"t": time.time()}), key=b"k%d" % i)
+            await asyncio.sleep(every_s)
+        await asyncio.wait_for(s, 30)
+        r.cancel()
+    finally:
+        for x in (p_in, p_relay, c_relay, c_out):
+            await x.stop()
+    return lat
+
+
+def bare_hop_latency(topic_prefix: str, n: int = 100, every_s: float = 0.05) -> dict[str, Any]:
+    """Bare two-hop Kafka latency (the alert path without kneeload): produce to topic A
+    (acks=all) → a relay consumes A and produces to B (acks=all) → consume B. p50/p99 ms."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from kneeload.settings import get_settings
+
+    s = get_settings()
+    run = uuid.uuid4().hex[:6]
+    a, b = f"{topic_prefix}baseline.hop-a.{run}", f"{topic_prefix}baseline.hop-b.{run}"
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap.split(","))
+    try:
+        admin.create_topics([NewTopic(a, 3, 1), NewTopic(b, 3, 1)])
+    finally:
+        admin.close()
+    lat = sorted(asyncio.run(_bare_hops(s.kafka_bootstrap, a, b, n, every_s)))
+
+    def q(p: float) -> float:
+        return lat[max(0, -(-len(lat) * p // 100) - 1)]
+
+    return {"bare_hop_p50_ms": q(50), "bare_hop_p99_ms": q(99), "bare_hop_n": len(lat)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -566,13 +638,17 @@ def main() -> None:
 
         s = get_settings()
         res = raw_pipeline(s.database_url, s.topic_prefix, batches, runs=args.runs)
+        res.update(bare_hop_latency(s.topic_prefix))
     else:
         with isolated("raw") as (url, prefix):
             res = raw_pipeline(url, prefix, batches, runs=args.runs)
+            res.update(bare_hop_latency(prefix))
     print(
         f"raw pipeline (bare produce → consume → COPY): {res['raw_samples_per_s']:,.0f} samples/s "
         f"median; produce alone {res['raw_produce_samples_per_s']:,.0f}/s; "
-        f"consume+COPY {res['raw_consume_copy_samples_per_s']:,.0f}/s; table: {res['raw_table']}"
+        f"consume+COPY {res['raw_consume_copy_samples_per_s']:,.0f}/s; table: {res['raw_table']}; "
+        f"bare 2-hop Kafka latency p50 {res['bare_hop_p50_ms']:.1f} ms "
+        f"p99 {res['bare_hop_p99_ms']:.1f} ms"
     )
     print(orjson.dumps(res).decode())
 

@@ -764,6 +764,11 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
     log(f"(0) raw baseline: bare produce → consume → COPY of the same {args.samples:,} samples")
     raw = br.raw_pipeline(db_url, prefix, batches, runs=args.raw_runs, log=log)
     result.update(raw)
+    result.update(br.bare_hop_latency(prefix))
+    log(
+        f"  bare 2-hop Kafka relay latency p50 {result['bare_hop_p50_ms']:.1f} ms "
+        f"p99 {result['bare_hop_p99_ms']:.1f} ms"
+    )
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_raw_samples")
 

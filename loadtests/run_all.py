@@ -167,6 +167,7 @@ COMPONENTS: tuple[Component, ...] = (
                 higher_is_better=False,
             ),
         ),
+        quick_args=("--samples", "30000", "--runs", "1"),
     ),
     Component(
         "sink",
