@@ -1,0 +1,212 @@
+"""Commands: ``kneeload migrate``, ``kneeload sink`` and ``kneeload storage …``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import click
+
+
+def _conn(autocommit: bool = True) -> Any:
+    import psycopg
+
+    from kneeload.settings import get_settings
+
+    return psycopg.connect(get_settings().database_url, autocommit=autocommit)
+
+
+def _echo(obj: Any) -> None:
+    import orjson
+
+    click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+@click.command("migrate")
+def migrate_cmd() -> None:
+    """Apply pending database migrations (versioned, forward-only, safe to repeat).
+
+    Uses TimescaleDB when the extension is available, plain PostgreSQL partitions otherwise."""
+    from kneeload.storage.migrate import migrate
+
+    _echo(migrate().as_dict())
+
+
+@click.command("sink")
+@click.option(
+    "--idle-exit", type=float, default=None, help="Exit after this many seconds without messages."
+)
+def sink_cmd(idle_exit: float | None) -> None:
+    """Write the raw and derived Kafka topics into PostgreSQL (COPY, idempotent; until SIGTERM)."""
+    from kneeload.settings import get_settings
+    from kneeload.storage.sink import run_sink
+
+    s = get_settings()
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stats = asyncio.run(run_sink(s, idle_exit_s=idle_exit))
+    _echo({"sink": "stopped", **stats.as_dict()})
+
+
+@click.group("storage")
+def storage() -> None:
+    """Storage administration: partitions, retention, tenants, alert acknowledgement."""
+
+
+@storage.command("partitions")
+@click.option("--table", default=None, help="One table (kneeload.watch_samples); default: all.")
+@click.option(
+    "--ahead", type=int, default=None, help="Also create partitions this many days ahead."
+)
+def partitions_cmd(table: str | None, ahead: int | None) -> None:
+    """List time partitions (plain PostgreSQL), creating more ahead with --ahead."""
+    with _conn() as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM kneeload.partitioned_tables WHERE %s::text IS NULL OR "
+                "table_name = %s "
+                "ORDER BY 1",
+                (table, table),
+            )
+        ]
+        out: dict[str, Any] = {}
+        for t in tables:
+            if ahead is not None:
+                conn.execute(
+                    "SELECT kneeload.ensure_partitions(%s, now() - INTERVAL '1 day', "
+                    "now() + make_interval(days => %s))",
+                    (t, ahead),
+                )
+            out[t] = [
+                {"partition": r[0], "from": r[1], "to": r[2]}
+                for r in conn.execute("SELECT * FROM kneeload.partitions(%s)", (t,))
+            ]
+        _echo(out)
+
+
+@storage.command("retention")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="TABLE=INTERVAL",
+    help="Change a table's retention ('kneeload.watch_samples=90 days'; 'none' keeps forever).",
+)
+@click.option("--dry-run", is_flag=True, help="Only report what would be dropped.")
+def retention_cmd(assignments: tuple[str, ...], dry_run: bool) -> None:
+    """Apply retention: drop partitions older than each table's retention (plain PostgreSQL);
+    on TimescaleDB --set replaces the add_retention_policy job."""
+    with _conn() as conn:
+        for a in assignments:
+            table, _, value = a.partition("=")
+            interval = None if value.strip().lower() in ("none", "") else value.strip()
+            row = conn.execute(
+                "UPDATE kneeload.partitioned_tables SET retention = %s::interval "
+                "WHERE table_name = %s RETURNING flavour",
+                (interval, table.strip()),
+            ).fetchone()
+            if row is None:
+                raise click.BadParameter(f"unknown table {table!r}", param_hint="--set")
+            if row[0] == "timescale":
+                conn.execute(
+                    "SELECT remove_retention_policy(%s, if_exists => true)", (table.strip(),)
+                )
+                if interval:
+                    conn.execute(
+                        "SELECT add_retention_policy(%s, drop_after => %s::interval)",
+                        (table.strip(), interval),
+                    )
+        policies = [
+            {"table": r[0], "retention": r[1], "flavour": r[2]}
+            for r in conn.execute(
+                "SELECT table_name, retention, flavour FROM kneeload.partitioned_tables ORDER BY 1"
+            )
+        ]
+        actions = [
+            {"table": r[0], "partition": r[1], "range_end": r[2], "action": r[3]}
+            for r in conn.execute("SELECT * FROM kneeload.apply_retention(%s)", (dry_run,))
+        ]
+        _echo({"policies": policies, "actions": actions})
+
+
+@storage.command("grant-coach")
+@click.option("--role", required=True, help="Database role of the coach (must exist).")
+@click.option("--team", required=True, help="Team id the coach may read.")
+@click.option("--name", default=None, help="Display name of the coach.")
+def grant_coach_cmd(role: str, team: str, name: str | None) -> None:
+    """Let a coach's database role read one team through the kneeload_api views (RLS)."""
+    with _conn() as conn:
+        conn.execute("SELECT kneeload.grant_coach(%s, %s, %s)", (role, team, name))
+    _echo({"granted": {"role": role, "team": team}})
+
+
+@storage.command("grant-clinic")
+@click.option("--role", required=True, help="Database role of the clinic (must exist).")
+@click.option("--clinic", required=True, help="Clinic id whose units the role may read.")
+def grant_clinic_cmd(role: str, clinic: str) -> None:
+    """Let a clinic's database role read its LEVER units through the kneeload_api views (RLS)."""
+    with _conn() as conn:
+        conn.execute("SELECT kneeload.grant_clinic(%s, %s)", (role, clinic))
+    _echo({"granted": {"role": role, "clinic": clinic}})
+
+
+@storage.command("revoke")
+@click.option("--role", required=True)
+@click.option("--team", default=None)
+@click.option("--clinic", default=None)
+def revoke_cmd(role: str, team: str | None, clinic: str | None) -> None:
+    """Withdraw a team or clinic grant."""
+    if (team is None) == (clinic is None):
+        raise click.UsageError("give exactly one of --team or --clinic")
+    kind, tenant = ("team", team) if team is not None else ("clinic", clinic)
+    with _conn() as conn:
+        row = conn.execute(
+            "SELECT kneeload.revoke_tenant(%s, %s, %s)", (role, kind, tenant)
+        ).fetchone()
+    _echo({"revoked": bool(row and row[0])})
+
+
+@storage.command("ack")
+@click.argument("alert_id")
+@click.option("--by", required=True, help="Who acknowledges (coach identity).")
+def ack_cmd(alert_id: str, by: str) -> None:
+    """Acknowledge an alert (the first acknowledgement is kept)."""
+    from kneeload.storage import acknowledge_alert
+
+    with _conn(autocommit=False) as conn:
+        done = acknowledge_alert(conn, alert_id, by)
+        row = conn.execute(
+            "SELECT acknowledged_by, acknowledged_at FROM kneeload.alerts WHERE alert_id = %s",
+            (alert_id,),
+        ).fetchone()
+        conn.commit()
+    if row is None:
+        raise click.ClickException(f"no alert {alert_id!r}")
+    _echo(
+        {
+            "alert_id": alert_id,
+            "acknowledged_now": done,
+            "acknowledged_by": row[0],
+            "acknowledged_at": row[1],
+        }
+    )
+
+
+@storage.command("views")
+def views_cmd() -> None:
+    """List the public views (kneeload_api) with their documentation."""
+    with _conn() as conn:
+        rows = conn.execute(
+            "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'kneeload_api' AND "
+            "c.relkind = 'v' "
+            "ORDER BY 1"
+        ).fetchall()
+    _echo({name: doc for name, doc in rows})
+
+
+def register(group: click.Group) -> None:
+    group.add_command(migrate_cmd)
+    group.add_command(sink_cmd)
+    group.add_command(storage)

@@ -1,0 +1,1087 @@
+"""Kafka messages into PostgreSQL: batched COPY, idempotent, offsets in the same transaction.
+
+One call of :meth:`Writer.write` is one database transaction holding
+
+* the rows of every message of the batch: COPY into a session-local staging table, then
+  ``INSERT … SELECT … ON CONFLICT`` — ``DO NOTHING`` for immutable rows with natural ids (raw
+  events, alerts, dead letters), ``DO UPDATE … WHERE`` the incoming revision (or registry
+  ``updated_at``) is newer for corrected values (daily load, sessions, minute load, registry);
+  the two per-sample topics take a fast path first (COPY straight into the partitioned table;
+  only if that hits a duplicate key does the batch go through staging + ``DO NOTHING``);
+* every rejected message as a ``dead_letter`` row (see :meth:`Writer.write`);
+* the next Kafka offset of every partition in ``kneeload.sink_offsets``.
+
+So the database alone knows exactly what it holds: a sink that dies after the commit and
+before committing to Kafka skips, on restart, what the table says it has. Messages are decoded
+and validated before (see :func:`decode`); a message the database still refuses (a type the
+fast path did not check) is isolated with savepoints and dead-lettered, the rest committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from kneeload import contracts
+from kneeload.topics.catalogue import (
+    ALERTS,
+    CORRELATIONS,
+    DAILY_LOAD,
+    DEADLETTER,
+    LOAD_MINUTE,
+    LOAD_SAMPLES,
+    PAIN_REPORTS,
+    PAIN_RESPONSES,
+    REGISTRY_ASSIGNMENTS,
+    REGISTRY_ATHLETES,
+    REGISTRY_DEVICES,
+    SESSIONS,
+    TREADMILL_SETPOINTS,
+    TREADMILL_TELEMETRY,
+    UNIT_STATUS,
+    WATCH_SAMPLES,
+)
+
+log = logging.getLogger("kneeload.sink")
+
+__all__ = ["KINDS", "Message", "WriteResult", "Writer", "decode"]
+
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Message:
+    """One Kafka message as the writer sees it (``topic`` is the logical name)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    full_topic: str = ""
+    doc: Any = None  # decoded value (None for a tombstone)
+
+
+@dataclass(slots=True)
+class WriteResult:
+    messages: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0  # already in the database (offset below kneeload.sink_offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How one topic's events become rows."""
+
+    topic: str
+    schema: str
+    table: str  # staging is LIKE this table
+    columns: tuple[str, ...]
+    rows: Callable[[Any], Iterable[Row]]
+    statements: tuple[str, ...]  # run after the COPY into staging ({stg} = staging table)
+    partitioned: tuple[str, str] | None = None  # (table, time column) for partition upkeep
+    time_index: int | None = None  # index of the time value in a row
+    registry: bool = False  # compacted: a null value is a tombstone
+    tombstone: str | None = None  # SQL run with the key for a tombstone
+
+
+def _cols(cols: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' if c == "values" else c for c in cols)
+
+
+def _insert(
+    table: str,
+    cols: Sequence[str],
+    conflict: str,
+    *,
+    distinct_on: str | None = None,
+    order: str | None = None,
+) -> str:
+    c = _cols(cols)
+    select = f"SELECT {c} FROM {{stg}}"
+    if distinct_on:
+        select = (
+            f"SELECT DISTINCT ON ({distinct_on}) {c} FROM {{stg}} ORDER BY {distinct_on}, {order}"
+        )
+    return f"INSERT INTO {table} ({c}) {select} ON CONFLICT {conflict}"
+
+
+def _update_set(cols: Sequence[str], keys: Sequence[str]) -> str:
+    return ", ".join(f"{_cols([c])} = EXCLUDED.{_cols([c])}" for c in cols if c not in keys)
+
+
+# --- row builders -----------------------------------------------------------------------------
+
+_TELEMETRY = (
+    "time",
+    "record_id",
+    "unit_id",
+    "clinic_id",
+    "kind",
+    "belt_speed_mps",
+    "incline_pct",
+    "bws_pct",
+    "measured_support_pct",
+    "athlete_id",
+)
+_SETPOINT = (
+    "time",
+    "record_id",
+    "unit_id",
+    "clinic_id",
+    "bws_pct",
+    "previous_bws_pct",
+    "athlete_id",
+    "set_by",
+)
+_PAIN = (
+    "time",
+    "report_id",
+    "athlete_id",
+    "team_id",
+    "pain_nrs",
+    "context",
+    "session_id",
+    "swelling",
+    "session_rpe",
+    "note",
+)
+_ATHLETE = (
+    "athlete_id",
+    "team_id",
+    "body_mass_kg",
+    "time_zone",
+    "display_name",
+    "active",
+    "calibration",
+    "updated_at",
+)
+_DEVICE = (
+    "device_id",
+    "kind",
+    "clinic_id",
+    "athlete_id",
+    "revoked",
+    "max_bws_pct",
+    "timeout_s",
+    "updated_at",
+)
+_ASSIGN = ("unit_id", "clinic_id", "athlete_id", "assigned_since", "updated_at")
+_MINUTE = (
+    "minute",
+    "id",
+    "athlete_id",
+    "team_id",
+    "session_id",
+    "unit_id",
+    "samples",
+    "duration_s",
+    "distance_m",
+    "mean_speed_mps",
+    "mean_cadence_spm",
+    "mean_bws_pct",
+    "peak_pfj_stress_mpa",
+    "pfj_load_mpa_s",
+    "revision",
+)
+_SESSION = (
+    "session_id",
+    "athlete_id",
+    "team_id",
+    "unit_id",
+    "start_time",
+    "end_time",
+    "duration_s",
+    "distance_m",
+    "mean_cadence_spm",
+    "mean_speed_mps",
+    "mean_bws_pct",
+    "peak_pfj_stress_mpa",
+    "pfj_load_mpa_s",
+    "pfj_load_per_km",
+    "samples",
+    "coverage_pct",
+    "status",
+    "revision",
+)
+_METHODS = ("ewma", "rac", "rau")
+_DAILY = (
+    "athlete_id",
+    "metric",
+    "date",
+    "id",
+    "team_id",
+    "load",
+    "status",
+    "revision",
+    "corrected",
+    *(f"{m}_{p}" for m in _METHODS for p in ("acute", "chronic", "acwr", "reason")),
+    "week_over_week_pct",
+    "monotony",
+    "strain",
+    "atl",
+    "ctl",
+    "tsb",
+)
+_PAIN_RESPONSE = (
+    "id",
+    "report_id",
+    "athlete_id",
+    "team_id",
+    "session_id",
+    "time",
+    "pain_nrs",
+    "context",
+    "baseline_nrs",
+    "classification",
+    "reason",
+    "preset",
+    "bws_unit_id",
+    "bws_action",
+    "bws_current_pct",
+    "bws_suggested_pct",
+    "bws_reason",
+)
+_CORRELATION = (
+    "id",
+    "scope",
+    "athlete_id",
+    "team_id",
+    "metric",
+    "lag_days",
+    "method",
+    "n",
+    "r",
+    "df",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "withheld_reason",
+    "time",
+)
+_ALERT = (
+    "alert_id",
+    "dedup_key",
+    "kind",
+    "severity",
+    "athlete_id",
+    "unit_id",
+    "team_id",
+    "clinic_id",
+    "event_time",
+    "message",
+    "values",
+)
+_UNIT_STATUS = (
+    "time",
+    "id",
+    "unit_id",
+    "clinic_id",
+    "online",
+    "in_use",
+    "athlete_id",
+    "bws_pct",
+    "date",
+    "minutes_used_today",
+    "last_seen",
+)
+_DEAD = (
+    "id",
+    "source",
+    "reason_code",
+    "detail",
+    "received_at",
+    "topic",
+    "key",
+    "errors",
+    "payload",
+    "payload_truncated",
+    "payload_encoding",
+)
+_BATCH = (
+    "batch_id",
+    "athlete_id",
+    "device_id",
+    "team_id",
+    "session_id",
+    "source",
+    "sub_sport",
+    "received_at",
+    "samples",
+)
+
+
+def _flat(cols: Sequence[str]) -> Callable[[Any], Iterable[Row]]:
+    def rows(d: Any) -> Iterable[Row]:
+        g = d.get
+        return ((*(g(c) for c in cols),),)
+
+    return rows
+
+
+def _athlete_rows(d: Any) -> Iterable[Row]:
+    cal = d.get("calibration")
+    return (
+        (
+            d["athlete_id"],
+            d.get("team_id"),
+            d.get("body_mass_kg"),
+            d.get("time_zone") or "UTC",
+            d.get("display_name"),
+            d.get("active", True),
+            Jsonb(cal) if cal is not None else None,
+            d["updated_at"],
+        ),
+    )
+
+
+def _assignment_rows(d: Any) -> Iterable[Row]:
+    return (
+        (d["unit_id"], d.get("clinic_id"), d.get("athlete_id"), d.get("since"), d["updated_at"]),
+    )
+
+
+def _daily_rows(d: Any) -> Iterable[Row]:
+    methods = d.get("methods") or {}
+    vals: list[Any] = []
+    for m in _METHODS:
+        x = methods.get(m) or {}
+        vals += [x.get("acute"), x.get("chronic"), x.get("acwr"), x.get("reason")]
+    return (
+        (
+            d["athlete_id"],
+            d["metric"],
+            d["date"],
+            d["id"],
+            d.get("team_id"),
+            d["load"],
+            d["status"],
+            d["revision"],
+            d["corrected"],
+            *vals,
+            d.get("week_over_week_pct"),
+            d.get("monotony"),
+            d.get("strain"),
+            d.get("atl"),
+            d.get("ctl"),
+            d.get("tsb"),
+        ),
+    )
+
+
+def _pain_response_rows(d: Any) -> Iterable[Row]:
+    s = d.get("bws_suggestion") or {}
+    g = d.get
+    return (
+        (
+            g("id"),
+            g("report_id"),
+            g("athlete_id"),
+            g("team_id"),
+            g("session_id"),
+            g("time"),
+            g("pain_nrs"),
+            g("context"),
+            g("baseline_nrs"),
+            g("classification"),
+            g("reason"),
+            g("preset"),
+            s.get("unit_id"),
+            s.get("action"),
+            s.get("current_bws_pct"),
+            s.get("suggested_bws_pct"),
+            s.get("reason"),
+        ),
+    )
+
+
+def _alert_rows(d: Any) -> Iterable[Row]:
+    g = d.get
+    return ((*(g(c) for c in _ALERT[:-1]), Jsonb(g("values") or {})),)
+
+
+def _dead_rows(d: Any) -> Iterable[Row]:
+    g = d.get
+    return (
+        (
+            g("id"),
+            g("source"),
+            g("reason_code"),
+            g("detail"),
+            g("received_at"),
+            g("topic"),
+            g("key"),
+            Jsonb(g("errors") or []),
+            g("payload"),
+            g("payload_truncated", False),
+            g("payload_encoding", "utf-8"),
+        ),
+    )
+
+
+def _batch_rows(d: Any) -> Iterable[Row]:
+    g = d.get
+    return ((*(g(c) for c in _BATCH[:-1]), len(d["samples"])),)
+
+
+_NEWER_REV = "WHERE {t}.revision < EXCLUDED.revision"
+
+KINDS: dict[str, Kind] = {
+    k.topic: k
+    for k in (
+        Kind(
+            TREADMILL_TELEMETRY,
+            "treadmill_telemetry",
+            "kneeload.treadmill_telemetry",
+            _TELEMETRY,
+            _flat(_TELEMETRY),
+            (_insert("kneeload.treadmill_telemetry", _TELEMETRY, "DO NOTHING"),),
+            ("kneeload.treadmill_telemetry", "time"),
+            0,
+        ),
+        Kind(
+            TREADMILL_SETPOINTS,
+            "bws_setpoint_change",
+            "kneeload.bws_setpoints",
+            _SETPOINT,
+            _flat(_SETPOINT),
+            (_insert("kneeload.bws_setpoints", _SETPOINT, "DO NOTHING"),),
+            ("kneeload.bws_setpoints", "time"),
+            0,
+        ),
+        Kind(
+            PAIN_REPORTS,
+            "pain_report",
+            "kneeload.pain_reports",
+            _PAIN,
+            _flat(_PAIN),
+            (_insert("kneeload.pain_reports", _PAIN, "DO NOTHING"),),
+            ("kneeload.pain_reports", "time"),
+            0,
+        ),
+        Kind(
+            REGISTRY_ATHLETES,
+            "athlete_record",
+            "kneeload.athletes",
+            _ATHLETE,
+            _athlete_rows,
+            (
+                _insert(
+                    "kneeload.athletes",
+                    _ATHLETE,
+                    f"(athlete_id) DO UPDATE SET {_update_set(_ATHLETE, ['athlete_id'])} "
+                    "WHERE athletes.updated_at <= EXCLUDED.updated_at",
+                    distinct_on="athlete_id",
+                    order="updated_at DESC",
+                ),
+                "INSERT INTO kneeload.teams (team_id) SELECT DISTINCT team_id FROM {stg} WHERE "
+                "team_id IS NOT NULL "
+                "ON CONFLICT DO NOTHING",
+            ),
+            registry=True,
+            tombstone="UPDATE kneeload.athletes SET active = false WHERE athlete_id = %s",
+        ),
+        Kind(
+            REGISTRY_DEVICES,
+            "device_record",
+            "kneeload.devices",
+            _DEVICE,
+            _flat(_DEVICE),
+            (
+                _insert(
+                    "kneeload.devices",
+                    _DEVICE,
+                    f"(device_id) DO UPDATE SET {_update_set(_DEVICE, ['device_id'])} "
+                    "WHERE devices.updated_at <= EXCLUDED.updated_at",
+                    distinct_on="device_id",
+                    order="updated_at DESC",
+                ),
+                "INSERT INTO kneeload.units (unit_id, clinic_id, max_bws_pct, timeout_s) "
+                "SELECT DISTINCT ON (device_id) device_id, clinic_id, max_bws_pct, timeout_s FROM "
+                "{stg} "
+                "WHERE kind = 'lever_unit' ORDER BY device_id, updated_at DESC "
+                "ON CONFLICT (unit_id) DO UPDATE SET clinic_id = coalesce(EXCLUDED.clinic_id, "
+                "units.clinic_id), "
+                "max_bws_pct = EXCLUDED.max_bws_pct, timeout_s = EXCLUDED.timeout_s",
+            ),
+            registry=True,
+            tombstone="DELETE FROM kneeload.devices WHERE device_id = %s",
+        ),
+        Kind(
+            REGISTRY_ASSIGNMENTS,
+            "unit_assignment",
+            "kneeload.units",
+            _ASSIGN,
+            _assignment_rows,
+            (
+                _insert(
+                    "kneeload.units",
+                    _ASSIGN,
+                    f"(unit_id) DO UPDATE SET {_update_set(_ASSIGN, ['unit_id'])} "
+                    "WHERE units.updated_at <= EXCLUDED.updated_at",
+                    distinct_on="unit_id",
+                    order="updated_at DESC",
+                ),
+            ),
+            registry=True,
+            tombstone="UPDATE kneeload.units SET athlete_id = NULL, assigned_since = NULL "
+            "WHERE unit_id = %s",
+        ),
+        Kind(
+            LOAD_MINUTE,
+            "minute_load",
+            "kneeload.minute_load",
+            _MINUTE,
+            _flat(_MINUTE),
+            (
+                _insert(
+                    "kneeload.minute_load",
+                    _MINUTE,
+                    f"(id, minute) DO UPDATE SET {_update_set(_MINUTE, ['id', 'minute'])} "
+                    + _NEWER_REV.format(t="minute_load"),
+                    distinct_on="id, minute",
+                    order="revision DESC",
+                ),
+            ),
+            ("kneeload.minute_load", "minute"),
+            0,
+        ),
+        Kind(
+            SESSIONS,
+            "session_summary",
+            "kneeload.sessions",
+            _SESSION,
+            _flat(_SESSION),
+            (
+                _insert(
+                    "kneeload.sessions",
+                    _SESSION,
+                    f"(session_id) DO UPDATE SET {_update_set(_SESSION, ['session_id'])}, "
+                    "updated_at = now() " + _NEWER_REV.format(t="sessions"),
+                    distinct_on="session_id",
+                    order="revision DESC",
+                ),
+            ),
+        ),
+        Kind(
+            DAILY_LOAD,
+            "daily_load",
+            "kneeload.daily_load",
+            _DAILY,
+            _daily_rows,
+            (
+                _insert("kneeload.daily_load_revisions", _DAILY, "DO NOTHING"),
+                _insert(
+                    "kneeload.daily_load",
+                    _DAILY,
+                    f"(athlete_id, metric, date) DO UPDATE SET "
+                    f"{_update_set(_DAILY, ['athlete_id', 'metric', 'date'])}, updated_at = now() "
+                    + _NEWER_REV.format(t="daily_load"),
+                    distinct_on="athlete_id, metric, date",
+                    order="revision DESC",
+                ),
+            ),
+        ),
+        Kind(
+            PAIN_RESPONSES,
+            "pain_response",
+            "kneeload.pain_responses",
+            _PAIN_RESPONSE,
+            _pain_response_rows,
+            (
+                _insert(
+                    "kneeload.pain_responses",
+                    _PAIN_RESPONSE,
+                    f"(id) DO UPDATE SET {_update_set(_PAIN_RESPONSE, ['id'])}",
+                    distinct_on="id",
+                    order="time DESC",
+                ),
+            ),
+        ),
+        Kind(
+            CORRELATIONS,
+            "correlation",
+            "kneeload.correlations",
+            _CORRELATION,
+            _flat(_CORRELATION),
+            (
+                _insert(
+                    "kneeload.correlations",
+                    _CORRELATION,
+                    f"(id) DO UPDATE SET {_update_set(_CORRELATION, ['id'])} WHERE "
+                    "correlations.time <= EXCLUDED.time",
+                    distinct_on="id",
+                    order="time DESC",
+                ),
+            ),
+        ),
+        Kind(
+            ALERTS,
+            "alert",
+            "kneeload.alerts",
+            _ALERT,
+            _alert_rows,
+            (_insert("kneeload.alerts", _ALERT, "DO NOTHING"),),
+        ),
+        Kind(
+            UNIT_STATUS,
+            "unit_status",
+            "kneeload.unit_status",
+            _UNIT_STATUS,
+            _flat(_UNIT_STATUS),
+            (_insert("kneeload.unit_status", _UNIT_STATUS, "DO NOTHING"),),
+            ("kneeload.unit_status", "time"),
+            0,
+        ),
+        Kind(
+            DEADLETTER,
+            "dead_letter",
+            "kneeload.dead_letters",
+            _DEAD,
+            _dead_rows,
+            (_insert("kneeload.dead_letters", _DEAD, "DO NOTHING"),),
+        ),
+    )
+}
+#: The batch envelope of watch.samples (one row per batch, beside the per-sample fast path).
+BATCH_KIND = Kind(
+    WATCH_SAMPLES,
+    "watch_sample_batch",
+    "kneeload.watch_batches",
+    _BATCH,
+    _batch_rows,
+    (_insert("kneeload.watch_batches", _BATCH, "DO NOTHING"),),
+)
+
+# --- the per-sample fast path ----------------------------------------------------------------
+
+_WATCH_COLS = (
+    "time",
+    "record_id",
+    "athlete_id",
+    "device_id",
+    "session_id",
+    "batch_id",
+    "cadence_spm",
+    "speed_mps",
+    "ground_contact_ms",
+    "vertical_oscillation_mm",
+    "vertical_ratio_pct",
+    "step_length_mm",
+    "power_w",
+    "heart_rate_bpm",
+    "grade_pct",
+    "distance_m",
+    "vertical_load_bw",
+)
+_LOAD_COLS = (
+    "time",
+    "record_id",
+    "athlete_id",
+    "session_id",
+    "speed_mps",
+    "cadence_spm",
+    "ground_contact_ms",
+    "ground_contact_estimated",
+    "grade_pct",
+    "bws_pct",
+    "unit_id",
+    "peak_pfj_stress_mpa",
+    "pfj_impulse_mpa_s",
+    "late",
+)
+SAMPLE_TOPICS = {
+    WATCH_SAMPLES: ("kneeload.watch_samples", _WATCH_COLS),
+    LOAD_SAMPLES: ("kneeload.sample_load", _LOAD_COLS),
+}
+_COPY_OPTS = "(FORMAT csv, NULL 'None')"
+
+
+def _q(v: Any) -> str:
+    """A CSV text field: quoted (never NULL), or the NULL marker."""
+    return "None" if v is None else f'"{v}"'
+
+
+def format_watch(docs: Iterable[Any], out: list[str]) -> None:
+    """CSV lines (NULL = unquoted ``None``) of every sample of every watch batch.
+
+    Text fields are quoted; :func:`decode` guarantees they hold no ``"``, newline or control
+    character (the raw JSON had no backslash) — anything else makes the COPY fail loudly."""
+    for d in docs:
+        prefix = f'"{d["athlete_id"]}","{d["device_id"]}",{_q(d["session_id"])},"{d["batch_id"]}"'
+        for s in d["samples"]:
+            g = s.get
+            out.append(
+                f'"{s["time"]}","{s["record_id"]}",{prefix},{s["cadence_spm"]},{s["speed_mps"]},'
+                f"{g('ground_contact_ms')},{g('vertical_oscillation_mm')},{g('vertical_ratio_pct')},"
+                f"{g('step_length_mm')},{g('power_w')},{g('heart_rate_bpm')},{g('grade_pct')},"
+                f"{g('distance_m')},{g('vertical_load_bw')}\n"
+            )
+
+
+def format_load(docs: Iterable[Any], out: list[str]) -> None:
+    """CSV lines of every sample of every sample_load batch (see :func:`format_watch`)."""
+    for d in docs:
+        prefix = f'"{d["athlete_id"]}",{_q(d["session_id"])}'
+        for s in d["samples"]:
+            unit = s.get("unit_id")
+            out.append(
+                f'"{s["time"]}","{s["record_id"]}",{prefix},{s["speed_mps"]},{s["cadence_spm"]},'
+                f"{s['ground_contact_ms']},{s['ground_contact_estimated']},{s['grade_pct']},"
+                f"{s['bws_pct']},{_q(unit)},{s['peak_pfj_stress_mpa']},{s['pfj_impulse_mpa_s']},"
+                f"{s['late']}\n"
+            )
+
+
+_FORMATTERS = {WATCH_SAMPLES: format_watch, LOAD_SAMPLES: format_load}
+
+
+# --- decoding and validation -------------------------------------------------------------------
+
+
+def _dead(msg: Message, reason: str, detail: str, errors: Iterable[Any] = ()) -> dict[str, Any]:
+    return contracts.dead_letter(
+        "sink",
+        reason,
+        detail,
+        msg.value,
+        topic=msg.full_topic or msg.topic,
+        key=msg.key.decode("utf-8", "replace") if msg.key is not None else None,
+        errors=errors,
+    )
+
+
+def _schema_of(topic: str) -> str:
+    if topic in KINDS:
+        return KINDS[topic].schema
+    return BATCH_KIND.schema if topic == WATCH_SAMPLES else "sample_load"
+
+
+def decode(msg: Message, validate: str = "low_volume") -> dict[str, Any] | None:
+    """Decode and check ``msg`` in place (``msg.doc``); returns a dead letter if it is unusable.
+
+    ``validate``: ``all`` checks every message against its JSON Schema; ``low_volume`` (default)
+    all topics except the two per-sample ones, whose producers validated each sample — those get a
+    structural check here and the database's column types; ``none`` only decodes."""
+    if msg.value is None:
+        kind = KINDS.get(msg.topic)
+        if kind is not None and kind.registry and msg.key is not None:
+            return None  # tombstone
+        return _dead(
+            msg, "null_value", "a message without a value on a topic that takes no tombstones"
+        )
+    try:
+        doc = contracts.loads(msg.value)
+    except contracts.JSONError as exc:
+        return _dead(msg, "invalid_json", str(exc))
+    msg.doc = doc
+    full = validate == "all" or (validate == "low_volume" and msg.topic not in SAMPLE_TOPICS)
+    # Per-sample topics without full validation get a structural check; a backslash anywhere
+    # means a string may hold a quote or control character, so such a message gets the full
+    # check (and the slow path).
+    structural_ok = (
+        isinstance(doc, dict) and isinstance(doc.get("samples"), list) and bool(doc["samples"])
+    )
+    if msg.topic in SAMPLE_TOPICS and not full and (not structural_ok or b"\\" in msg.value):
+        full = True
+    if full:
+        errs = contracts.get_contract(_schema_of(msg.topic)).errors(doc)
+        if errs:
+            return _dead(msg, "schema_invalid", f"not a valid {_schema_of(msg.topic)}", errs)
+    return None
+
+
+# --- the writer --------------------------------------------------------------------------------
+
+
+def _utc_dates(times: Iterable[str]) -> set[date]:
+    """UTC dates a set of RFC 3339 times may fall on (the local date ± 1 covers every offset)."""
+    out: set[date] = set()
+    for day in {t[:10] for t in times}:
+        try:
+            d = date.fromisoformat(day)
+        except ValueError:
+            continue
+        out.update((d - timedelta(days=1), d, d + timedelta(days=1)))
+    return out
+
+
+class Writer:
+    """Writes batches of decoded messages in one transaction each (see the module docstring)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], group: str = "kneeload-sink") -> None:
+        self.conn = conn
+        self.group = group
+        self._staged: set[str] = set()
+        self._partitions: set[tuple[str, date]] = set()
+        self._granularity: dict[str, str] = {}
+        self._known_athletes: set[str] = set()
+        self._known_units: set[str] = set()
+        self.commits = 0
+
+    async def setup(self) -> None:
+        """Session state: staging tables are created lazily; load partition granularity."""
+        await self.conn.set_autocommit(True)
+        cur = await self.conn.execute(
+            "SELECT table_name, granularity FROM kneeload.partitioned_tables "
+            "WHERE flavour = 'plain'"
+        )
+        self._granularity = dict(await cur.fetchall())
+
+    async def stored_offsets(self) -> dict[tuple[str, int], int]:
+        cur = await self.conn.execute(
+            "SELECT topic, kafka_partition, next_offset FROM kneeload.sink_offsets WHERE "
+            "consumer_group = %s",
+            (self.group,),
+        )
+        return {(t, p): o for t, p, o in await cur.fetchall()}
+
+    async def _stage(self, table: str) -> str:
+        name = "stg_" + table.split(".", 1)[1]
+        if name not in self._staged:
+            await self.conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS) ON "
+                "COMMIT DELETE ROWS"
+            )
+            self._staged.add(name)
+        return name
+
+    # partitions --------------------------------------------------------------------------------
+    async def ensure_partitions(self, table: str, times: Iterable[str]) -> None:
+        gran = self._granularity.get(table)
+        if gran is None:
+            return
+        need = set()
+        for d in _utc_dates(times):
+            start = d - timedelta(days=d.weekday()) if gran == "week" else d
+            if (table, start) not in self._partitions:
+                need.add(start)
+        if not need:
+            return
+        lo, hi = min(need), max(need) + timedelta(days=7 if gran == "week" else 1)
+        await self.conn.execute(
+            "SELECT kneeload.ensure_partitions(%s, %s::date::timestamp AT TIME ZONE 'UTC', "
+            "%s::date::timestamp AT TIME ZONE 'UTC')",
+            (table, lo, hi),
+        )
+        step = timedelta(days=7 if gran == "week" else 1)
+        d = lo
+        while d < hi:
+            self._partitions.add((table, d))
+            d += step
+
+    # dimensions: stubs for ids first seen in events (registry records replace them) ---------------
+    async def _dimensions(self, msgs: Sequence[Message]) -> None:
+        athletes: dict[str, str | None] = {}
+        units: dict[str, str | None] = {}
+        for m in msgs:
+            d = m.doc
+            if not isinstance(d, dict) or m.topic in (
+                DEADLETTER,
+                REGISTRY_DEVICES,
+                REGISTRY_ATHLETES,
+            ):
+                continue
+            a = d.get("athlete_id")
+            if isinstance(a, str) and a not in self._known_athletes:
+                athletes.setdefault(a, d.get("team_id"))
+            u = d.get("unit_id")
+            if isinstance(u, str) and u not in self._known_units:
+                units.setdefault(u, d.get("clinic_id"))
+        if athletes:
+            ids, teams = list(athletes), list(athletes.values())
+            await self.conn.execute(
+                "INSERT INTO kneeload.teams (team_id) SELECT DISTINCT t FROM unnest(%s::text[]) t "
+                "WHERE t IS NOT NULL ON CONFLICT DO NOTHING",
+                (teams,),
+            )
+            await self.conn.execute(
+                "INSERT INTO kneeload.athletes (athlete_id, team_id, display_name) "
+                "SELECT a, t, a FROM unnest(%s::text[], %s::text[]) AS x(a, t) ON CONFLICT DO "
+                "NOTHING",
+                (ids, teams),
+            )
+        if units:
+            ids, clinics = list(units), list(units.values())
+            await self.conn.execute(
+                "INSERT INTO kneeload.clinics (clinic_id) SELECT DISTINCT c FROM "
+                "unnest(%s::text[]) c "
+                "WHERE c IS NOT NULL ON CONFLICT DO NOTHING",
+                (clinics,),
+            )
+            await self.conn.execute(
+                "INSERT INTO kneeload.units (unit_id, clinic_id) SELECT u, c FROM "
+                "unnest(%s::text[], %s::text[]) "
+                "AS x(u, c) ON CONFLICT (unit_id) DO UPDATE SET clinic_id = EXCLUDED.clinic_id "
+                "WHERE units.clinic_id IS NULL AND EXCLUDED.clinic_id IS NOT NULL",
+                (ids, clinics),
+            )
+
+    def _remember_dimensions(self, msgs: Sequence[Message]) -> None:
+        for m in msgs:
+            d = m.doc
+            if isinstance(d, dict):
+                if isinstance(d.get("athlete_id"), str):
+                    self._known_athletes.add(d["athlete_id"])
+                if isinstance(d.get("unit_id"), str):
+                    self._known_units.add(d["unit_id"])
+
+    # one kind ------------------------------------------------------------------------------------
+    async def _generic(self, kind: Kind, msgs: Sequence[Message]) -> int:
+        live = [m for m in msgs if m.doc is not None]
+        tombs = [m for m in msgs if m.doc is None]
+        n = 0
+        if live:
+            stg = await self._stage(kind.table)
+            async with self.conn.cursor() as cur:
+                async with cur.copy(f"COPY {stg} ({_cols(kind.columns)}) FROM STDIN") as cp:
+                    for m in live:
+                        for row in kind.rows(m.doc):
+                            await cp.write_row(row)
+                for sql in kind.statements:
+                    await cur.execute(sql.format(stg=stg))
+                    n = max(n, cur.rowcount)
+                await cur.execute(f"TRUNCATE {stg}")
+        for m in tombs:
+            assert kind.tombstone and m.key is not None
+            await self.conn.execute(kind.tombstone, (m.key.decode("utf-8", "replace"),))
+            n += 1
+        return n
+
+    async def _samples(self, topic: str, msgs: Sequence[Message]) -> int:
+        table, cols = SAMPLE_TOPICS[topic]
+        docs = [m.doc for m in msgs]
+        lines: list[str] = []
+        _FORMATTERS[topic](docs, lines)
+        data = "".join(lines).encode()
+        async with self.conn.cursor() as cur:
+            try:
+                async with (
+                    self.conn.transaction(),
+                    cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN {_COPY_OPTS}") as cp,
+                ):
+                    await cp.write(data)
+                n = len(lines)
+            except psycopg.errors.UniqueViolation:
+                # Some rows are already there (a producer retry, a replay): staging + DO NOTHING.
+                stg = await self._stage(table)
+                async with cur.copy(
+                    f"COPY {stg} ({', '.join(cols)}) FROM STDIN {_COPY_OPTS}"
+                ) as cp:
+                    await cp.write(data)
+                await cur.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) "
+                    f"SELECT {', '.join(cols)} FROM {stg} ON CONFLICT DO NOTHING"
+                )
+                n = cur.rowcount
+                await cur.execute(f"TRUNCATE {stg}")
+        if topic == WATCH_SAMPLES:
+            await self._generic(BATCH_KIND, msgs)
+        return n
+
+    async def _write_kind(self, topic: str, msgs: Sequence[Message]) -> int:
+        if topic in SAMPLE_TOPICS:
+            return await self._samples(topic, msgs)
+        return await self._generic(KINDS[topic], msgs)
+
+    async def _prepare_partitions(self, by_topic: dict[str, list[Message]]) -> None:
+        for topic, msgs in by_topic.items():
+            if topic in SAMPLE_TOPICS:
+                table = SAMPLE_TOPICS[topic][0]
+                times = (
+                    s.get("time", "")
+                    for m in msgs
+                    for s in (m.doc["samples"][0], m.doc["samples"][-1])
+                )
+                await self.ensure_partitions(table, [t for t in times if isinstance(t, str)])
+                continue
+            kind = KINDS[topic]
+            if kind.partitioned and kind.time_index is not None:
+                ts = [
+                    r[kind.time_index] for m in msgs if m.doc is not None for r in kind.rows(m.doc)
+                ]
+                await self.ensure_partitions(
+                    kind.partitioned[0], [t for t in ts if isinstance(t, str)]
+                )
+
+    async def write(
+        self,
+        msgs: Sequence[Message],
+        dead: Sequence[dict[str, Any]] = (),
+        offsets: dict[tuple[str, int], int] | None = None,
+    ) -> WriteResult:
+        """Write decoded ``msgs`` (``msg.doc`` set, or None for tombstones) and the dead letters
+        ``dead`` in one transaction, recording ``offsets`` ({(full topic, partition): next offset}).
+
+        A kind whose rows the database refuses is retried message by message (savepoints); the
+        refused messages become dead letters in the same transaction (and in the result)."""
+        result = WriteResult(messages=len(msgs))
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for m in msgs:
+            by_topic[m.topic].append(m)
+        await self._prepare_partitions(by_topic)
+        dead_rows = list(dead)
+        async with self.conn.transaction():
+            await self._dimensions(msgs)
+            for topic, group in by_topic.items():
+                try:
+                    async with self.conn.transaction():
+                        result.rows[topic] += await self._write_kind(topic, group)
+                except (
+                    psycopg.DataError,
+                    psycopg.IntegrityError,
+                    psycopg.errors.InvalidTextRepresentation,
+                ) as exc:
+                    log.warning(
+                        "sink: %s batch refused (%s); isolating the bad messages", topic, exc
+                    )
+                    for m in group:
+                        try:
+                            async with self.conn.transaction():
+                                if topic in SAMPLE_TOPICS and m.doc is not None:
+                                    errs = contracts.get_contract(_schema_of(topic)).errors(m.doc)
+                                    if errs:
+                                        dead_rows.append(
+                                            _dead(
+                                                m,
+                                                "schema_invalid",
+                                                f"not a valid {_schema_of(topic)}",
+                                                errs,
+                                            )
+                                        )
+                                        continue
+                                result.rows[topic] += await self._write_kind(topic, [m])
+                        except (psycopg.DataError, psycopg.IntegrityError) as one:
+                            dead_rows.append(
+                                _dead(m, "db_rejected", f"{type(one).__name__}: {one}"[:2000])
+                            )
+            if dead_rows:
+                result.rows[DEADLETTER] += await self._generic(
+                    KINDS[DEADLETTER],
+                    [Message(DEADLETTER, 0, 0, None, None, doc=d) for d in dead_rows],
+                )
+            if offsets:
+                topics, parts, offs = zip(
+                    *((t, p, o) for (t, p), o in offsets.items()), strict=True
+                )
+                await self.conn.execute(
+                    "INSERT INTO kneeload.sink_offsets (consumer_group, topic, kafka_partition, "
+                    "next_offset) "
+                    "SELECT %s, t, p, o FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS x(t, "
+                    "p, o) "
+                    "ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE "
+                    "SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                    (self.group, list(topics), list(parts), list(offs)),
+                )
+        self.commits += 1
+        self._remember_dimensions(msgs)
+        result.dead_letters = dead_rows
+        return result
