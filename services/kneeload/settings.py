@@ -59,6 +59,25 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, description="Token for the admin HTTP paths (required to use them)")
     log_level: str = Field("INFO", description="Log level of the services")
 
+    # --- storage --------------------------------------------------------------
+    storage_timescale: str = Field(
+        "auto", description="TimescaleDB path: auto (use it when the extension is available) | on | off"
+    )
+    storage_premake_days: int = Field(7, description="Plain PostgreSQL: time partitions created ahead by migrate (days)")
+    storage_sink_group: str = Field("kneeload-sink", description="Kafka consumer group of `kneeload sink`")
+    storage_sink_max_records: int = Field(2000, description="Most Kafka messages the sink writes in one transaction")
+    storage_sink_poll_ms: int = Field(200, description="How long the sink waits for messages per poll (ms)")
+    storage_sink_validate: str = Field(
+        "low_volume",
+        description="Sink-side JSON Schema validation: all | low_volume (every topic except the per-sample "
+        "ones, which the producers validated; the database's types still reject bad rows) | none",
+    )
+    storage_backoff_initial_s: float = Field(0.5, description="Sink: first back-off after a database error (s)")
+    storage_backoff_max_s: float = Field(15.0, description="Sink: back-off cap while the database is down (s)")
+    storage_sink_crash_after_db_commit: int = Field(
+        0, description="TESTING ONLY: exit abruptly after this many database commits, before the Kafka offset commit"
+    )
+
     # --- worker -------------------------------------------------------------
     worker_app_id: str = Field("worker", description="Faust app id (prefixed with topic_prefix): consumer group and changelog names")
     worker_session_gap_s: float = Field(600.0, description="Event-time inactivity gap that ends a session (s)")
