@@ -177,6 +177,9 @@ def _write_env(s: Settings) -> None:
     lines.append(f"KNEELOAD_DATABASE_URL=postgresql://{user}:{password}@{host}:{port}/{db}")
     env.write_text("\n".join(lines) + "\n")
     os.chmod(env, 0o600)
+    pgpass = p["root"] / "pgpass"
+    pgpass.write_text(f"{host}:{port}:*:{user}:{password}\n")
+    os.chmod(pgpass, 0o600)
 
 
 def stop(s: Settings) -> bool:
