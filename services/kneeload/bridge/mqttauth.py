@@ -1,0 +1,182 @@
+"""Broker-side device authentication for Mosquitto: password file + ACL, written by kneeload.
+
+Why the broker and not the bridge: a unit's credentials are presented when it CONNECTs to
+Mosquitto; the bridge only sees the messages, never who published them. So Mosquitto
+checks username (= device id) and password (= the device's API key), and an ACL lets each
+unit publish only below ``<root>/<its own id>/``.
+
+The registry keeps only SHA-256 digests of keys, from which no Mosquitto hash can be
+derived. The Mosquitto entry (PBKDF2-SHA512, Mosquitto's ``$7$`` format, the same as
+``mosquitto_passwd`` writes) is therefore added when the key is created or rotated
+(``kneeload registry add-device`` / ``rotate-key``, or the admin HTTP path), and removed
+when the device is revoked; ``kneeload registry mqtt-auth sync`` removes every unit the
+registry no longer allows. After each change Mosquitto gets SIGHUP and reloads.
+
+Files, all in ``settings.mqtt_auth_dir`` (default ``var/mosquitto/conf.d``):
+
+* ``kneeload-mqtt-users.json`` — the source (username, role, hash), updated under a lock;
+* ``kneeload.passwd`` and ``kneeload.acl`` — rendered from it;
+* ``50-kneeload-auth.conf`` — points Mosquitto at both (written by :meth:`MqttAuth.enable`).
+
+Anonymous clients stay allowed but the ACL confines them to ``kneeload/health/#``: the
+stack's health check (an anonymous round trip) keeps working, nothing else does.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kneeload.settings import Settings, get_settings
+
+__all__ = ["BRIDGE_ROLE", "HEALTH_TOPIC", "UNIT_ROLE", "MqttAuth", "mosquitto_hash", "verify_hash"]
+
+UNIT_ROLE, BRIDGE_ROLE = "unit", "bridge"
+HEALTH_TOPIC = "kneeload/health/#"
+KINDS = ("telemetry", "heartbeat", "setpoint")
+_ITERATIONS = 101  # mosquitto_passwd's default for $7$
+
+
+def mosquitto_hash(
+    password: str, *, salt: bytes | None = None, iterations: int = _ITERATIONS
+) -> str:
+    """``$7$<iterations>$<salt>$<hash>``: PBKDF2-HMAC-SHA512, as ``mosquitto_passwd`` writes."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, 64)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_hash(password: str, encoded: str) -> bool:
+    _, alg, iterations, salt, _digest = encoded.split("$")
+    if alg != "7":
+        raise ValueError("only $7$ hashes are supported")
+    return secrets.compare_digest(
+        mosquitto_hash(password, salt=base64.b64decode(salt), iterations=int(iterations)), encoded
+    )
+
+
+class MqttAuth:
+    """The Mosquitto password/ACL files kneeload manages, and reloading the broker."""
+
+    def __init__(self, settings: Settings | None = None, directory: Path | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.dir = (
+            directory
+            or self.settings.mqtt_auth_dir
+            or self.settings.var_dir / "mosquitto" / "conf.d"
+        )
+        self.users_file = self.dir / "kneeload-mqtt-users.json"
+        self.passwd_file = self.dir / "kneeload.passwd"
+        self.acl_file = self.dir / "kneeload.acl"
+        self.conf_file = self.dir / "50-kneeload-auth.conf"
+        self.root = self.settings.mqtt_topic_root
+
+    # ------------------------------------------------------------------ users
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".kneeload-mqtt.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            users: dict[str, dict[str, Any]] = (
+                json.loads(self.users_file.read_text()) if self.users_file.exists() else {}
+            )
+            yield users
+            self._write(self.users_file, json.dumps(users, indent=1, sort_keys=True) + "\n")
+            self._render(users)
+
+    def users(self) -> dict[str, dict[str, Any]]:
+        return json.loads(self.users_file.read_text()) if self.users_file.exists() else {}
+
+    def set_unit(self, unit_id: str, api_key: str) -> None:
+        """Allow LEVER unit ``unit_id`` to connect with its API key (publish under its own topics)."""
+        with self._locked() as users:
+            users[unit_id] = {"role": UNIT_ROLE, "hash": mosquitto_hash(api_key)}
+
+    def set_bridge(self, username: str, password: str) -> None:
+        """The bridge's service account (reads every unit's topics)."""
+        with self._locked() as users:
+            users[username] = {"role": BRIDGE_ROLE, "hash": mosquitto_hash(password)}
+
+    def remove(self, *usernames: str) -> list[str]:
+        with self._locked() as users:
+            return [u for u in usernames if users.pop(u, None) is not None]
+
+    def units(self) -> list[str]:
+        return sorted(u for u, v in self.users().items() if v["role"] == UNIT_ROLE)
+
+    # ------------------------------------------------------------------ files
+    def _write(self, path: Path, text: str, private: bool = True) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o600 if private else 0o644)
+        if os.geteuid() == 0:  # the broker re-reads these as its own user on SIGHUP
+            with contextlib.suppress(KeyError):
+                pw = pwd.getpwnam("mosquitto")
+                os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        os.replace(tmp, path)
+
+    def _render(self, users: dict[str, dict[str, Any]]) -> None:
+        self._write(
+            self.passwd_file, "".join(f"{u}:{v['hash']}\n" for u, v in sorted(users.items()))
+        )
+        lines = [
+            "# Written by kneeload (kneeload.bridge.mqttauth) from the device registry; do not edit.",
+            "# Anonymous clients (the stack's health check) may only use the health topic.",
+            f"topic readwrite {HEALTH_TOPIC}",
+            "",
+        ]
+        for user, v in sorted(users.items()):
+            lines.append(f"user {user}")
+            if v["role"] == BRIDGE_ROLE:
+                lines.append(f"topic readwrite {HEALTH_TOPIC}")
+                lines.extend(f"topic read {self.root}/+/{k}" for k in KINDS)
+            else:
+                lines.extend(f"topic write {self.root}/{user}/{k}" for k in KINDS)
+            lines.append("")
+        self._write(self.acl_file, "\n".join(lines))
+
+    def enable(self) -> bool:
+        """Point Mosquitto at the files (idempotent); True when the configuration changed."""
+        with self._locked():
+            pass  # make sure passwd/acl exist before the broker is told about them
+        text = (
+            "# Written by kneeload (kneeload.bridge.mqttauth): per-device MQTT authentication.\n"
+            "# Anonymous clients stay allowed, confined by the ACL to the health-check topic.\n"
+            "allow_anonymous true\n"
+            f"password_file {self.passwd_file}\n"
+            f"acl_file {self.acl_file}\n"
+        )
+        if self.conf_file.exists() and self.conf_file.read_text() == text:
+            return False
+        self._write(self.conf_file, text, private=False)
+        return True
+
+    def disable(self) -> bool:
+        if self.conf_file.exists():
+            self.conf_file.unlink()
+            return True
+        return False
+
+    @property
+    def enabled(self) -> bool:
+        return self.conf_file.exists()
+
+    def reload(self) -> bool:
+        """SIGHUP the local stack's Mosquitto (pid file under var/) so it re-reads the files."""
+        pidfile = self.settings.var_dir / "mosquitto" / "mosquitto.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError):
+            return False
+        return True

@@ -1,0 +1,542 @@
+"""Activity files (FIT, TCX) decoded into kneeload watch samples.
+
+Decoding (:func:`decode_fit`, :func:`decode_tcx`) yields an :class:`Activity`: every data
+record with its fields already scaled to SI-ish units (fitdecode applies the FIT
+profile's scale and offset, expands compressed timestamps and compressed speed/distance,
+and resolves developer fields by name), plus the sessions, sport changes and timer
+events needed to interpret them. :func:`normalise` then turns records into samples of
+``watch_sample_batch`` and says, per record, why one was not used.
+
+Rules (README "Ingest" repeats them for users):
+
+* **Cadence.** FIT running cadence is strides/min: ``cadence_spm = 2 × (cadence +
+  fractional_cadence)``. TCX ``<RunCadence>`` (Garmin extension) is strides/min too; a
+  plain TCX ``<Cadence>`` is ambiguous, so the unit is detected per file from the data
+  (median cadence of moving trackpoints below 120 → strides/min, doubled; else already
+  steps/min) unless the uploader says ``cadence_unit``. A record without cadence, or
+  with cadence 0 (standing), cannot be a running sample: it is rejected as ``no_cadence``
+  (kneeload does not invent a cadence; the load model needs a measured one).
+* **Sport.** Only running parts become samples: each record takes the sport of the
+  session covering its time (else the last ``sport`` message before it). Swim, bike,
+  transition and walking records are skipped as ``not_running``. ``sub_sport`` (e.g.
+  ``treadmill``) is kept on the batch.
+* **Pauses.** Records between a timer stop and the next timer start are skipped
+  (``paused``).
+* **Clock.** Event times are the device's own. A record not later than the previous
+  accepted one (a backwards clock jump, or a duplicate) is rejected as
+  ``time_not_increasing``; forward jumps over an hour are kept and counted. FIT times
+  below 0x10000000 are relative to device power-on (old watches without a set clock):
+  such a file needs ``start_time`` (the absolute time of its first record) or is
+  refused as ``relative_timestamps``.
+* **Developer fields.** Power from Stryd/RunScribe developer fields fills ``power_w``
+  when the native field is missing, RunScribe contact time fills ``ground_contact_ms``;
+  other developer fields (Form Power, Leg Spring Stiffness, ...) have no place in the
+  sample contract and are listed in the summary as ignored.
+* Zero running dynamics (Stryd writes 0 for "not measured") become null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import statistics
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fitdecode
+
+__all__ = [
+    "Activity",
+    "ActivityError",
+    "NormalisedActivity",
+    "Record",
+    "decode",
+    "decode_fit",
+    "decode_tcx",
+    "normalise",
+    "sniff_format",
+]
+
+FIT_EPOCH = datetime(1989, 12, 31, tzinfo=UTC)
+RELATIVE_LIMIT = 0x10000000  # FIT date_time values below this are seconds since power-on
+RUNNING = "running"
+_STOP_EVENTS = {"stop", "stop_all", "stop_disable", "stop_disable_all"}
+_FORWARD_JUMP_S = 3600
+#: developer field names (lower case) that map onto sample fields
+_DEV_POWER = {"power", "stryd power", "running power"}
+_DEV_CONTACT = {"contact time", "ground time", "ground contact time"}
+_FIELDS = (
+    "cadence",
+    "fractional_cadence",
+    "speed",
+    "enhanced_speed",
+    "distance",
+    "heart_rate",
+    "stance_time",
+    "vertical_oscillation",
+    "vertical_ratio",
+    "step_length",
+    "power",
+    "grade",
+    "activity_type",
+)
+
+
+class ActivityError(ValueError):
+    """The file cannot be used at all; ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Record:
+    """One data record of the file, fields scaled (units: m/s, m, ms, mm, %, W, bpm)."""
+
+    index: int
+    time: datetime | int | None  # int: FIT relative (system) time, seconds since power-on
+    fields: dict[str, Any]
+    paused: bool = False
+    sport: str | None = None
+    sub_sport: str | None = None
+    session: int = 0
+    dev_fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Activity:
+    format: str  # fit | tcx
+    digest: str  # sha256 of the file
+    records: list[Record]
+    cadence_unit: str = "strides_per_min"  # or steps_per_min
+    cadence_note: str = "FIT running cadence is strides/min"
+    headers: int = 1
+    sports: list[str] = field(default_factory=list)
+    product: str | None = None
+
+
+@dataclass(slots=True)
+class NormalisedActivity:
+    samples: list[dict[str, Any]]  # valid-shaped samples (still validated by the gateway)
+    sessions: list[dict[str, Any]]  # per sample: {"session_id", "sub_sport"}
+    rejected: list[dict[str, Any]]  # {"index", "reason", "detail", "record"}
+    skipped: dict[str, int]  # not_running / paused counts
+    summary: dict[str, Any]
+
+
+def sniff_format(data: bytes) -> str | None:
+    if len(data) >= 12 and data[8:12] == b".FIT":
+        return "fit"
+    head = data[:512].lstrip()
+    if head.startswith(b"<?xml") or b"<TrainingCenterDatabase" in data[:2048]:
+        return "tcx"
+    return None
+
+
+def decode(data: bytes, fmt: str | None = None, *, cadence_unit: str = "auto") -> Activity:
+    fmt = fmt or sniff_format(data)
+    if fmt == "fit":
+        return decode_fit(data)
+    if fmt == "tcx":
+        return decode_tcx(data, cadence_unit=cadence_unit)
+    raise ActivityError("unknown_format", "not a FIT file (no '.FIT' header) or a TCX document")
+
+
+# --------------------------------------------------------------------------- FIT
+
+
+def _fit_time(value: Any) -> datetime | int | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int):
+        if value >= RELATIVE_LIMIT:
+            return FIT_EPOCH + timedelta(seconds=value)
+        return value
+    return None
+
+
+def decode_fit(data: bytes) -> Activity:
+    """Decode a FIT file (chained files with several headers included). CRCs are checked:
+    a corrupt or truncated file raises :class:`ActivityError` ``corrupt_fit``."""
+    records: list[Record] = []
+    sessions: list[tuple[Any, Any, str | None, str | None]] = []  # (start, end, sport, sub)
+    sport_marks: list[tuple[int, str | None, str | None]] = []  # (record position, sport, sub)
+    paused = False
+    headers = 0
+    product = None
+    try:
+        with fitdecode.FitReader(
+            io.BytesIO(data),
+            check_crc=fitdecode.CrcCheck.RAISE,
+            error_handling=fitdecode.ErrorHandling.RAISE,
+        ) as reader:
+            for frame in reader:
+                if isinstance(frame, fitdecode.FitHeader):
+                    headers += 1
+                    continue
+                if not isinstance(frame, fitdecode.FitDataMessage):
+                    continue
+                name = frame.name
+                if name == "record":
+                    values: dict[str, Any] = {}
+                    dev: dict[str, Any] = {}
+                    ts: Any = None
+                    for f in frame.fields:
+                        if isinstance(f.field_def, fitdecode.types.DevFieldDefinition):
+                            dev[str(f.name)] = f.value
+                        elif f.name == "timestamp":
+                            ts = f.value
+                        elif f.name in _FIELDS:
+                            values[f.name] = f.value
+                    records.append(
+                        Record(len(records), _fit_time(ts), values, paused, dev_fields=dev)
+                    )
+                elif name == "event":
+                    if frame.has_field("event") and frame.get_value("event") == "timer":
+                        et = (
+                            frame.get_value("event_type") if frame.has_field("event_type") else None
+                        )
+                        if et == "start":
+                            paused = False
+                        elif et in _STOP_EVENTS:
+                            paused = True
+                elif name == "sport":
+                    sport_marks.append(
+                        (len(records), _opt(frame, "sport"), _opt(frame, "sub_sport"))
+                    )
+                elif name == "session":
+                    start = _fit_time(_opt(frame, "start_time"))
+                    end = _fit_time(_opt(frame, "timestamp"))
+                    sessions.append((start, end, _opt(frame, "sport"), _opt(frame, "sub_sport")))
+                elif name == "file_id" and product is None:
+                    product = _opt(frame, "garmin_product") or _opt(frame, "manufacturer")
+    except fitdecode.FitError as exc:
+        raise ActivityError("corrupt_fit", f"corrupt or truncated FIT file: {exc}") from exc
+    except Exception as exc:  # fitdecode can raise plain errors on garbage input
+        raise ActivityError(
+            "corrupt_fit", f"FIT file cannot be decoded: {type(exc).__name__}: {exc}"
+        ) from exc
+    if headers == 0:
+        raise ActivityError("corrupt_fit", "no FIT header found")
+    _assign_sports(records, sessions, sport_marks)
+    return Activity(
+        "fit",
+        hashlib.sha256(data).hexdigest(),
+        records,
+        headers=headers,
+        sports=[s[2] or "unknown" for s in sessions],
+        product=str(product) if product else None,
+    )
+
+
+def _opt(frame: fitdecode.FitDataMessage, name: str) -> Any:
+    return frame.get_value(name) if frame.has_field(name) else None
+
+
+def _comparable(t: datetime | int | None) -> float | None:
+    if t is None:
+        return None
+    return t.timestamp() if isinstance(t, datetime) else float(t)
+
+
+def _assign_sports(
+    records: list[Record],
+    sessions: list[tuple[Any, Any, str | None, str | None]],
+    marks: list[tuple[int, str | None, str | None]],
+) -> None:
+    spans = [(_comparable(s), _comparable(e), sp, sub) for s, e, sp, sub in sessions]
+    for r in records:
+        t = _comparable(r.time)
+        chosen = None
+        if t is not None:
+            for i, (s, e, sp, sub) in enumerate(spans):
+                if s is not None and e is not None and s <= t <= e:
+                    chosen = (i, sp, sub)
+                    break
+        if chosen is None:
+            prior = [m for m in marks if m[0] <= r.index]
+            if prior:
+                chosen = (len(prior) - 1, prior[-1][1], prior[-1][2])
+            elif len(spans) == 1:
+                chosen = (0, spans[0][2], spans[0][3])
+        if chosen is not None:
+            r.session, r.sport, r.sub_sport = chosen
+
+
+# --------------------------------------------------------------------------- TCX
+
+_TCX = "{http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2}"
+_TPX = "{http://www.garmin.com/xmlschemas/ActivityExtension/v2}"
+
+
+def _float(el: ET.Element | None) -> float | None:
+    if el is None or el.text is None:
+        return None
+    try:
+        return float(el.text)
+    except ValueError:
+        return None
+
+
+def decode_tcx(data: bytes, *, cadence_unit: str = "auto") -> Activity:
+    """Decode a TCX document. ``cadence_unit``: ``auto`` (detect from the data), ``spm``
+    (already steps/min) or ``strides`` (strides/min, doubled)."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ActivityError("corrupt_tcx", f"TCX is not well-formed XML: {exc}") from exc
+    if not root.tag.endswith("TrainingCenterDatabase"):
+        raise ActivityError("corrupt_tcx", "not a TrainingCenterDatabase document")
+    records: list[Record] = []
+    sports: list[str] = []
+    run_cadence_seen = False
+    for a_index, activity in enumerate(root.iter(f"{_TCX}Activity")):
+        sport = (activity.get("Sport") or "").lower() or None
+        sports.append(sport or "unknown")
+        for tp in activity.iter(f"{_TCX}Trackpoint"):
+            time_el = tp.find(f"{_TCX}Time")
+            t: datetime | None = None
+            if time_el is not None and time_el.text:
+                try:
+                    t = datetime.fromisoformat(time_el.text.strip().replace("z", "Z"))
+                    if t.tzinfo is None:
+                        t = t.replace(tzinfo=UTC)
+                except ValueError:
+                    t = None
+            hr = tp.find(f"{_TCX}HeartRateBpm/{_TCX}Value")
+            values: dict[str, Any] = {
+                "distance": _float(tp.find(f"{_TCX}DistanceMeters")),
+                "heart_rate": int(v) if (v := _float(hr)) is not None else None,
+                "cadence": _float(tp.find(f"{_TCX}Cadence")),
+            }
+            tpx = tp.find(f"{_TCX}Extensions/{_TPX}TPX")
+            if tpx is not None:
+                values["speed"] = _float(tpx.find(f"{_TPX}Speed"))
+                values["power"] = _float(tpx.find(f"{_TPX}Watts"))
+                run_cad = _float(tpx.find(f"{_TPX}RunCadence"))
+                if run_cad is not None:
+                    values["run_cadence"] = run_cad
+                    run_cadence_seen = True
+            records.append(Record(len(records), t, values, sport=sport, session=a_index))
+    if not records:
+        raise ActivityError("empty_activity", "the TCX document has no trackpoints")
+    _tcx_speeds(records)
+    unit, note = _tcx_cadence_unit(records, cadence_unit, run_cadence_seen)
+    for r in records:
+        raw = r.fields.pop("run_cadence", None)
+        if raw is None:
+            raw = r.fields.get("cadence")
+        r.fields["cadence"] = raw
+        r.fields["cadence_is_spm"] = unit == "steps_per_min" and "run_cadence" not in r.fields
+    return Activity(
+        "tcx",
+        hashlib.sha256(data).hexdigest(),
+        records,
+        cadence_unit=unit,
+        cadence_note=note,
+        sports=sports,
+    )
+
+
+def _tcx_speeds(records: list[Record], window_s: float = 5.0) -> None:
+    """Speed from the distance track (TCX rarely carries speed): a centred ~5 s difference."""
+    pts = [
+        (r.time.timestamp(), r.fields["distance"])
+        if isinstance(r.time, datetime) and r.fields.get("distance") is not None
+        else None
+        for r in records
+    ]
+    n = len(records)
+    for i, r in enumerate(records):
+        if r.fields.get("speed") is not None or pts[i] is None:
+            continue
+        lo, hi = i, i
+        while lo > 0 and pts[lo - 1] is not None and pts[i][0] - pts[lo - 1][0] <= window_s / 2:  # type: ignore[index]
+            lo -= 1
+        while hi < n - 1 and pts[hi + 1] is not None and pts[hi + 1][0] - pts[i][0] <= window_s / 2:  # type: ignore[index]
+            hi += 1
+        a, b = pts[lo], pts[hi]
+        if a is not None and b is not None and b[0] > a[0]:
+            r.fields["speed"] = max(0.0, (b[1] - a[1]) / (b[0] - a[0]))
+
+
+def _tcx_cadence_unit(records: list[Record], requested: str, run_cadence: bool) -> tuple[str, str]:
+    if requested == "spm":
+        return "steps_per_min", "declared by the uploader: steps/min"
+    if requested == "strides":
+        return "strides_per_min", "declared by the uploader: strides/min"
+    if run_cadence:
+        return "strides_per_min", "Garmin <RunCadence> extension: strides/min"
+    moving = [
+        r.fields["cadence"]
+        for r in records
+        if r.fields.get("cadence") and (r.fields.get("speed") or 0) >= 1.5
+    ]
+    if not moving:
+        return "strides_per_min", "no moving trackpoints with cadence; assumed strides/min"
+    med = statistics.median(moving)
+    speeds = [
+        r.fields["speed"]
+        for r in records
+        if r.fields.get("cadence") and (r.fields.get("speed") or 0) >= 1.5
+    ]
+    step_if_spm = statistics.median(speeds) / (med / 60.0)
+    if med >= 120:
+        return "steps_per_min", f"median moving cadence {med:g}/min: already steps/min"
+    return "strides_per_min", (
+        f"median moving cadence {med:g}/min: strides/min (as steps/min it would mean "
+        f"{step_if_spm:.1f} m steps), doubled"
+    )
+
+
+# --------------------------------------------------------------------------- normalise
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _positive(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and v > 0 else None
+
+
+def _record_json(r: Record) -> dict[str, Any]:
+    t = r.time.isoformat() if isinstance(r.time, datetime) else r.time
+    return {
+        "index": r.index,
+        "time": t,
+        "sport": r.sport,
+        **{k: v for k, v in r.fields.items() if isinstance(v, int | float | str | None)},
+    }
+
+
+def normalise(
+    activity: Activity, *, device_id: str, start_time: datetime | None = None
+) -> NormalisedActivity:
+    """Samples of the running parts, one per usable record; reasons for the others."""
+    records = activity.records
+    relative = [r for r in records if isinstance(r.time, int)]
+    anchor: float | None = None
+    if relative:
+        if start_time is None:
+            raise ActivityError(
+                "relative_timestamps",
+                "the file's times are relative to device power-on (the watch clock was never set); "
+                "give start_time, the absolute time of the first record",
+            )
+        first = min(int(r.time) for r in relative)  # type: ignore[arg-type]
+        anchor = start_time.timestamp() - first
+    digest = activity.digest[:16]
+    samples: list[dict[str, Any]] = []
+    sessions: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    skipped = {"not_running": 0, "paused": 0}
+    ignored_dev: set[str] = set()
+    last_t: float | None = None
+    forward_jumps = 0
+    sports_seen: set[str] = set()
+
+    def reject(r: Record, reason: str, detail: str) -> None:
+        rejected.append(
+            {"index": r.index, "reason": reason, "detail": detail, "record": _record_json(r)}
+        )
+
+    for r in records:
+        if r.sport:
+            sports_seen.add(r.sport)
+        if r.sport is not None and r.sport != RUNNING:
+            skipped["not_running"] += 1
+            continue
+        if r.paused:
+            skipped["paused"] += 1
+            continue
+        if r.time is None:
+            reject(r, "no_time", "record has no timestamp")
+            continue
+        when = (
+            datetime.fromtimestamp(anchor + r.time, UTC)
+            if isinstance(r.time, int) and anchor is not None
+            else r.time
+        )
+        assert isinstance(when, datetime)
+        f = r.fields
+        cad = f.get("cadence")
+        if cad is None or cad <= 0:
+            reject(
+                r,
+                "no_cadence",
+                "no cadence (or 0: standing); a running sample needs a measured cadence",
+            )
+            continue
+        ts = when.timestamp()
+        if last_t is not None and ts <= last_t:
+            reject(
+                r, "time_not_increasing", f"time {_iso(when)} is not after the previous record's"
+            )
+            continue
+        if last_t is not None and ts - last_t > _FORWARD_JUMP_S:
+            forward_jumps += 1
+        last_t = ts
+        if f.get("cadence_is_spm"):
+            spm = float(cad)
+        else:
+            spm = 2.0 * (float(cad) + float(f.get("fractional_cadence") or 0.0))
+        speed = f.get("enhanced_speed") if f.get("enhanced_speed") is not None else f.get("speed")
+        dev = {k.lower(): (k, v) for k, v in r.dev_fields.items()}
+        power = f.get("power")
+        contact = _positive(f.get("stance_time"))
+        for lname, (name, value) in dev.items():
+            if lname in _DEV_POWER and power is None and isinstance(value, int | float):
+                power = value
+            elif lname in _DEV_CONTACT and contact is None:
+                contact = _positive(value)
+            else:
+                ignored_dev.add(name)
+        hr = f.get("heart_rate")
+        ms = int(round(ts * 1000))
+        rid = f"{device_id}:{ms}"
+        if len(rid) > 128:
+            rid = f"{hashlib.sha256(device_id.encode()).hexdigest()[:24]}:{ms}"
+        samples.append(
+            {
+                "record_id": rid,
+                "time": _iso(when),
+                "cadence_spm": round(spm, 2),
+                "speed_mps": speed,
+                "ground_contact_ms": contact,
+                "vertical_oscillation_mm": _positive(f.get("vertical_oscillation")),
+                "vertical_ratio_pct": _positive(f.get("vertical_ratio")),
+                "step_length_mm": _positive(f.get("step_length")),
+                "power_w": power if isinstance(power, int | float) and power >= 0 else None,
+                "heart_rate_bpm": int(hr)
+                if isinstance(hr, int | float) and 20 <= hr <= 250
+                else None,
+                "grade_pct": f.get("grade"),
+                "distance_m": f.get("distance"),
+                "vertical_load_bw": None,
+            }
+        )
+        sessions.append(
+            {"session_id": f"{activity.format}-{digest}-s{r.session}", "sub_sport": r.sub_sport}
+        )
+    summary = {
+        "format": activity.format,
+        "file_sha256": activity.digest,
+        "product": activity.product,
+        "headers": activity.headers,
+        "records": len(records),
+        "samples": len(samples),
+        "rejected": len(rejected),
+        "skipped": skipped,
+        "sports": sorted(sports_seen),
+        "cadence_unit": activity.cadence_unit,
+        "cadence_note": activity.cadence_note,
+        "relative_timestamps": bool(relative),
+        "forward_clock_jumps": forward_jumps,
+        "developer_fields_ignored": sorted(ignored_dev),
+    }
+    return NormalisedActivity(samples, sessions, rejected, skipped, summary)
