@@ -244,6 +244,64 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / _TICK
+
+
+def stack_pids() -> dict[str, int]:
+    """PIDs of the local stack's Kafka broker and PostgreSQL postmaster (shared by everyone
+    on this machine: their CPU includes other people's load)."""
+    out: dict[str, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"kafka.Kafka" in cmd and "kafka" not in out:
+            out["kafka"] = int(d)
+        elif b"bin/postgres " in cmd and b" -D " in cmd and "postgres" not in out:
+            out["postgres"] = int(d)
+    return out
+
+
+class CpuMeter:
+    """CPU used by named process trees and by the whole machine between start() and stop()."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+        self.t0 = 0.0
+        self.c0: dict[str, float] = {}
+        self.m0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = time.time()
+        self.m0 = machine_busy_s()
+        self.c0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        self.c0["bench_client"] = time.process_time()
+
+    def stop(self) -> dict[str, Any]:
+        wall = time.time() - self.t0
+        c1 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        c1["bench_client"] = time.process_time()
+        used = {k: c1[k] - self.c0[k] for k in c1}
+        machine = machine_busy_s() - self.m0
+        return {
+            "wall_s": round(wall, 2),
+            "cpu_s": {k: round(v, 2) for k, v in used.items()},
+            "cores_busy": {k: round(v / wall, 2) for k, v in used.items()},
+            "machine_cores_busy": round(machine / wall, 2),
+            "others_cores_busy": round(max(0.0, machine - sum(used.values())) / wall, 2),
+            "cores": os.cpu_count(),
+        }
+
+
 # --------------------------------------------------------------------------- the raw table
 
 PLAIN_COLUMNS: list[tuple[str, str]] = [
@@ -362,7 +420,12 @@ def row_builder(cols: list[str]) -> Any:
 
 
 def _producer_proc(
-    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], t0: Any, t_end: Any
+    bootstrap: str,
+    topic: str,
+    payloads: list[tuple[bytes, bytes]],
+    t0: Any,
+    t_end: Any,
+    cpu: Any,
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
@@ -384,7 +447,9 @@ def _producer_proc(
         finally:
             await p.stop()
 
+    c0 = time.process_time()
     asyncio.run(run())
+    cpu.value = time.process_time() - c0
 
 
 async def _consume_copy(
@@ -467,15 +532,20 @@ def raw_pipeline_once(
     finally:
         admin.close()
     ctx = mp.get_context("fork")
-    t0, t_end = ctx.Value("d", 0.0), ctx.Value("d", 0.0)
-    prod = ctx.Process(target=_producer_proc, args=(bootstrap, topic, payloads, t0, t_end))
+    t0, t_end, p_cpu = ctx.Value("d", 0.0), ctx.Value("d", 0.0), ctx.Value("d", 0.0)
+    prod = ctx.Process(target=_producer_proc, args=(bootstrap, topic, payloads, t0, t_end, p_cpu))
+    meter = CpuMeter(stack_pids())
+    meter.start()
+    c0 = time.process_time()
     prod.start()
     try:
         first, last = asyncio.run(
             _consume_copy(bootstrap, topic, database_url, table, cols, n_samples, timeout_s)
         )
+        c_cpu = time.process_time() - c0
     finally:
         prod.join(60)
+    cpu = meter.stop()
     if prod.exitcode != 0:
         raise RuntimeError(f"raw producer process failed (exit {prod.exitcode})")
     total = last - t0.value
@@ -484,6 +554,8 @@ def raw_pipeline_once(
         "seconds": total,
         "produce_samples_per_s": n_samples / (t_end.value - t0.value),
         "consume_copy_samples_per_s": n_samples / max(1e-9, last - first),
+        "cpu_us_per_sample": (p_cpu.value + c_cpu) / n_samples * 1e6,
+        "others_cores_busy": max(0.0, cpu["others_cores_busy"] - p_cpu.value / cpu["wall_s"]),
     }
 
 
@@ -523,7 +595,9 @@ def raw_pipeline(
         log(
             f"  raw pipeline run {r + 1}/{runs}: {res['samples_per_s']:,.0f} samples/s "
             f"(produce alone {res['produce_samples_per_s']:,.0f}/s, consume+COPY "
-            f"{res['consume_copy_samples_per_s']:,.0f}/s)"
+            f"{res['consume_copy_samples_per_s']:,.0f}/s; "
+            f"{res['cpu_us_per_sample']:.1f} µs CPU/sample; "
+            f"other load on the machine {res['others_cores_busy']:.2f} cores)"
         )
         per_run.append(res)
     with psycopg.connect(database_url) as conn:
@@ -539,6 +613,8 @@ def raw_pipeline(
             r["consume_copy_samples_per_s"] for r in per_run
         ),
         "raw_table_bytes_per_row": (size[0] / n) if size else None,
+        "raw_cpu_us_per_sample": statistics.median(r["cpu_us_per_sample"] for r in per_run),
+        "raw_others_cores_busy": statistics.median(r["others_cores_busy"] for r in per_run),
         "message_bytes_per_sample": sum(len(v) for _, v in payloads) / n,
     }
 

@@ -330,45 +330,52 @@ def pyspy() -> str | None:
     return shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
 
 
+def _fn(frame: str) -> str:
+    """``func (path/file.py:123)`` → ``func (path/file.py)``: one entry per function."""
+    head, sep, rest = frame.rpartition(":")
+    return head + ")" if sep and rest.rstrip(")").isdigit() else frame
+
+
 def summarize_collapsed(path: Path, top: int = 12) -> dict[str, Any]:
-    """Self time per function (leaf frame) and inclusive time of frames, from py-spy raw output."""
+    """From py-spy's collapsed stacks (active threads only: py-spy drops idle ones by
+    default): share of samples per function as the leaf (self) and anywhere on the stack
+    (inclusive), per function, in percent of the process's active samples."""
     self_t: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
-    idle_names = ("select (selectors.py", "epoll", "_run_once", "poll (", "wait (threading")
-    idle = 0
+    skip = (
+        "process ",
+        "<module>",
+        "main (kneeload/cli.py",
+        "Runner.run",
+        "run (asyncio/",
+        "_run_once",
+        "run_forever",
+        "Handle._run",
+        "_bootstrap",
+        "asyncio_run",
+    )
     for line in path.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
         try:
             k = int(n)
         except ValueError:
             continue
-        frames = stack.split(";")
+        frames = [_fn(f) for f in stack.split(";")]
         total += k
-        leaf = frames[-1]
-        if any(x in leaf for x in idle_names):
-            idle += k
-        self_t[leaf] += k
+        self_t[frames[-1]] += k
         for f in set(frames):
             incl[f] += k
-    busy = max(1, total - idle)
+    t = max(1, total)
     return {
         "samples": total,
-        "idle_share": idle / max(1, total),
-        "top_self": [
-            (f, round(100 * v / busy, 1))
-            for f, v in self_t.most_common(top)
-            if not any(x in f for x in idle_names)
-        ],
+        "top_self": [(f, round(100 * v / t, 1)) for f, v in self_t.most_common(top)],
         "top_inclusive": [
-            (f, round(100 * v / busy, 1))
-            for f, v in incl.most_common(60)
-            if "kneeload" in f
-            or "faust" in f
-            or "aiokafka" in f
-            or "psycopg" in f
-            or "starlette" in f
-            or "uvicorn" in f
+            (f, round(100 * v / t, 1))
+            for f, v in incl.most_common(200)
+            if any(x in f for x in ("kneeload/", "faust/", "aiokafka/", "psycopg/", "<string>"))
+            and not any(x in f for x in skip)
+            and "/cli.py" not in f
         ][:top],
     }
 
@@ -415,7 +422,7 @@ async def phase_throughput(
             topic.pending[marker] = t
 
     errors: Counter[str] = Counter()
-    cpu0 = {s.name: br.cpu_seconds(s.pid) for s in services}
+    meter = br.CpuMeter({**{s.name: s.pid for s in services}, **br.stack_pids()})
     prof: dict[str, subprocess.Popen[bytes]] = {}
     prof_dir = Path(tempfile.mkdtemp(prefix="kneeload-prof-"))
     if args.profile:
@@ -444,6 +451,7 @@ async def phase_throughput(
                 )
             await asyncio.sleep(1.0)
     conn = aiohttp.TCPConnector(limit=args.clients, force_close=False)
+    meter.start()
     t0 = time.time()
     async with aiohttp.ClientSession(
         connector=conn, timeout=aiohttp.ClientTimeout(total=120)
@@ -485,7 +493,7 @@ async def phase_throughput(
                     f"{der_n:,}/{n:,} for {args.stall_s:.0f} s; http errors: {dict(errors)}\n"
                     + "\n".join(f"  {s.name}:\n{s.tail(12)}" for s in services)
                 )
-    cpu1 = {s.name: br.cpu_seconds(s.pid) for s in services}
+    usage = meter.stop()
     profiles: dict[str, Any] = {}
     for name, p in prof.items():
         p.send_signal(signal.SIGINT)
@@ -507,7 +515,8 @@ async def phase_throughput(
         raise BenchError(f"gateway answered non-200 during the throughput phase: {dict(errors)}")
     end = max(t_raw, t_derived)
     wall = end - t0
-    cpu = {k: cpu1[k] - cpu0[k] for k in cpu1}
+    cpu = usage["cpu_s"]
+    svc_us = sum(cpu[x.name] for x in services) / n * 1e6
     return {
         "samples": n,
         "batches": len(batches),
@@ -519,9 +528,12 @@ async def phase_throughput(
         "derived_rows_samples_per_s": n / (t_derived - t0),
         "sample_to_derived_row": lat_summary(list(rows.latency_ms.values()), markers),
         "sample_to_derived_event": lat_summary(list(topic.latency_ms.values()), markers),
-        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "cpu_s": cpu,
         "cpu_us_per_sample": {k: round(v / n * 1e6, 1) for k, v in cpu.items()},
-        "cpu_cores_busy": {k: round(v / wall, 2) for k, v in cpu.items()},
+        "cpu_cores_busy": usage["cores_busy"],
+        "services_cpu_us_per_sample": round(svc_us, 1),
+        "machine_cores_busy": usage["machine_cores_busy"],
+        "others_cores_busy": usage["others_cores_busy"],
         "profiles": profiles,
     }
 
@@ -574,6 +586,8 @@ async def phase_alerts(
             inflight.add(t)
             t.add_done_callback(inflight.discard)
 
+        meter = br.CpuMeter({**{x.name: x.pid for x in services}, **br.stack_pids()})
+        meter.start()
         t0 = time.time()
         next_alert = t0 + 1.0
         a_i = s_i = 0
@@ -628,6 +642,7 @@ async def phase_alerts(
                 for s in services:
                     s.check()
         wall = time.time() - t0
+        usage = meter.stop()
         if inflight:
             await asyncio.gather(*inflight)
     deadline = time.time() + args.stall_s
@@ -644,6 +659,9 @@ async def phase_alerts(
         raise BenchError(f"gateway answered non-200 during the alert phase: {dict(errors)}")
     return {
         "steady_samples_per_s": sent_samples / wall,
+        "cpu_cores_busy": usage["cores_busy"],
+        "machine_cores_busy": usage["machine_cores_busy"],
+        "others_cores_busy": usage["others_cores_busy"],
         "seconds": wall,
         "pain_reports": len(alerters),
         "alert_kind": "pain_high (pain 8/10, context during, via POST /v1/pain)",
@@ -869,6 +887,8 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
 
     result["end_to_end_samples_per_s"] = result["throughput"]["end_to_end_samples_per_s"]
     result["ratio_to_raw"] = result["end_to_end_samples_per_s"] / result["raw_samples_per_s"]
+    svc = result["throughput"]["services_cpu_us_per_sample"]
+    result["cpu_ratio_to_raw"] = result["raw_cpu_us_per_sample"] / svc if svc else None
     if "alerts" in result:
         ev = result["alerts"]["report_to_alert_event"]["p99_ms"]
         row = result["alerts"]["report_to_alert_row"]["p99_ms"]
@@ -887,7 +907,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--samples", type=int, default=300_000)
+    ap.add_argument("--samples", type=int, default=200_000)
     ap.add_argument("--athletes", type=int, default=200, help="athletes of the throughput phase")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP connections")
