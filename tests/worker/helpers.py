@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -36,38 +36,71 @@ def iso(t: dt.datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def samples(start: dt.datetime, n: int, speed: float = 3.2, cadence: float = 170.0, tag: str = "") -> list[dict]:
+def samples(
+    start: dt.datetime, n: int, speed: float = 3.2, cadence: float = 170.0, tag: str = ""
+) -> list[dict]:
     out = []
     for i in range(n):
         t = start + dt.timedelta(seconds=i)
-        out.append({
-            "record_id": f"r{tag}{int(t.timestamp())}", "time": iso(t), "cadence_spm": cadence + (i % 7),
-            "speed_mps": speed + (i % 5) * 0.05, "ground_contact_ms": 240.0 + (i % 3) * 5,
-            "grade_pct": 0.0,
-        })  # fmt: skip
+        out.append(
+            {
+                "record_id": f"r{tag}{int(t.timestamp())}",
+                "time": iso(t),
+                "cadence_spm": cadence + (i % 7),
+                "speed_mps": speed + (i % 5) * 0.05,
+                "ground_contact_ms": 240.0 + (i % 3) * 5,
+                "grade_pct": 0.0,
+            }
+        )
     return out
 
 
-def batches(athlete: str, team: str, rows: list[dict], size: int = 100, session_id: str | None = None,
-            prefix: str = "b") -> list[dict]:  # fmt: skip
+def batches(
+    athlete: str,
+    team: str,
+    rows: list[dict],
+    size: int = 100,
+    session_id: str | None = None,
+    prefix: str = "b",
+) -> list[dict]:
     out = []
     for k in range(0, len(rows), size):
         chunk = rows[k : k + size]
-        out.append({
-            "batch_id": f"{prefix}-{athlete}-{chunk[0]['record_id']}", "athlete_id": athlete,
-            "device_id": f"w-{athlete}", "team_id": team, "session_id": session_id, "source": "simulator",
-            "sub_sport": None, "received_at": chunk[-1]["time"], "samples": chunk,
-        })  # fmt: skip
+        out.append(
+            {
+                "batch_id": f"{prefix}-{athlete}-{chunk[0]['record_id']}",
+                "athlete_id": athlete,
+                "device_id": f"w-{athlete}",
+                "team_id": team,
+                "session_id": session_id,
+                "source": "simulator",
+                "sub_sport": None,
+                "received_at": chunk[-1]["time"],
+                "samples": chunk,
+            }
+        )
     return out
 
 
 def athlete_record(aid: str, team: str, tz: str = "UTC", mass: float = 70.0) -> dict:
-    return {"athlete_id": aid, "team_id": team, "body_mass_kg": mass, "time_zone": tz, "display_name": aid,
-            "active": True, "updated_at": "2024-01-01T00:00:00Z", "calibration": None}  # fmt: skip
+    return {
+        "athlete_id": aid,
+        "team_id": team,
+        "body_mass_kg": mass,
+        "time_zone": tz,
+        "display_name": aid,
+        "active": True,
+        "updated_at": "2024-01-01T00:00:00Z",
+        "calibration": None,
+    }
 
 
-def expected_session_load(rows: Iterable[dict], bws_at: Callable[[dt.datetime], float] = lambda t: 0.0,
-                          first_dt: float = 1.0, max_dt: float = 5.0) -> float:  # fmt: skip
+def expected_session_load(
+    rows: Iterable[dict],
+    bws_at: Callable[[dt.datetime], float] = lambda t: 0.0,
+    first_dt: float = 1.0,
+    max_dt: float = 5.0,
+) -> float:
     """Session PFJ load from core, samples in time order, one per time."""
     by_t = {}
     for r in sorted(rows, key=lambda r: (r["time"], r["record_id"])):
@@ -78,7 +111,9 @@ def expected_session_load(rows: Iterable[dict], bws_at: Callable[[dt.datetime], 
         r = by_t[t]
         d = first_dt if last is None else min((t - last).total_seconds(), max_dt)
         last = t
-        s = estimate_pfj_sample(r["speed_mps"], r["cadence_spm"], 70.0, r["ground_contact_ms"], 0.0, bws_at(t))
+        s = estimate_pfj_sample(
+            r["speed_mps"], r["cadence_spm"], 70.0, r["ground_contact_ms"], 0.0, bws_at(t)
+        )
         total += pfj_sample_load_mpa_s(s.pfj_impulse_per_step_mpa_s, r["cadence_spm"], d)
     return total
 
@@ -104,18 +139,29 @@ class Kafka:
 class Collector:
     """Reads derived topics from the beginning; keeps the latest event per id."""
 
-    KEYS = {"sessions": "session_id", "daily.load": "id", "load.samples": "batch_id", "alerts": "alert_id",
-            "pain.responses": "id", "unit.status": "id", "correlations": "id", "load.minute": "id",
-            "deadletter": "id"}  # fmt: skip
+    KEYS: ClassVar[dict[str, str]] = {
+        "sessions": "session_id",
+        "daily.load": "id",
+        "load.samples": "batch_id",
+        "alerts": "alert_id",
+        "pain.responses": "id",
+        "unit.status": "id",
+        "correlations": "id",
+        "load.minute": "id",
+        "deadletter": "id",
+    }
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
         from kafka import KafkaConsumer
 
         self.prefix = prefix
         self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-            consumer_timeout_ms=200, metadata_max_age_ms=1000,
-        )  # fmt: skip
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=200,
+            metadata_max_age_ms=1000,
+        )
         self.consumer.subscribe([prefix + t for t in self.KEYS])
         self.latest: dict[str, dict[str, dict]] = {t: {} for t in self.KEYS}
         self.all: dict[str, list[dict]] = {t: [] for t in self.KEYS}
@@ -149,8 +195,13 @@ class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         full = {**os.environ, **WORKER_ENV, **env}
         self.log = open(log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([KNEELOAD, "worker", "-l", "warn"], env=full, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [KNEELOAD, "worker", "-l", "warn"],
+            env=full,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -171,6 +222,13 @@ class Worker:
 
 def ensure_topics(env: dict[str, str]) -> None:
     full = {**os.environ, **WORKER_ENV, **env}
-    subprocess.run([sys.executable, "-c", "from kneeload.settings import get_settings;"
-                    "from kneeload.worker.app import ensure_topics; ensure_topics(get_settings())"],
-                   env=full, check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from kneeload.settings import get_settings;"
+            "from kneeload.worker.app import ensure_topics; ensure_topics(get_settings())",
+        ],
+        env=full,
+        check=True,
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kneeload.settings import Settings
+
 from .helpers import (
     KNEELOAD,
     UTC,
@@ -40,7 +41,11 @@ def env(settings: Settings) -> dict[str, str]:
 
 
 def _finals(c: Collector) -> dict[tuple[str, str], dict]:
-    return {(e["athlete_id"], e["date"]): e for e in c.latest["daily.load"].values() if e["status"] == "final"}
+    return {
+        (e["athlete_id"], e["date"]): e
+        for e in c.latest["daily.load"].values()
+        if e["status"] == "final"
+    }
 
 
 def _batch_acwr(daily: dict[tuple[str, str], float], tmp: Path) -> dict[tuple[str, str], dict]:
@@ -51,8 +56,12 @@ def _batch_acwr(daily: dict[tuple[str, str], float], tmp: Path) -> dict[tuple[st
         w.writerow(["athlete_id", "date", "load"])
         for (a, d), load in sorted(daily.items()):
             w.writerow([a, d, repr(load)])
-    out = subprocess.run([KNEELOAD, "acwr", "--input", str(path), "--method", "all"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [KNEELOAD, "acwr", "--input", str(path), "--method", "all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {(r["athlete_id"], r["date"]): r for r in csv.DictReader(io.StringIO(out))}
 
 
@@ -98,27 +107,56 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
     on = s2 + dt.timedelta(minutes=2)
     for i in range(0, 200, 2):
         t = on + dt.timedelta(seconds=i)
-        k.send("treadmill.telemetry", "u1", {
-            "record_id": f"tm{i}", "unit_id": "u1", "clinic_id": "c1", "time": iso(t), "kind": "telemetry",
-            "belt_speed_mps": 3.2, "incline_pct": 0.0, "bws_pct": 20.0, "measured_support_pct": None,
-            "athlete_id": "a2"})  # fmt: skip
+        k.send(
+            "treadmill.telemetry",
+            "u1",
+            {
+                "record_id": f"tm{i}",
+                "unit_id": "u1",
+                "clinic_id": "c1",
+                "time": iso(t),
+                "kind": "telemetry",
+                "belt_speed_mps": 3.2,
+                "incline_pct": 0.0,
+                "bws_pct": 20.0,
+                "measured_support_pct": None,
+                "athlete_id": "a2",
+            },
+        )
     k.flush()
     rows2 = samples(s2, 300, tag="x")
     for b in batches("a2", "t1", rows2, session_id="s-a2-1"):
         k.send("watch.samples", "a2", b)
-    load2 = expected_session_load(rows2, lambda t: 20.0 if on <= t <= on + dt.timedelta(seconds=228) else 0.0)
+    load2 = expected_session_load(
+        rows2, lambda t: 20.0 if on <= t <= on + dt.timedelta(seconds=228) else 0.0
+    )
     expected[("a2", "2024-06-10")] = load2
     sessions["s-a2-1"] = load2
-    k.send("pain.reports", "a2", {"report_id": "p1", "athlete_id": "a2", "team_id": "t1",
-                                  "time": iso(s2 + dt.timedelta(minutes=4)), "pain_nrs": 5,
-                                  "context": "during", "session_id": "s-a2-1"})  # fmt: skip
+    k.send(
+        "pain.reports",
+        "a2",
+        {
+            "report_id": "p1",
+            "athlete_id": "a2",
+            "team_id": "t1",
+            "time": iso(s2 + dt.timedelta(minutes=4)),
+            "pain_nrs": 5,
+            "context": "during",
+            "session_id": "s-a2-1",
+        },
+    )
     k.flush()
 
     c = Collector(bootstrap, prefix)
     w = Worker(env, tmp_path / "worker.log")
     try:
-        c.wait(lambda c: {k: round(e["load"], 6) for k, e in _finals(c).items() if e["load"] > 0}
-               == {k: round(v, 6) for k, v in expected.items()}, 90)  # fmt: skip
+        c.wait(
+            lambda c: (
+                {k: round(e["load"], 6) for k, e in _finals(c).items() if e["load"] > 0}
+                == {k: round(v, 6) for k, v in expected.items()}
+            ),
+            90,
+        )
         closed = {s: e for s, e in c.latest["sessions"].items() if e["status"] == "closed"}
         assert set(closed) == set(sessions)
         for s, load in sessions.items():
@@ -135,7 +173,9 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
         assert any(a["kind"] == "pain_high" for a in c.latest["alerts"].values())
         # the unit went silent → offline + alert (processing-time check)
         c.wait(lambda c: any(a["kind"] == "unit_offline" for a in c.latest["alerts"].values()), 20)
-        assert any(s["in_use"] and s["athlete_id"] == "a2" for s in c.latest["unit.status"].values())
+        assert any(
+            s["in_use"] and s["athlete_id"] == "a2" for s in c.latest["unit.status"].values()
+        )
 
         # late but within the horizon: a second a1 session on day 0 → days 0..2 corrected
         rows_late = samples(D0 + dt.timedelta(hours=5), 200, tag="late")
@@ -148,11 +188,20 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
         k.flush()
         day0 = D0.date().isoformat()
         expected[("a1", day0)] += expected_session_load(rows_late)
-        c.wait(lambda c: _finals(c)[("a1", day0)]["load"] == pytest.approx(expected[("a1", day0)], rel=1e-12)
-               and all(_finals(c)[("a1", d)]["corrected"] for d in ("2024-06-10", "2024-06-11", "2024-06-12")),
-               60)  # fmt: skip
+        c.wait(
+            lambda c: (
+                _finals(c)[("a1", day0)]["load"] == pytest.approx(expected[("a1", day0)], rel=1e-12)
+                and all(
+                    _finals(c)[("a1", d)]["corrected"]
+                    for d in ("2024-06-10", "2024-06-11", "2024-06-12")
+                )
+            ),
+            60,
+        )
         _check_acwr_equal(_finals(c), tmp_path)
-        late_batches = [e for e in c.latest["load.samples"].values() if e["batch_id"].startswith("old")]
+        late_batches = [
+            e for e in c.latest["load.samples"].values() if e["batch_id"].startswith("old")
+        ]
         assert late_batches and all(s["late"] for s in late_batches[0]["samples"])
         assert ("a1", "2024-05-31") not in _finals(c)
         assert not c.latest["deadletter"]
@@ -162,7 +211,9 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
         k.close()
 
 
-def _multi(n_athletes: int, days: int) -> tuple[list[tuple[str, dict]], dict[tuple[str, str], float]]:
+def _multi(
+    n_athletes: int, days: int
+) -> tuple[list[tuple[str, dict]], dict[tuple[str, str], float]]:
     msgs: list[tuple[str, dict]] = []
     expected: dict[tuple[str, str], float] = {}
     for a in range(n_athletes):
@@ -173,9 +224,13 @@ def _multi(n_athletes: int, days: int) -> tuple[list[tuple[str, dict]], dict[tup
             continue  # a rest day
         for a in range(n_athletes):
             aid = f"m{a}"
-            rows = samples(D0 + dt.timedelta(days=day, minutes=7 * a), 200 + 50 * a, speed=3.0 + 0.1 * a)
+            rows = samples(
+                D0 + dt.timedelta(days=day, minutes=7 * a), 200 + 50 * a, speed=3.0 + 0.1 * a
+            )
             msgs += [("watch.samples", b) for b in batches(aid, "t2", rows)]
-            expected[(aid, (D0 + dt.timedelta(days=day)).date().isoformat())] = expected_session_load(rows)
+            expected[(aid, (D0 + dt.timedelta(days=day)).date().isoformat())] = (
+                expected_session_load(rows)
+            )
     return msgs, expected
 
 
@@ -188,12 +243,17 @@ def _send(k: Kafka, msgs: list[tuple[str, dict]]) -> None:
 def _wait_expected(c: Collector, expected: dict[tuple[str, str], float]) -> None:
     def done(c: Collector) -> bool:
         f = _finals(c)
-        return all(key in f and f[key]["load"] == pytest.approx(v, rel=1e-12) for key, v in expected.items())
+        return all(
+            key in f and f[key]["load"] == pytest.approx(v, rel=1e-12)
+            for key, v in expected.items()
+        )
 
     c.wait(done, 90)
 
 
-def test_sigkill_and_restart_gives_the_uninterrupted_results(env: dict[str, str], tmp_path: Path) -> None:
+def test_sigkill_and_restart_gives_the_uninterrupted_results(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
     msgs, expected = _multi(3, 6)
     k = Kafka(bootstrap, prefix)

@@ -218,10 +218,7 @@ def create_app(settings: Settings) -> faust.App:
             if doc is None and topic != t_reg:
                 continue
             try:
-                if topic == t_watch:
-                    if not is_valid("watch_sample_batch", doc):
-                        await reject(topic, key, value, "schema_invalid", "watch_sample_batch")
-                        continue
+                if topic == t_watch:  # validated by the gateways (the per-sample hot path)
                     aid = doc["athlete_id"]
                     st = athletes.load(aid) or new_state(aid, cfg)
                     outs = proc.on_batch(st, doc, now)

@@ -152,6 +152,7 @@ class AthleteProcessor:
         self.cfg = cfg
         self.chunks = chunks
         self._cal: dict[str, DayCalendar] = {}
+        self._memo: dict[tuple[int, str], tuple[str | None, float, Any]] = {}
         self._params: dict[str, PfjParams] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -260,7 +261,8 @@ class AthleteProcessor:
                 if r[0] < wm - horizon_ms:
                     r[7] = 1
         self.chunks[ckey] = orjson.dumps({"b": batch["batch_id"], "rows": rows})
-        out = [self._sample_load_out(st, sid, batch["batch_id"], rows)]
+        self._memo = {}
+        out = [self._sample_load_out(st, sid, batch["batch_id"], rows, memo=True)]
         live = [r for r in rows if not r[7]]
         if live:
             sess = st["sessions"].get(sid)
@@ -353,6 +355,7 @@ class AthleteProcessor:
         minutes = acc["minutes"]
         mdirty = set(sess["minutes_dirty"])
         last_t = acc["last_t"]
+        memo = self._memo
         for r in rows:
             t = r[0]
             dt_s = (
@@ -361,8 +364,12 @@ class AthleteProcessor:
                 else min((t - last_t) / 1000.0, max_dt)
             )
             last_t = t
-            unit, bws = self._join(times, tl, t)
-            est = self._estimate(st, p, r, bws)
+            hit = memo.pop((t, r[1]), None) if memo else None
+            if hit is not None:
+                unit, bws, est = hit
+            else:
+                unit, bws = self._join(times, tl, t)
+                est = self._estimate(st, p, r, bws)
             v, f = r[3], r[4]
             load = pfj_sample_load_mpa_s(est[1], f, dt_s) if est is not None else 0.0
             acc["n"] += 1
@@ -398,6 +405,7 @@ class AthleteProcessor:
         acc["end"] = max(acc["end"], last_t)
         acc["last_t"] = last_t
         sess["minutes_dirty"] = sorted(mdirty)
+        self._memo = {}
 
     def _session_rows(self, st: dict[str, Any], sess: dict[str, Any]) -> list[list[Any]]:
         aid = st["athlete_id"]
@@ -432,9 +440,13 @@ class AthleteProcessor:
                 sess["applied"][d] = new
                 changed.append(d)
         if changed:
-            self._set_days(st, changed)
+            st.setdefault("dirty_dates", [])
+            st["dirty_dates"] = sorted(set(st["dirty_dates"]) | set(changed))
 
     def _set_days(self, st: dict[str, Any], dates: list[str]) -> None:
+        st["dirty_dates"] = []
+        if not dates:
+            return
         tr = AcwrTracker.from_dict(st["acwr"])
         for d in sorted(dates):
             loads = st["dayload"].get(d, {})
@@ -503,6 +515,10 @@ class AthleteProcessor:
             cal = self.cal(st)
             grace = cfg.day_grace_s * 1000
             wm_day = cal.date_iso(wm)
+            dirty = st.get("dirty_dates") or []
+            due = idle or now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000
+            if dirty and (force or due or any(d not in st["days"] for d in dirty)):
+                self._set_days(st, dirty)
             for d, day in st["days"].items():
                 if day["final"]:
                     if day["dirty"]:
@@ -529,15 +545,17 @@ class AthleteProcessor:
         """Processing-time timer: an athlete idle for ``idle_close_s`` gets everything closed."""
         cfg = self.cfg
         idle = cfg.idle_close_s > 0 and now_ms - st["last_proc"] >= cfg.idle_close_s * 1000
-        pending = any(s["status"] == "open" or s["dirty"] for s in st["sessions"].values()) or any(
-            (not d["final"]) or d["dirty"] for d in st["days"].values()
+        pending = (
+            bool(st.get("dirty_dates"))
+            or any(s["status"] == "open" or s["dirty"] for s in st["sessions"].values())
+            or any((not d["final"]) or d["dirty"] for d in st["days"].values())
         )
         if not pending:
             return []
         if idle:
             return self._advance(st, now_ms, idle=True)
         if now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000:
-            return self._flush(st, now_ms)
+            return self._advance(st, now_ms, idle=False)
         return []
 
     # ------------------------------------------------------------------ publishing
@@ -702,7 +720,7 @@ class AthleteProcessor:
         }
 
     def _sample_load_out(
-        self, st: dict[str, Any], sid: str, batch_id: str, rows: list[list[Any]]
+        self, st: dict[str, Any], sid: str, batch_id: str, rows: list[list[Any]], memo: bool = False
     ) -> Output:
         p = self.params(st)
         times, tl = self._bws_lookup(st)
@@ -710,6 +728,8 @@ class AthleteProcessor:
         for r in rows:
             unit, bws = self._join(times, tl, r[0])
             est = self._estimate(st, p, r, bws)
+            if memo:
+                self._memo[(r[0], r[1])] = (unit, bws, est)
             if est is None:  # not running (standing, cadence 0): no PFJ estimate, counted as zero
                 continue
             samples.append(

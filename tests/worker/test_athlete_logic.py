@@ -1,0 +1,166 @@
+"""Plain per-athlete logic, no Kafka: idempotence, order independence, lateness, days, BWS join."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from kneeload.worker.athlete import AthleteProcessor, WorkerConfig, new_state
+from kneeload.worker.fleet import UnitProcessor, new_unit
+
+from .helpers import UTC, athlete_record, batches, expected_session_load, iso, samples
+
+D0 = dt.datetime(2024, 6, 10, 7, 0, tzinfo=UTC)
+CFG = WorkerConfig(day_grace_s=60, publish_interval_s=0)
+
+
+def run(bs: list[dict], cfg: WorkerConfig = CFG) -> tuple[dict[str, Any], list, AthleteProcessor]:
+    p = AthleteProcessor(cfg, {})
+    st = new_state("a1", cfg)
+    p.on_registry(st, athlete_record("a1", "t1"))
+    out: list = []
+    for b in bs:
+        out += p.on_batch(st, b, 0)
+    out += p.on_tick(st, 10**13)  # idle: close and finalise
+    return st, out, p
+
+
+def latest(out: list, topic: str, key: str) -> dict[str, dict]:
+    return {e[key]: e for t, _, e in out if t == topic}
+
+
+def daily(out: list) -> dict[str, float]:
+    return {d: e["load"] for d, e in ((e["date"], e) for t, _, e in out if t == "daily.load")}
+
+
+def test_in_order_out_of_order_and_duplicates_give_identical_numbers() -> None:
+    rows = samples(D0, 500)
+    bs = batches("a1", "t1", rows, session_id="s1")
+    _, ordered, _ = run(bs)
+    _, shuffled, _ = run(
+        [
+            bs[2],
+            bs[0],
+            bs[4],
+            bs[1],
+            bs[3],
+            bs[1],
+            *batches("a1", "t1", rows[:90], 100, "s1", "dup"),
+        ]
+    )
+    s1 = latest(ordered, "sessions", "session_id")["s1"]
+    s2 = latest(shuffled, "sessions", "session_id")["s1"]
+    assert s1 == {**s2, "revision": s1["revision"]}
+    assert s1["pfj_load_mpa_s"] == pytest.approx(expected_session_load(rows), rel=1e-12)
+    assert s1["samples"] == 500 and s1["status"] == "closed"
+    assert daily(ordered) == daily(shuffled)
+
+
+def test_replayed_batch_is_re_emitted_not_counted() -> None:
+    bs = batches("a1", "t1", samples(D0, 200), session_id="s1")
+    _, once, _ = run(bs)
+    _, twice, _ = run(bs + bs)
+    assert (
+        latest(once, "sessions", "session_id")["s1"]["pfj_load_mpa_s"]
+        == latest(twice, "sessions", "session_id")["s1"]["pfj_load_mpa_s"]
+    )
+    assert sum(1 for t, _, _ in twice if t == "load.samples") == 4
+
+
+def test_late_within_horizon_corrects_final_days_and_beyond_is_flagged() -> None:
+    cfg = WorkerConfig(day_grace_s=60, publish_interval_s=0, lateness_horizon_s=2 * 86400)
+    p = AthleteProcessor(cfg, {})
+    st = new_state("a1", cfg)
+    out: list = []
+    for day in range(3):
+        for b in batches("a1", "t1", samples(D0 + dt.timedelta(days=day), 100)):
+            out += p.on_batch(st, b, 0)
+    out += p.on_tick(st, 10**13)
+    first = {e["date"]: e for t, _, e in out if t == "daily.load"}
+    assert all(e["status"] == "final" for e in first.values())
+    out2 = []
+    for b in batches("a1", "t1", samples(D0 + dt.timedelta(hours=6), 100, tag="L")):
+        out2 += p.on_batch(st, b, 10**13 + 1)
+    for b in batches("a1", "t1", samples(D0 - dt.timedelta(days=5), 100, tag="O"), prefix="old"):
+        out2 += p.on_batch(st, b, 10**13 + 2)
+    out2 += p.on_tick(st, 10**14)
+    again = {e["date"]: e for t, _, e in out2 if t == "daily.load"}
+    assert set(again) == {"2024-06-10", "2024-06-11", "2024-06-12"}
+    assert all(
+        e["corrected"] and e["status"] == "final" and e["revision"] > first[d]["revision"]
+        for d, e in again.items()
+    )
+    assert again["2024-06-10"]["load"] > first["2024-06-10"]["load"]
+    old = [e for t, _, e in out2 if t == "load.samples" and e["batch_id"].startswith("old")]
+    assert old and all(s["late"] for s in old[0]["samples"])
+
+
+def test_setpoint_arriving_after_the_samples_rejoins_them() -> None:
+    rows = samples(D0, 300)
+    bs = batches("a1", "t1", rows, session_id="s1")
+    p = AthleteProcessor(CFG, {})
+    st = new_state("a1", CFG)
+    out: list = []
+    for b in bs:
+        out += p.on_batch(st, b, 0)
+    on = D0 + dt.timedelta(seconds=100)
+    for i in range(0, 200, 5):
+        out += p.on_bws(
+            st,
+            {
+                "t": int((on + dt.timedelta(seconds=i)).timestamp() * 1000),
+                "unit_id": "u1",
+                "bws_pct": 20.0,
+                "athlete_id": "a1",
+            },
+            1,
+        )
+    out += p.on_tick(st, 10**13)
+    s = latest(out, "sessions", "session_id")["s1"]
+    want = expected_session_load(
+        rows, lambda t: 20.0 if on <= t <= on + dt.timedelta(seconds=225) else 0.0
+    )
+    assert s["pfj_load_mpa_s"] == pytest.approx(want, rel=1e-12)
+    assert s["unit_id"] == "u1"
+
+
+def test_local_day_from_the_registry_time_zone() -> None:
+    p = AthleteProcessor(CFG, {})
+    st = new_state("a1", CFG)
+    p.on_registry(st, athlete_record("a1", "t1", tz="America/New_York"))
+    out: list = []
+    for b in batches("a1", "t1", samples(dt.datetime(2024, 6, 11, 2, 0, tzinfo=UTC), 100)):
+        out += p.on_batch(st, b, 0)
+    out += p.on_tick(st, 10**13)
+    assert {e["date"] for t, _, e in out if t == "daily.load"} == {"2024-06-10"}
+
+
+def test_fleet_online_in_use_minutes_and_offline_alert() -> None:
+    f = UnitProcessor(unit_timeout_s=3, status_interval_s=30, bws_stale_s=30)
+    u = new_unit("u1")
+    out: list = []
+    for i in range(0, 120, 2):
+        out += f.on_telemetry(
+            u,
+            {
+                "unit_id": "u1",
+                "clinic_id": "c1",
+                "time": iso(D0 + dt.timedelta(seconds=i)),
+                "kind": "telemetry",
+                "bws_pct": 20.0,
+                "measured_support_pct": None,
+                "athlete_id": "a1",
+            },
+            1000,
+        )
+    assert any(t == "worker.bws-by-athlete" for t, _, _ in out)
+    st = [e for t, _, e in out if t == "unit.status"]
+    assert st[0]["in_use"] and st[0]["athlete_id"] == "a1"
+    assert u["minutes"]["2024-06-10"] == pytest.approx(118 / 60)
+    off = f.on_tick(u, 1000 + 10_000)
+    kinds = [e.get("kind") for t, _, e in off if t == "alerts"]
+    assert kinds == ["unit_offline"]
+    assert [e["online"] for t, _, e in off if t == "unit.status"] == [False]
+    assert f.on_tick(u, 1000 + 20_000) == []
