@@ -20,6 +20,9 @@ TODAY = NOW.date()
 @pytest.fixture(scope="module")
 def seeded(db: str) -> str:
     """Two teams (a: ann, ben; b: cai), one clinic with one unit, a bit of everything."""
+    global NOW, TODAY
+    NOW = datetime.now(UTC).replace(microsecond=0)  # at seeding time, not collection time
+    TODAY = NOW.date()
     import asyncio
 
     from .conftest import _write

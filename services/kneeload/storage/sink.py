@@ -129,10 +129,17 @@ class Sink:
             except psycopg.OperationalError:
                 await self._reconnect()
         assert self.consumer is not None
+        catch_up = {}
         for tp in assigned:
             off = self.stored.get((tp.topic, tp.partition))
             if off is not None:
                 self.consumer.seek(tp, off)
+                catch_up[tp] = off
+        if catch_up:  # Kafka's committed offsets may lag the database's (a crash in the window)
+            try:
+                await self.consumer.commit(catch_up)
+            except Exception as exc:
+                log.warning("sink: could not align Kafka offsets with the database's (%s)", exc)
 
     async def _reconnect(self) -> None:
         if self.writer is not None:
@@ -223,7 +230,8 @@ class Sink:
             auto_offset_reset="earliest",
             client_id="kneeload-sink",
             max_poll_interval_ms=3_600_000,
-            session_timeout_ms=30_000,
+            rebalance_timeout_ms=20_000,
+            session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,

@@ -1,0 +1,320 @@
+"""`kneeload sink` as a real subprocess against the real broker and databases.
+
+* killed (exit right after the database commit, before the Kafka offset commit — the hook
+  KNEELOAD_STORAGE_SINK_CRASH_AFTER_DB_COMMIT), twice, then run to the end: exact counts;
+* a fresh consumer group replaying everything: still exact counts (natural-id keys);
+* invalid messages: dead-lettered (table and topic), never fatal, never dropped;
+* a throwaway PostgreSQL cluster stopped and restarted mid-stream: nothing lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from kneeload.contracts import dumps, loads
+from kneeload.settings import Settings
+from kneeload.topics import reconcile, topic_name
+
+from . import events as ev
+
+KNEELOAD = str(Path(sys.executable).with_name("kneeload"))
+
+
+@pytest.fixture(scope="module")
+def topics(settings: Settings) -> Settings:
+    reconcile(settings)
+    return settings
+
+
+def _producer(settings: Settings) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+
+
+def _produce(settings: Settings, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    p = _producer(settings)
+    try:
+        for topic, key, value in items:
+            p.send(topic_name(topic, settings), key=key, value=value)
+        p.flush(timeout=30)
+    finally:
+        p.close()
+
+
+def _batches(
+    athlete: str, n: int, start: datetime, tag: str
+) -> list[tuple[str, bytes | None, bytes | None]]:
+    out: list[tuple[str, bytes | None, bytes | None]] = []
+    for i in range(n):
+        b = ev.watch_batch(
+            athlete,
+            start + timedelta(seconds=10 * i),
+            n=10,
+            batch_id=f"{tag}-{i}",
+            device=f"dev-{tag}",
+        )
+        out.append(("watch.samples", athlete.encode(), dumps(b)))
+    return out
+
+
+def _sink(
+    settings: Settings, url: str, group: str, *extra: str, **env: str
+) -> subprocess.Popen[str]:
+    e = dict(os.environ)
+    e.update(
+        {
+            "KNEELOAD_DATABASE_URL": url,
+            "KNEELOAD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "KNEELOAD_TOPIC_PREFIX": settings.topic_prefix,
+            "KNEELOAD_STORAGE_SINK_GROUP": group,
+            "KNEELOAD_STORAGE_BACKOFF_MAX_S": "2",
+            "KNEELOAD_LOG_LEVEL": "INFO",
+            **env,
+        }
+    )
+    return subprocess.Popen(
+        [KNEELOAD, "sink", *extra], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _count(url: str, sql: str, *args: Any) -> int:
+    try:
+        with psycopg.connect(url, connect_timeout=3) as c:
+            row = c.execute(sql, args).fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.OperationalError:
+        return -1
+
+
+def _kafka_committed(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        got = admin.list_group_offsets(group).get(group, {})
+        return {(tp.topic, tp.partition): om.offset for tp, om in got.items()}
+    finally:
+        admin.close()
+
+
+def _db_offsets(url: str, group: str) -> dict[tuple[str, int], int]:
+    with psycopg.connect(url) as c:
+        rows = c.execute(
+            "SELECT topic, kafka_partition, next_offset FROM kneeload.sink_offsets "
+            "WHERE consumer_group = %s",
+            (group,),
+        ).fetchall()
+    return {(t, p): o for t, p, o in rows}
+
+
+def test_killed_between_db_commit_and_offset_commit_no_duplicates(
+    topics: Settings, db: str
+) -> None:
+    s = topics
+    tag = uuid.uuid4().hex[:8]
+    athlete = f"ath-crash-{tag}"
+    start = datetime(2030, 2, 1, 8, tzinfo=UTC)
+    bad_key = f"bad-{tag}".encode()
+    items = _batches(athlete, 30, start, tag)
+    items += [
+        (
+            "daily.load",
+            athlete.encode(),
+            dumps(ev.daily(athlete, start.date(), load=100.0 + r, acwr=1.0, revision=r)),
+        )
+        for r in (1, 2, 3)
+    ]
+    items += [
+        ("pain.reports", bad_key, b"{not json"),
+        ("pain.reports", bad_key, dumps({"report_id": "x", "pain_nrs": 99})),
+    ]
+    _produce(s, items)
+    group = f"sink-crash-{tag}"
+    samples_sql = "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = %s"
+
+    for crash_after in (1, 2):  # killed twice right after a database commit
+        p = _sink(
+            s,
+            db,
+            group,
+            KNEELOAD_STORAGE_SINK_CRASH_AFTER_DB_COMMIT=str(crash_after),
+            KNEELOAD_STORAGE_SINK_MAX_RECORDS="7",
+        )
+        _out, err = p.communicate(timeout=90)
+        assert p.returncode == 17, err[-2000:]
+        assert "exiting before the offset commit" in err
+    stored = _count(db, samples_sql, athlete)
+    assert 0 < stored < 300
+    # The last run died inside the window: the database is ahead of Kafka's committed offsets.
+    db_offsets = _db_offsets(db, group)
+    committed = _kafka_committed(s, group)
+    assert all(committed.get(k, 0) <= v for k, v in db_offsets.items())
+    assert any(committed.get(k, 0) < v for k, v in db_offsets.items())
+
+    p = _sink(s, db, group, "--idle-exit", "4", KNEELOAD_STORAGE_SINK_MAX_RECORDS="7")
+    _out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-2000:]
+    assert _count(db, samples_sql, athlete) == 300
+    assert (
+        _count(
+            db,
+            "SELECT count(DISTINCT record_id) FROM kneeload.watch_samples WHERE athlete_id = %s",
+            athlete,
+        )
+        == 300
+    )
+    assert (
+        _count(db, "SELECT count(*) FROM kneeload.watch_batches WHERE athlete_id = %s", athlete)
+        == 30
+    )
+    assert (
+        _count(db, "SELECT revision FROM kneeload.daily_load WHERE athlete_id = %s", athlete) == 3
+    )
+    assert (
+        _count(
+            db, "SELECT count(*) FROM kneeload.daily_load_revisions WHERE athlete_id = %s", athlete
+        )
+        == 3
+    )
+    assert (
+        _count(db, "SELECT count(*) FROM kneeload.dead_letters WHERE key = %s", bad_key.decode())
+        == 2
+    )
+    reasons = _count(
+        db,
+        "SELECT count(DISTINCT reason_code) FROM kneeload.dead_letters WHERE key = %s",
+        bad_key.decode(),
+    )
+    assert reasons == 2  # invalid_json and schema_invalid
+    # Kafka offsets now committed, equal to the database's
+    in_db = _db_offsets(db, group)
+    committed = _kafka_committed(s, group)
+    assert in_db and all(committed.get(k) == v for k, v in in_db.items())
+
+    # A new consumer group replays every message: primary keys make it a no-op.
+    p = _sink(s, db, f"{group}-replay", "--idle-exit", "4")
+    _out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-2000:]
+    assert _count(db, samples_sql, athlete) == 300
+    assert (
+        _count(
+            db, "SELECT count(*) FROM kneeload.daily_load_revisions WHERE athlete_id = %s", athlete
+        )
+        == 3
+    )
+    assert (
+        _count(db, "SELECT count(*) FROM kneeload.dead_letters WHERE key = %s", bad_key.decode())
+        == 2
+    )
+
+    # The dead letters were also published to the dead-letter topic.
+    from kafka import KafkaConsumer
+
+    cons = KafkaConsumer(
+        topic_name("deadletter", s),
+        bootstrap_servers=s.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    try:
+        keys = [loads(r.value).get("key") for r in cons]
+    finally:
+        cons.close()
+    assert keys.count(bad_key.decode()) >= 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def throwaway_pg(
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings
+) -> Iterator[tuple[Settings, str]]:
+    """A second PostgreSQL cluster (same runuser/initdb/pg_ctl helpers as the local stack) on a
+    free port under a temporary directory — stopping it cannot disturb anyone else's tests."""
+    from kneeload.stack import postgres
+
+    root = tmp_path_factory.mktemp("pg-outage")
+    port = _free_port()
+    s2 = Settings(
+        var_dir=root,
+        database_url=f"postgresql://kneeload@127.0.0.1:{port}/kneeload",
+        kafka_bootstrap=settings.kafka_bootstrap,
+        topic_prefix=settings.topic_prefix,
+    )
+    postgres.start(s2)
+    try:
+        password = (root / "pg" / "superuser.password").read_text().strip()
+        yield s2, f"postgresql://kneeload:{password}@127.0.0.1:{port}/kneeload"
+    finally:
+        postgres.stop(s2)
+
+
+def test_database_stopped_and_restarted_mid_stream_loses_nothing(
+    topics: Settings, throwaway_pg: tuple[Settings, str]
+) -> None:
+    from kneeload.stack import postgres
+    from kneeload.storage import migrate
+
+    s = topics
+    s2, url = throwaway_pg
+    migrate(url, s2)
+    tag = uuid.uuid4().hex[:8]
+    athlete = f"ath-outage-{tag}"
+    start = datetime(2030, 3, 1, 8, tzinfo=UTC)
+    sql = "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = %s"
+    p = _sink(s, url, f"sink-outage-{tag}", KNEELOAD_STORAGE_SINK_MAX_RECORDS="5")
+    try:
+        _produce(s, _batches(athlete, 10, start, f"{tag}a"))
+        _wait(lambda: _count(url, sql, athlete) == 100, 60, "the first 100 samples")
+        postgres.stop(s2)
+        _produce(s, _batches(athlete, 10, start + timedelta(minutes=5), f"{tag}b"))
+        time.sleep(3)  # the sink meets the outage and backs off
+        postgres.start(s2)
+        _produce(s, _batches(athlete, 10, start + timedelta(minutes=10), f"{tag}c"))
+        _wait(lambda: _count(url, sql, athlete) == 300, 90, "all 300 samples after the restart")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err[-3000:]
+    assert "backing off" in err or "database unavailable" in err
+    assert (
+        _count(
+            url,
+            "SELECT count(DISTINCT record_id) FROM kneeload.watch_samples WHERE athlete_id = %s",
+            athlete,
+        )
+        == 300
+    )
+    assert (
+        _count(
+            url, "SELECT count(*) FROM kneeload.dead_letters WHERE payload LIKE %s", f"%{athlete}%"
+        )
+        == 0
+    )
