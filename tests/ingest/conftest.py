@@ -45,8 +45,13 @@ def broker(settings: Settings) -> Iterator[dict[str, Any]]:
 
     var = settings.var_dir / f"mqtt-test-{RUN}"
     port = free_port()
-    s = settings.model_copy(update={"var_dir": var, "mqtt_url": f"mqtt://127.0.0.1:{port}",
-                                    "mqtt_bridge_client_id": f"kneeload-bridge-test-{RUN}"})
+    s = settings.model_copy(
+        update={
+            "var_dir": var,
+            "mqtt_url": f"mqtt://127.0.0.1:{port}",
+            "mqtt_bridge_client_id": f"kneeload-bridge-test-{RUN}",
+        }
+    )
     mosquitto.start(s)
     try:
         password = secrets.token_urlsafe(18)
@@ -105,8 +110,16 @@ class Gateway:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings, ensure_topics=False)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                loop="uvloop", http="httptools", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -140,25 +153,38 @@ def gateway(ingest_settings: Settings) -> Iterator[Gateway]:
 
 @pytest.fixture(scope="session")
 def admin(gateway: Gateway) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                      timeout=30) as c:
+    with httpx.Client(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
 def fleet(admin: httpx.Client) -> dict[str, Any]:
     """Registered athletes, devices (with keys) and a unit assignment, through the admin API."""
-    ids = {"team": f"team-{RUN}", "ath": f"ath-{RUN}", "ath2": f"ath2-{RUN}", "clinic": f"clinic-{RUN}",
-           "watch": f"watch-{RUN}", "app": f"app-{RUN}", "app2": f"app2-{RUN}", "unit": f"lever-{RUN}"}
+    ids = {
+        "team": f"team-{RUN}",
+        "ath": f"ath-{RUN}",
+        "ath2": f"ath2-{RUN}",
+        "clinic": f"clinic-{RUN}",
+        "watch": f"watch-{RUN}",
+        "app": f"app-{RUN}",
+        "app2": f"app2-{RUN}",
+        "unit": f"lever-{RUN}",
+    }
     for a in ("ath", "ath2"):
-        r = admin.put(f"/admin/athletes/{ids[a]}", json={"body_mass_kg": 62.5, "team_id": ids["team"],
-                                                          "time_zone": "Europe/Berlin"})
+        r = admin.put(
+            f"/admin/athletes/{ids[a]}",
+            json={"body_mass_kg": 62.5, "team_id": ids["team"], "time_zone": "Europe/Berlin"},
+        )
         assert r.status_code == 200, r.text
     keys = {}
-    for dev, kind, extra in (("watch", "watch", {"athlete_id": ids["ath"]}),
-                             ("app", "app", {"athlete_id": ids["ath"]}),
-                             ("app2", "app", {"athlete_id": ids["ath2"]}),
-                             ("unit", "lever_unit", {"clinic_id": ids["clinic"], "max_bws_pct": 80})):
+    for dev, kind, extra in (
+        ("watch", "watch", {"athlete_id": ids["ath"]}),
+        ("app", "app", {"athlete_id": ids["ath"]}),
+        ("app2", "app", {"athlete_id": ids["ath2"]}),
+        ("unit", "lever_unit", {"clinic_id": ids["clinic"], "max_bws_pct": 80}),
+    ):
         r = admin.post("/admin/devices", json={"device_id": ids[dev], "kind": kind, **extra})
         assert r.status_code == 201, r.text
         keys[dev] = r.json()["api_key"]
@@ -177,21 +203,35 @@ class TopicReader:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def read(self, logical: str, *, until: Callable[[list[dict[str, Any]]], bool] | None = None,
-             timeout_s: float = 15.0) -> list[dict[str, Any]]:
+    def read(
+        self,
+        logical: str,
+        *,
+        until: Callable[[list[dict[str, Any]]], bool] | None = None,
+        timeout_s: float = 15.0,
+    ) -> list[dict[str, Any]]:
         name = topic_name(logical, self.settings)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                 consumer_timeout_ms=500)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            consumer_timeout_ms=500,
+        )
         try:
-            tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])]
+            tps = [
+                TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])
+            ]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             out: list[dict[str, Any]] = []
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 for msg in consumer:
-                    out.append({"key": msg.key.decode() if msg.key else None,
-                                "value": orjson.loads(msg.value) if msg.value is not None else None})
+                    out.append(
+                        {
+                            "key": msg.key.decode() if msg.key else None,
+                            "value": orjson.loads(msg.value) if msg.value is not None else None,
+                        }
+                    )
                 if until is None or until(out):
                     break
             return out

@@ -26,13 +26,22 @@ START = datetime(2024, 3, 1, 7, 0, tzinfo=UTC)
 
 def test_every_shared_file_is_covered() -> None:
     names = {p.name for p in ALL_FILES}
-    assert names == {"2013-02-06-12-11-14.fit", "activity-small-fenix2-run.fit", "compressed-speed-distance.fit",
-                     "developer-types-sample.fit", "garmin-fenix-5-run.fit", "garmin-fenix-5-walk.fit",
-                     "sample_mulitple_header.fit", "polar-m400-run.tcx"}
+    assert names == {
+        "2013-02-06-12-11-14.fit",
+        "activity-small-fenix2-run.fit",
+        "compressed-speed-distance.fit",
+        "developer-types-sample.fit",
+        "garmin-fenix-5-run.fit",
+        "garmin-fenix-5-walk.fit",
+        "sample_mulitple_header.fit",
+        "polar-m400-run.tcx",
+    }
 
 
 def _pdt(text: str) -> datetime:
-    return datetime.strptime(text.replace(" PDT", ""), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC) + timedelta(hours=7)
+    return datetime.strptime(text.replace(" PDT", ""), "%a %b %d %H:%M:%S %Y").replace(
+        tzinfo=UTC
+    ) + timedelta(hours=7)
 
 
 @pytest.mark.parametrize("name", ["garmin-fenix-5-run", "garmin-fenix-5-walk"])
@@ -53,11 +62,15 @@ def test_fenix5_matches_expected_csv(name: str) -> None:
             s = by_time.get(rec.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"))  # type: ignore[union-attr]
             if rec.fields["cadence"]:
                 assert s is not None
-                assert s["cadence_spm"] == pytest.approx(2 * (rec.fields["cadence"] + rec.fields["fractional_cadence"]))
+                assert s["cadence_spm"] == pytest.approx(
+                    2 * (rec.fields["cadence"] + rec.fields["fractional_cadence"])
+                )
             else:
                 assert s is None  # standing: cadence 0
         assert {r["reason"] for r in norm.rejected} == {"no_cadence"}
-        assert all(s["step_length_mm"] is None or 500 < s["step_length_mm"] < 1500 for s in norm.samples)
+        assert all(
+            s["step_length_mm"] is None or 500 < s["step_length_mm"] < 1500 for s in norm.samples
+        )
     else:  # a walk is not a run: nothing published, said clearly
         norm = act.normalise(activity, device_id="w")
         assert norm.samples == [] and norm.skipped["not_running"] == len(activity.records)
@@ -65,8 +78,12 @@ def test_fenix5_matches_expected_csv(name: str) -> None:
 
 def test_compressed_timestamps_match_expected_csv() -> None:
     activity = act.decode_fit((FIT / "compressed-speed-distance.fit").read_bytes())
-    rows = {int(r["Timestamp"]): r for r in csv.DictReader((FIT / "compressed-speed-distance-records.csv").open(),
-                                                            skipinitialspace=True)}
+    rows = {
+        int(r["Timestamp"]): r
+        for r in csv.DictReader(
+            (FIT / "compressed-speed-distance-records.csv").open(), skipinitialspace=True
+        )
+    }
     recs = {r.time: r for r in activity.records if "speed" in r.fields}
     assert set(rows) == set(recs)
     for ts, row in rows.items():
@@ -74,7 +91,9 @@ def test_compressed_timestamps_match_expected_csv() -> None:
         assert f["heart_rate"] == int(row["Heart Rate [bpm]"])
         assert f["speed"] == pytest.approx(float(row["Speed [m/s]"]))
         assert f["distance"] == pytest.approx(float(row["Distance [m]"]))
-        assert f["cadence"] == (None if row["Cadence [rpm]"] == "null" else int(row["Cadence [rpm]"]))
+        assert f["cadence"] == (
+            None if row["Cadence [rpm]"] == "null" else int(row["Cadence [rpm]"])
+        )
     # relative (power-on) times need an anchor
     with pytest.raises(act.ActivityError) as err:
         act.normalise(activity, device_id="w")
@@ -82,12 +101,21 @@ def test_compressed_timestamps_match_expected_csv() -> None:
     norm = act.normalise(activity, device_id="w", start_time=START)
     first = min(r.time for r in activity.records)  # type: ignore[type-var]
     row = rows[17217874]
-    s = next(s for s in norm.samples if s["time"] == (START + timedelta(seconds=17217874 - first)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
-    assert s["cadence_spm"] == 2 * int(row["Cadence [rpm]"]) and s["speed_mps"] == pytest.approx(3.55)
+    s = next(
+        s
+        for s in norm.samples
+        if s["time"]
+        == (START + timedelta(seconds=17217874 - first)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    )
+    assert s["cadence_spm"] == 2 * int(row["Cadence [rpm]"]) and s["speed_mps"] == pytest.approx(
+        3.55
+    )
 
 
 def test_developer_fields_stryd() -> None:
-    norm = act.normalise(act.decode_fit((FIT / "developer-types-sample.fit").read_bytes()), device_id="w")
+    norm = act.normalise(
+        act.decode_fit((FIT / "developer-types-sample.fit").read_bytes()), device_id="w"
+    )
     assert len(norm.samples) == 3424
     assert {"Form Power", "Leg Spring Stiffness"} <= set(norm.summary["developer_fields_ignored"])
     assert all(s["power_w"] is not None for s in norm.samples)
@@ -106,13 +134,17 @@ def test_multisport_only_running_part() -> None:
 
 
 def test_old_watch_without_cadence_is_rejected_with_reason() -> None:
-    norm = act.normalise(act.decode_fit((FIT / "2013-02-06-12-11-14.fit").read_bytes()), device_id="w")
+    norm = act.normalise(
+        act.decode_fit((FIT / "2013-02-06-12-11-14.fit").read_bytes()), device_id="w"
+    )
     assert norm.samples == [] and {r["reason"] for r in norm.rejected} == {"no_cadence"}
     assert len(norm.rejected) == 590
 
 
 def test_fenix2_long_run() -> None:
-    norm = act.normalise(act.decode_fit((FIT / "activity-small-fenix2-run.fit").read_bytes()), device_id="w")
+    norm = act.normalise(
+        act.decode_fit((FIT / "activity-small-fenix2-run.fit").read_bytes()), device_id="w"
+    )
     assert len(norm.samples) == 2795
     cad = sorted(s["cadence_spm"] for s in norm.samples)
     assert 150 <= cad[len(cad) // 2] <= 190  # steps/min after doubling
@@ -121,7 +153,7 @@ def test_fenix2_long_run() -> None:
 def test_polar_tcx_cadence_unit_detected() -> None:
     data = (DATA / "tcx/polar-m400-run.tcx").read_bytes()
     activity = act.decode_tcx(data)
-    # moving at 2-4 m/s with a <Cadence> of ~66: that is strides/min (66 steps/min would be 2-3 m steps)
+    # moving at 2-4 m/s with a <Cadence> of ~66: that is strides/min (66 steps/min would be 2-3 m steps)  # noqa: E501
     assert activity.cadence_unit == "strides_per_min"
     norm = act.normalise(activity, device_id="w")
     cad = sorted(s["cadence_spm"] for s in norm.samples if s["speed_mps"] >= 2)
@@ -150,16 +182,25 @@ def test_corrupt_fit_is_refused(cut: str, gateway: Gateway, fleet: dict[str, Any
         data = data[:mid] + bytes(b ^ 0x5A for b in data[mid : mid + 64]) + data[mid + 64 :]
     else:
         data = data[:14] + b"\x00\xff" * 500
-    r = httpx.post(gateway.url + "/v1/activities", content=data, timeout=30,
-                   headers={**device_headers(fleet, "watch"), "Content-Type": "application/vnd.ant.fit"})
+    r = httpx.post(
+        gateway.url + "/v1/activities",
+        content=data,
+        timeout=30,
+        headers={**device_headers(fleet, "watch"), "Content-Type": "application/vnd.ant.fit"},
+    )
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "corrupt_fit"
 
 
 def _upload(gateway: Gateway, fleet: dict[str, Any], path: Path, **params: str) -> httpx.Response:
     ctype = "application/vnd.garmin.tcx+xml" if path.suffix == ".tcx" else "application/vnd.ant.fit"
-    return httpx.post(gateway.url + "/v1/activities", content=path.read_bytes(), params=params, timeout=60,
-                      headers={**device_headers(fleet, "watch"), "Content-Type": ctype})
+    return httpx.post(
+        gateway.url + "/v1/activities",
+        content=path.read_bytes(),
+        params=params,
+        timeout=60,
+        headers={**device_headers(fleet, "watch"), "Content-Type": ctype},
+    )
 
 
 EXPECT = {  # file -> (status, accepted)
@@ -196,31 +237,71 @@ def test_relative_fit_without_anchor_is_refused(gateway: Gateway, fleet: dict[st
     assert r.status_code == 422 and r.json()["error"]["code"] == "relative_timestamps"
 
 
-def test_import_fit_jsonl_equals_published(gateway: Gateway, fleet: dict[str, Any], topics: TopicReader,
-                                           ingest_settings: Any) -> None:
+def test_import_fit_jsonl_equals_published(
+    gateway: Gateway, fleet: dict[str, Any], topics: TopicReader, ingest_settings: Any
+) -> None:
     path = FIT / "garmin-fenix-5-run.fit"
     assert _upload(gateway, fleet, path).status_code == 200  # (again: harmless)
-    out = subprocess.run([sys.executable, "-m", "kneeload", "import-fit", str(path), "--athlete-id", fleet["ath"],
-                          "--device-id", fleet["watch"], "--jsonl"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kneeload",
+            "import-fit",
+            str(path),
+            "--athlete-id",
+            fleet["ath"],
+            "--device-id",
+            fleet["watch"],
+            "--jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     printed = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(printed) == 18
-    assert json.loads(out.stderr.strip().splitlines()[-1])["rejected_by_reason"] == {"no_cadence": 3}
+    assert json.loads(out.stderr.strip().splitlines()[-1])["rejected_by_reason"] == {
+        "no_cadence": 3
+    }
     ids = {s["record_id"] for s in printed}
 
     def have(ms: list[dict[str, Any]]) -> bool:
         return ids <= {s["record_id"] for m in ms for s in m["value"]["samples"]}
 
-    published = [s for m in topics.read("watch.samples", until=have) if m["value"]["source"] == "fit"
-                 for s in m["value"]["samples"] if s["record_id"] in ids]
+    published = [
+        s
+        for m in topics.read("watch.samples", until=have)
+        if m["value"]["source"] == "fit"
+        for s in m["value"]["samples"]
+        if s["record_id"] in ids
+    ]
     assert sorted(published, key=lambda s: s["time"]) == printed
 
 
 def test_import_fit_uploads(gateway: Gateway, fleet: dict[str, Any]) -> None:
     path = FIT / "garmin-fenix-5-run.fit"
-    out = subprocess.run([sys.executable, "-m", "kneeload", "import-fit", str(path), "--athlete-id", fleet["ath"],
-                          "--url", gateway.url, "--device-id", fleet["watch"], "--api-key", fleet["keys"]["watch"]],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kneeload",
+            "import-fit",
+            str(path),
+            "--athlete-id",
+            fleet["ath"],
+            "--url",
+            gateway.url,
+            "--device-id",
+            fleet["watch"],
+            "--api-key",
+            fleet["keys"]["watch"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     body = json.loads(out.stdout)
     assert body["status"] == 200 and body["accepted"] + body["duplicates"] == 18

@@ -33,13 +33,17 @@ class Unit:
 
     def __init__(self, port: int, unit_id: str, key: str) -> None:
         self.unit_id = unit_id
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{unit_id}-{uuid.uuid4().hex[:4]}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{unit_id}-{uuid.uuid4().hex[:4]}"
+        )
         self.client.username_pw_set(unit_id, key)
         self.client.connect("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
 
     def publish(self, kind: str, payload: dict[str, Any], unit: str | None = None) -> None:
-        info = self.client.publish(f"lever/{unit or self.unit_id}/{kind}", orjson.dumps(payload), qos=1)
+        info = self.client.publish(
+            f"lever/{unit or self.unit_id}/{kind}", orjson.dumps(payload), qos=1
+        )
         info.wait_for_publish(10)
 
     def close(self) -> None:
@@ -48,22 +52,34 @@ class Unit:
 
 
 def telemetry(i: int) -> dict[str, Any]:
-    return {"record_id": f"t-{uuid.uuid4().hex[:10]}-{i}", "time": now_iso(), "belt_speed_mps": 2.5 + i / 100,
-            "incline_pct": 1.0, "bws_pct": 30.0}
+    return {
+        "record_id": f"t-{uuid.uuid4().hex[:10]}-{i}",
+        "time": now_iso(),
+        "belt_speed_mps": 2.5 + i / 100,
+        "incline_pct": 1.0,
+        "bws_pct": 30.0,
+    }
 
 
 class Bridge:
     def __init__(self, broker: dict[str, Any], ingest_settings: Any) -> None:
-        self.env = {**os.environ, "KNEELOAD_MQTT_URL": broker["bridge_url"],
-                    "KNEELOAD_MQTT_BRIDGE_CLIENT_ID": ingest_settings.mqtt_bridge_client_id,
-                    "KNEELOAD_TOPIC_PREFIX": ingest_settings.topic_prefix,
-                    "KNEELOAD_KAFKA_BOOTSTRAP": ingest_settings.kafka_bootstrap,
-                    "KNEELOAD_INGEST_LINGER_MS": "2"}
+        self.env = {
+            **os.environ,
+            "KNEELOAD_MQTT_URL": broker["bridge_url"],
+            "KNEELOAD_MQTT_BRIDGE_CLIENT_ID": ingest_settings.mqtt_bridge_client_id,
+            "KNEELOAD_TOPIC_PREFIX": ingest_settings.topic_prefix,
+            "KNEELOAD_KAFKA_BOOTSTRAP": ingest_settings.kafka_bootstrap,
+            "KNEELOAD_INGEST_LINGER_MS": "2",
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "kneeload", "mqtt-bridge"], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kneeload", "mqtt-bridge"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -85,7 +101,10 @@ def units(admin: httpx.Client, fleet: dict[str, Any], broker: dict[str, Any]) ->
     keys = {}
     for n in ("a", "b"):
         uid = f"lever-{n}-{uuid.uuid4().hex[:6]}"
-        r = admin.post("/admin/devices", json={"device_id": uid, "kind": "lever_unit", "clinic_id": fleet["clinic"]})
+        r = admin.post(
+            "/admin/devices",
+            json={"device_id": uid, "kind": "lever_unit", "clinic_id": fleet["clinic"]},
+        )
         assert r.status_code == 201, r.text
         keys[uid] = r.json()["api_key"]
     r = admin.put(f"/admin/units/{next(iter(keys))}/assignment", json={"athlete_id": fleet["ath2"]})
@@ -104,20 +123,28 @@ def bridge(broker: dict[str, Any], ingest_settings: Any, gateway: Gateway) -> It
     yield b
     b.stop()
     # forget the persistent session on the broker
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ingest_settings.mqtt_bridge_client_id,
-                    clean_session=True)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=ingest_settings.mqtt_bridge_client_id,
+        clean_session=True,
+    )
     parsed = broker["bridge_url"].split("//")[1].split("@")[0].split(":")
     c.username_pw_set(parsed[0], parsed[1])
     c.connect("127.0.0.1", broker["port"])
     c.disconnect()
 
 
-def ids_in(topics: TopicReader, logical: str, wanted: set[str], timeout_s: float = 30) -> dict[str, dict[str, Any]]:
+def ids_in(
+    topics: TopicReader, logical: str, wanted: set[str], timeout_s: float = 30
+) -> dict[str, dict[str, Any]]:
     def enough(ms: list[dict[str, Any]]) -> bool:
         return wanted <= {m["value"].get("record_id") for m in ms}
 
-    return {m["value"]["record_id"]: m for m in topics.read(logical, until=enough, timeout_s=timeout_s)
-            if m["value"].get("record_id") in wanted}
+    return {
+        m["value"]["record_id"]: m
+        for m in topics.read(logical, until=enough, timeout_s=timeout_s)
+        if m["value"].get("record_id") in wanted
+    }
 
 
 def test_broker_auth_and_health_check(broker: dict[str, Any], units: dict[str, str]) -> None:
@@ -132,10 +159,14 @@ def test_broker_auth_and_health_check(broker: dict[str, Any], units: dict[str, s
     assert key not in text and f"{unit}:$7$101$" in text
 
 
-def test_bridge_forwards_dead_letters_and_enforces_topics(bridge: Bridge, broker: dict[str, Any],
-                                                          units: dict[str, str], fleet: dict[str, Any],
-                                                          topics: TopicReader) -> None:
-    (ua, ka), (ub, kb) = list(units.items())
+def test_bridge_forwards_dead_letters_and_enforces_topics(
+    bridge: Bridge,
+    broker: dict[str, Any],
+    units: dict[str, str],
+    fleet: dict[str, Any],
+    topics: TopicReader,
+) -> None:
+    (ua, ka), (ub, _kb) = list(units.items())
     a = Unit(broker["port"], ua, ka)
     try:
         first = telemetry(0)
@@ -148,20 +179,38 @@ def test_bridge_forwards_dead_letters_and_enforces_topics(bridge: Bridge, broker
             a.publish("telemetry", m)
         beat = {"record_id": f"hb-{uuid.uuid4().hex[:8]}", "time": now_iso()}
         a.publish("heartbeat", beat)
-        sp = {"record_id": f"sp-{uuid.uuid4().hex[:8]}", "time": now_iso(), "bws_pct": 20, "previous_bws_pct": 30}
+        sp = {
+            "record_id": f"sp-{uuid.uuid4().hex[:8]}",
+            "time": now_iso(),
+            "bws_pct": 20,
+            "previous_bws_pct": 30,
+        }
         a.publish("setpoint", sp)
         bad = {**telemetry(99), "bws_pct": 150}
         a.publish("telemetry", bad)
         spoof = telemetry(100)
         a.publish("telemetry", spoof, unit=ub)  # the ACL drops a unit publishing as another
-        got = ids_in(topics, "treadmill.telemetry", {m["record_id"] for m in msgs} | {beat["record_id"]})
+        got = ids_in(
+            topics, "treadmill.telemetry", {m["record_id"] for m in msgs} | {beat["record_id"]}
+        )
         for m in msgs:
             ev = got[m["record_id"]]
             assert ev["key"] == ua
-            assert ev["value"]["clinic_id"] == fleet["clinic"] and ev["value"]["athlete_id"] == fleet["ath2"]
+            assert (
+                ev["value"]["clinic_id"] == fleet["clinic"]
+                and ev["value"]["athlete_id"] == fleet["ath2"]
+            )
         assert got[beat["record_id"]]["value"]["kind"] == "heartbeat"
-        assert ids_in(topics, "treadmill.setpoints", {sp["record_id"]})[sp["record_id"]]["value"]["bws_pct"] == 20
-        dl = topics.read("deadletter", until=lambda ms: any(bad["record_id"] in (m["value"]["payload"] or "") for m in ms))
+        assert (
+            ids_in(topics, "treadmill.setpoints", {sp["record_id"]})[sp["record_id"]]["value"][
+                "bws_pct"
+            ]
+            == 20
+        )
+        dl = topics.read(
+            "deadletter",
+            until=lambda ms: any(bad["record_id"] in (m["value"]["payload"] or "") for m in ms),
+        )
         hit = [m["value"] for m in dl if bad["record_id"] in (m["value"]["payload"] or "")]
         assert hit and hit[0]["source"] == "mqtt" and hit[0]["errors"][0]["path"] == "/bws_pct"
         everything = {m["value"].get("record_id") for m in topics.read("treadmill.telemetry")}
@@ -170,8 +219,9 @@ def test_bridge_forwards_dead_letters_and_enforces_topics(bridge: Bridge, broker
         a.close()
 
 
-def test_bridge_restart_loses_nothing(bridge: Bridge, broker: dict[str, Any], units: dict[str, str],
-                                      topics: TopicReader) -> None:
+def test_bridge_restart_loses_nothing(
+    bridge: Bridge, broker: dict[str, Any], units: dict[str, str], topics: TopicReader
+) -> None:
     ua, ka = next(iter(units.items()))
     a = Unit(broker["port"], ua, ka)
     try:
@@ -183,17 +233,24 @@ def test_bridge_restart_loses_nothing(bridge: Bridge, broker: dict[str, Any], un
         for m in while_down:
             a.publish("telemetry", m)  # the broker queues them for the bridge's persistent session
         bridge.start()
-        got = ids_in(topics, "treadmill.telemetry", {m["record_id"] for m in while_down}, timeout_s=45)
+        got = ids_in(
+            topics, "treadmill.telemetry", {m["record_id"] for m in while_down}, timeout_s=45
+        )
         assert len(got) == 50
         # in unit order, once each
-        seq = [m["value"]["record_id"] for m in topics.read("treadmill.telemetry")
-               if m["value"]["record_id"] in got]
+        seq = [
+            m["value"]["record_id"]
+            for m in topics.read("treadmill.telemetry")
+            if m["value"]["record_id"] in got
+        ]
         assert seq == [m["record_id"] for m in while_down]
     finally:
         a.close()
 
 
-def test_revoked_unit_cannot_connect(admin: httpx.Client, broker: dict[str, Any], units: dict[str, str]) -> None:
+def test_revoked_unit_cannot_connect(
+    admin: httpx.Client, broker: dict[str, Any], units: dict[str, str]
+) -> None:
     ub, kb = list(units.items())[1]
     assert admin.post(f"/admin/devices/{ub}/revoke").status_code == 200
     deadline = time.monotonic() + 10

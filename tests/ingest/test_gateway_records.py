@@ -25,18 +25,34 @@ def find(topics: TopicReader, logical: str, field: str, value: str) -> list[dict
     return [m for m in msgs if m["value"].get(field) == value]
 
 
-def test_telemetry_gets_clinic_and_athlete_from_registry(gateway: Gateway, fleet: dict[str, Any],
-                                                         topics: TopicReader) -> None:
-    tele = {"record_id": rid(), "time": now_iso(-5), "kind": "telemetry", "belt_speed_mps": 2.8,
-            "incline_pct": 1.0, "bws_pct": 30, "measured_support_pct": 104.2}
+def test_telemetry_gets_clinic_and_athlete_from_registry(
+    gateway: Gateway, fleet: dict[str, Any], topics: TopicReader
+) -> None:
+    tele = {
+        "record_id": rid(),
+        "time": now_iso(-5),
+        "kind": "telemetry",
+        "belt_speed_mps": 2.8,
+        "incline_pct": 1.0,
+        "bws_pct": 30,
+        "measured_support_pct": 104.2,
+    }
     beat = {"record_id": rid(), "time": now_iso(-4), "kind": "heartbeat"}
-    r = httpx.post(gateway.url + "/v1/treadmill/telemetry", json=[tele, beat], headers=device_headers(fleet, "unit"))
+    r = httpx.post(
+        gateway.url + "/v1/treadmill/telemetry",
+        json=[tele, beat],
+        headers=device_headers(fleet, "unit"),
+    )
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 2
     msg = find(topics, "treadmill.telemetry", "record_id", tele["record_id"])[0]
     assert msg["key"] == fleet["unit"]
     ev = msg["value"]
-    assert ev["unit_id"] == fleet["unit"] and ev["clinic_id"] == fleet["clinic"] and ev["athlete_id"] == fleet["ath"]
+    assert (
+        ev["unit_id"] == fleet["unit"]
+        and ev["clinic_id"] == fleet["clinic"]
+        and ev["athlete_id"] == fleet["ath"]
+    )
     assert ev["measured_support_pct"] == 100.0  # load cell clamped to 0..100
     hb = find(topics, "treadmill.telemetry", "record_id", beat["record_id"])[0]["value"]
     assert hb["kind"] == "heartbeat" and hb["belt_speed_mps"] is None
@@ -46,11 +62,39 @@ def test_telemetry_rejections(gateway: Gateway, fleet: dict[str, Any]) -> None:
     h = device_headers(fleet, "unit")
     url = gateway.url + "/v1/treadmill/telemetry"
     cases = [
-        ({"record_id": rid(), "time": now_iso(), "kind": "telemetry", "belt_speed_mps": 2, "incline_pct": 0,
-          "bws_pct": 100}, "/bws_pct"),
-        ({"record_id": rid(), "time": now_iso(), "kind": "telemetry", "incline_pct": 0, "bws_pct": 20}, "/belt_speed_mps"),
-        ({"record_id": rid(), "time": now_iso(), "kind": "telemetry", "belt_speed_mps": 2, "incline_pct": 0,
-          "bws_pct": 20, "clinic_id": "other-clinic"}, "/clinic_id"),
+        (
+            {
+                "record_id": rid(),
+                "time": now_iso(),
+                "kind": "telemetry",
+                "belt_speed_mps": 2,
+                "incline_pct": 0,
+                "bws_pct": 100,
+            },
+            "/bws_pct",
+        ),
+        (
+            {
+                "record_id": rid(),
+                "time": now_iso(),
+                "kind": "telemetry",
+                "incline_pct": 0,
+                "bws_pct": 20,
+            },
+            "/belt_speed_mps",
+        ),
+        (
+            {
+                "record_id": rid(),
+                "time": now_iso(),
+                "kind": "telemetry",
+                "belt_speed_mps": 2,
+                "incline_pct": 0,
+                "bws_pct": 20,
+                "clinic_id": "other-clinic",
+            },
+            "/clinic_id",
+        ),
         ({"record_id": rid(), "time": now_iso(3600), "kind": "heartbeat"}, "/time"),
     ]
     for payload, path in cases:
@@ -63,16 +107,36 @@ def test_telemetry_rejections(gateway: Gateway, fleet: dict[str, Any]) -> None:
 
 
 def test_setpoint(gateway: Gateway, fleet: dict[str, Any], topics: TopicReader) -> None:
-    sp = {"record_id": rid(), "time": now_iso(-1), "bws_pct": 25, "previous_bws_pct": 30, "set_by": "panel"}
-    r = httpx.post(gateway.url + "/v1/treadmill/setpoints", json=sp, headers=device_headers(fleet, "unit"))
+    sp = {
+        "record_id": rid(),
+        "time": now_iso(-1),
+        "bws_pct": 25,
+        "previous_bws_pct": 30,
+        "set_by": "panel",
+    }
+    r = httpx.post(
+        gateway.url + "/v1/treadmill/setpoints", json=sp, headers=device_headers(fleet, "unit")
+    )
     assert r.status_code == 200, r.text
     ev = find(topics, "treadmill.setpoints", "record_id", sp["record_id"])[0]["value"]
-    assert ev["clinic_id"] == fleet["clinic"] and ev["athlete_id"] == fleet["ath"] and ev["bws_pct"] == 25
+    assert (
+        ev["clinic_id"] == fleet["clinic"]
+        and ev["athlete_id"] == fleet["ath"]
+        and ev["bws_pct"] == 25
+    )
 
 
-def test_pain_report_own_athlete_only(gateway: Gateway, fleet: dict[str, Any], topics: TopicReader) -> None:
+def test_pain_report_own_athlete_only(
+    gateway: Gateway, fleet: dict[str, Any], topics: TopicReader
+) -> None:
     url = gateway.url + "/v1/pain"
-    rep = {"report_id": rid(), "time": now_iso(-60), "pain_nrs": 3, "context": "after", "swelling": False}
+    rep = {
+        "report_id": rid(),
+        "time": now_iso(-60),
+        "pain_nrs": 3,
+        "context": "after",
+        "swelling": False,
+    }
     r = httpx.post(url, json=rep, headers=device_headers(fleet, "app"))
     assert r.status_code == 200, r.text
     msg = find(topics, "pain.reports", "report_id", rep["report_id"])[0]
@@ -83,11 +147,17 @@ def test_pain_report_own_athlete_only(gateway: Gateway, fleet: dict[str, Any], t
     r = httpx.post(url, json=other, headers=device_headers(fleet, "app"))
     assert r.status_code == 403 and r.json()["results"][0]["reason"] == "athlete_mismatch"
     # team from the payload is not trusted
-    r = httpx.post(url, json={**rep, "report_id": rid(), "team_id": "evil"}, headers=device_headers(fleet, "app"))
+    r = httpx.post(
+        url,
+        json={**rep, "report_id": rid(), "team_id": "evil"},
+        headers=device_headers(fleet, "app"),
+    )
     assert r.status_code == 422
     # pain 11, fractional pain, unknown context
     for bad in ({"pain_nrs": 11}, {"pain_nrs": 2.5}, {"context": "yesterday"}):
-        r = httpx.post(url, json={**rep, "report_id": rid(), **bad}, headers=device_headers(fleet, "app"))
+        r = httpx.post(
+            url, json={**rep, "report_id": rid(), **bad}, headers=device_headers(fleet, "app")
+        )
         assert r.status_code == 422, r.text
         assert r.json()["results"][0]["reason"] == "schema_invalid"
     # a retry is a harmless duplicate
@@ -102,12 +172,17 @@ def test_openapi_served_equals_committed(gateway: Gateway) -> None:
 
     from kneeload.ingest.openapi import build_openapi
 
-    committed = json.loads((Path(__import__("kneeload.ingest").ingest.__file__).parent / "openapi.json").read_text())
+    committed = json.loads(
+        (Path(__import__("kneeload.ingest").ingest.__file__).parent / "openapi.json").read_text()
+    )
     served = httpx.get(gateway.url + "/openapi.json").json()
-    assert served == committed, "regenerate: kneeload ingest --openapi > services/kneeload/ingest/openapi.json"
+    assert served == committed, (
+        "regenerate: kneeload ingest --openapi > services/kneeload/ingest/openapi.json"
+    )
     assert served == json.loads(json.dumps(build_openapi()))
     # the request schemas are derived from the event schemas, not written twice
     sample = served["components"]["schemas"]["watch_sample_batch.sample"]
-    assert served["components"]["schemas"]["WatchSamplesRequest"]["properties"]["samples"]["items"]["$ref"].endswith(
-        "watch_sample_batch.sample")
+    assert served["components"]["schemas"]["WatchSamplesRequest"]["properties"]["samples"]["items"][
+        "$ref"
+    ].endswith("watch_sample_batch.sample")
     assert sample["properties"]["cadence_spm"]["exclusiveMinimum"] == 0

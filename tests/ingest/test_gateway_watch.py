@@ -20,8 +20,14 @@ def iso(t: datetime) -> str:
 
 def sample(i: int, **over: Any) -> dict[str, Any]:
     base = datetime.now(UTC) - timedelta(hours=2)
-    s = {"record_id": f"r-{uuid.uuid4().hex[:12]}-{i}", "time": iso(base + timedelta(seconds=i)),
-         "cadence_spm": 172 + i % 5, "speed_mps": 3.4, "ground_contact_ms": 245, "heart_rate_bpm": 150}
+    s = {
+        "record_id": f"r-{uuid.uuid4().hex[:12]}-{i}",
+        "time": iso(base + timedelta(seconds=i)),
+        "cadence_spm": 172 + i % 5,
+        "speed_mps": 3.4,
+        "ground_contact_ms": 245,
+        "heart_rate_bpm": 150,
+    }
     s.update(over)
     return s
 
@@ -42,14 +48,25 @@ def batches_with(topics: TopicReader, record_ids: set[str]) -> list[dict[str, An
 
 def dead_letters(topics: TopicReader, needle: str, n: int = 1) -> list[dict[str, Any]]:
     def found(msgs: list[dict[str, Any]]) -> bool:
-        return sum(1 for m in msgs if needle in (m["value"]["payload"] or "") or needle == m["value"]["key"]) >= n
+        return (
+            sum(
+                1
+                for m in msgs
+                if needle in (m["value"]["payload"] or "") or needle == m["value"]["key"]
+            )
+            >= n
+        )
 
-    return [m["value"] for m in topics.read("deadletter", until=found)
-            if needle in (m["value"]["payload"] or "") or needle == m["value"]["key"]]
+    return [
+        m["value"]
+        for m in topics.read("deadletter", until=found)
+        if needle in (m["value"]["payload"] or "") or needle == m["value"]["key"]
+    ]
 
 
-def test_valid_batch_is_one_message_with_team_attached(client: httpx.Client, fleet: dict[str, Any],
-                                                         topics: TopicReader) -> None:
+def test_valid_batch_is_one_message_with_team_attached(
+    client: httpx.Client, fleet: dict[str, Any], topics: TopicReader
+) -> None:
     samples = [sample(i) for i in range(100)]
     r = client.post("/v1/watch/samples", json={"session_id": "s-1", "samples": samples})
     assert r.status_code == 200, r.text
@@ -61,13 +78,18 @@ def test_valid_batch_is_one_message_with_team_attached(client: httpx.Client, fle
     event = msgs[0]["value"]
     assert msgs[0]["key"] == fleet["ath"]
     assert event["team_id"] == fleet["team"] and event["athlete_id"] == fleet["ath"]
-    assert event["device_id"] == fleet["watch"] and event["source"] == "http" and event["session_id"] == "s-1"
+    assert (
+        event["device_id"] == fleet["watch"]
+        and event["source"] == "http"
+        and event["session_id"] == "s-1"
+    )
     assert event["batch_id"] in body["batch_ids"]
     assert [s["record_id"] for s in event["samples"]] == [s["record_id"] for s in samples]
 
 
-def test_mixed_batch_accepts_valid_and_dead_letters_each_invalid(client: httpx.Client,
-                                                                 topics: TopicReader) -> None:
+def test_mixed_batch_accepts_valid_and_dead_letters_each_invalid(
+    client: httpx.Client, topics: TopicReader
+) -> None:
     future = iso(datetime.now(UTC) + timedelta(days=2))
     bad = {
         1: sample(1, cadence_spm=0),
@@ -86,12 +108,19 @@ def test_mixed_batch_accepts_valid_and_dead_letters_each_invalid(client: httpx.C
     assert body["accepted"] == 4 and body["rejected"] == 8
     res = {x["index"]: x for x in body["results"]}
     assert res[5]["reason"] == "time_in_future"
-    assert res[1]["errors"][0]["path"] == "/cadence_spm" and res[1]["errors"][0]["code"] == "exclusive_minimum"
+    assert (
+        res[1]["errors"][0]["path"] == "/cadence_spm"
+        and res[1]["errors"][0]["code"] == "exclusive_minimum"
+    )
     assert res[2]["errors"][0]["code"] == "maximum"
     assert res[3]["errors"][0]["path"] == "/speed_mps"
     assert res[4]["errors"][0]["path"] == "/time"
     assert res[6]["errors"][0]["code"] == "type"
-    assert res[7]["errors"][0] == {"path": "/speed_mps", "code": "required", "message": "'speed_mps' is a required property"}
+    assert res[7]["errors"][0] == {
+        "path": "/speed_mps",
+        "code": "required",
+        "message": "'speed_mps' is a required property",
+    }
     for i in bad:
         assert res[i]["result"] == "rejected" and res[i]["reason"]
     good = {samples[i]["record_id"] for i in range(12) if i not in bad}
@@ -117,12 +146,21 @@ def test_retry_is_harmless(client: httpx.Client, topics: TopicReader) -> None:
     ("body", "status", "code"),
     [
         (b'{"samples": [', 400, "invalid_json"),
-        (b'{"samples": [{"record_id": "a", "time": "2024-01-01T00:00:00Z", "cadence_spm": NaN, "speed_mps": 3}]}',
-         400, "non_finite_number"),
-        (b'{"samples": [{"record_id": "a", "time": "2024-01-01T00:00:00Z", "cadence_spm": Infinity, "speed_mps": 3}]}',
-         400, "non_finite_number"),
-        (b'{"samples": [{"record_id": "a", "time": "2024-01-01T00:00:00Z", "cadence_spm": 1e999, "speed_mps": 3}]}',
-         400, "non_finite_number"),
+        (
+            b'{"samples": [{"record_id": "a", "time": "2024-01-01T00:00:00Z", "cadence_spm": NaN, "speed_mps": 3}]}',  # noqa: E501
+            400,
+            "non_finite_number",
+        ),
+        (
+            b'{"samples": [{"record_id": "a", "time": "2024-01-01T00:00:00Z", "cadence_spm": Infinity, "speed_mps": 3}]}',  # noqa: E501
+            400,
+            "non_finite_number",
+        ),
+        (
+            b'{"samples": [{"record_id": "a", "time": "2024-01-01T00:00:00Z", "cadence_spm": 1e999, "speed_mps": 3}]}',  # noqa: E501
+            400,
+            "non_finite_number",
+        ),
         (b"[1, 2]", 422, "invalid_request"),
         (b'{"samples": []}', 422, "invalid_request"),
         (b'{"samples": "no"}', 422, "invalid_request"),
@@ -131,7 +169,9 @@ def test_retry_is_harmless(client: httpx.Client, topics: TopicReader) -> None:
         (b'{"samples": [{}], "session_id": "has space"}', 422, "invalid_request"),
     ],
 )
-def test_bad_requests_are_4xx_with_reason(client: httpx.Client, body: bytes, status: int, code: str) -> None:
+def test_bad_requests_are_4xx_with_reason(
+    client: httpx.Client, body: bytes, status: int, code: str
+) -> None:
     r = client.post("/v1/watch/samples", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
@@ -164,27 +204,47 @@ def test_auth(gateway: Gateway, fleet: dict[str, Any], admin: httpx.Client) -> N
     assert httpx.post(url, json=body).json()["error"]["code"] == "missing_credentials"
     r = httpx.post(url, json=body, headers={"X-Device-Id": "nobody", "X-Api-Key": "kl_x"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "unknown_device"
-    r = httpx.post(url, json=body, headers={"X-Device-Id": fleet["watch"], "X-Api-Key": fleet["keys"]["app"]})
+    r = httpx.post(
+        url, json=body, headers={"X-Device-Id": fleet["watch"], "X-Api-Key": fleet["keys"]["app"]}
+    )
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
     r = httpx.post(url, json=body, headers=device_headers(fleet, "unit"))
     assert r.status_code == 403 and r.json()["error"]["code"] == "wrong_device_kind"
     # a revoked device is refused; a new key brings it back
     dev = f"watch-rev-{uuid.uuid4().hex[:6]}"
-    key = admin.post("/admin/devices", json={"device_id": dev, "kind": "watch", "athlete_id": fleet["ath"]}).json()["api_key"]
+    key = admin.post(
+        "/admin/devices", json={"device_id": dev, "kind": "watch", "athlete_id": fleet["ath"]}
+    ).json()["api_key"]
     ok = httpx.post(url, json=body, headers={"X-Device-Id": dev, "X-Api-Key": key})
     assert ok.status_code == 200
     assert admin.post(f"/admin/devices/{dev}/revoke").status_code == 200
-    r = httpx.post(url, json={"samples": [sample(1)]}, headers={"X-Device-Id": dev, "X-Api-Key": key})
+    r = httpx.post(
+        url, json={"samples": [sample(1)]}, headers={"X-Device-Id": dev, "X-Api-Key": key}
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "device_revoked"
     new = admin.post(f"/admin/devices/{dev}/rotate-key").json()["api_key"]
-    assert httpx.post(url, json={"samples": [sample(2)]}, headers={"X-Device-Id": dev, "X-Api-Key": key}).status_code == 401
-    assert httpx.post(url, json={"samples": [sample(3)]}, headers={"X-Device-Id": dev, "X-Api-Key": new}).status_code == 200
+    assert (
+        httpx.post(
+            url, json={"samples": [sample(2)]}, headers={"X-Device-Id": dev, "X-Api-Key": key}
+        ).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            url, json={"samples": [sample(3)]}, headers={"X-Device-Id": dev, "X-Api-Key": new}
+        ).status_code
+        == 200
+    )
 
 
 def test_admin_requires_token(gateway: Gateway) -> None:
     r = httpx.put(gateway.url + "/admin/athletes/x", json={"body_mass_kg": 70})
     assert r.status_code == 401
-    r = httpx.put(gateway.url + "/admin/athletes/x", json={"body_mass_kg": 70}, headers={"Authorization": "Bearer nope"})
+    r = httpx.put(
+        gateway.url + "/admin/athletes/x",
+        json={"body_mass_kg": 70},
+        headers={"Authorization": "Bearer nope"},
+    )
     assert r.status_code == 401
 
 
@@ -193,13 +253,17 @@ def test_admin_validates_records(admin: httpx.Client) -> None:
     assert r.status_code == 422 and r.json()["error"]["errors"][0]["path"] == "/body_mass_kg"
     r = admin.put("/admin/athletes/a-bad", json={"body_mass_kg": 70, "time_zone": "Mars/Olympus"})
     assert r.status_code == 422 and r.json()["error"]["errors"][0]["code"] == "unknown_time_zone"
-    r = admin.post("/admin/devices", json={"device_id": "w-x", "kind": "watch", "athlete_id": "ghost"})
+    r = admin.post(
+        "/admin/devices", json={"device_id": "w-x", "kind": "watch", "athlete_id": "ghost"}
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_athlete"
     r = admin.post("/admin/devices", json={"device_id": "u-x", "kind": "lever_unit"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "clinic_required"
 
 
-def test_keys_are_stored_hashed(admin: httpx.Client, fleet: dict[str, Any], topics: TopicReader) -> None:
+def test_keys_are_stored_hashed(
+    admin: httpx.Client, fleet: dict[str, Any], topics: TopicReader
+) -> None:
     import hashlib
 
     key = fleet["keys"]["watch"]

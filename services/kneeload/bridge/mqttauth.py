@@ -98,7 +98,7 @@ class MqttAuth:
         return json.loads(self.users_file.read_text()) if self.users_file.exists() else {}
 
     def set_unit(self, unit_id: str, api_key: str) -> None:
-        """Allow LEVER unit ``unit_id`` to connect with its API key (publish under its own topics)."""
+        """Allow LEVER unit ``unit_id`` to connect with its API key (publish under its own topics)."""  # noqa: E501
         with self._locked() as users:
             users[unit_id] = {"role": UNIT_ROLE, "hash": mosquitto_hash(api_key)}
 
@@ -130,7 +130,7 @@ class MqttAuth:
             self.passwd_file, "".join(f"{u}:{v['hash']}\n" for u, v in sorted(users.items()))
         )
         lines = [
-            "# Written by kneeload (kneeload.bridge.mqttauth) from the device registry; do not edit.",
+            "# Written by kneeload (kneeload.bridge.mqttauth) from the device registry; do not edit.",  # noqa: E501
             "# Anonymous clients (the stack's health check) may only use the health topic.",
             f"topic readwrite {HEALTH_TOPIC}",
             "",

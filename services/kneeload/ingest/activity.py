@@ -497,7 +497,7 @@ def normalise(
             else:
                 ignored_dev.add(name)
         hr = f.get("heart_rate")
-        ms = int(round(ts * 1000))
+        ms = round(ts * 1000)
         rid = f"{device_id}:{ms}"
         if len(rid) > 128:
             rid = f"{hashlib.sha256(device_id.encode()).hexdigest()[:24]}:{ms}"

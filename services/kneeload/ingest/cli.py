@@ -158,7 +158,7 @@ def import_fit_cmd(
 
     if not device_id or not api_key:
         raise click.UsageError(
-            "uploading needs --device-id and --api-key (or KNEELOAD_DEVICE_ID / KNEELOAD_DEVICE_KEY)"
+            "uploading needs --device-id and --api-key (or KNEELOAD_DEVICE_ID / KNEELOAD_DEVICE_KEY)"  # noqa: E501
         )
     s = get_settings()
     base = (url or f"http://{s.http_host}:{s.http_port}").rstrip("/")

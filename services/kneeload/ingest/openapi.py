@@ -94,7 +94,7 @@ def _ingest_reply() -> dict[str, Any]:
             "accepted": {"type": "integer"},
             "duplicates": {
                 "type": "integer",
-                "description": "Records already accepted before (same record id): harmless retries.",
+                "description": "Records already accepted before (same record id): harmless retries.",  # noqa: E501
             },
             "rejected": {"type": "integer"},
             "batch_ids": {"type": "array", "items": {"type": "string"}},
@@ -144,7 +144,7 @@ def _replies(ok: str = "IngestReply", *extra: int) -> dict[str, Any]:
         "413": {"description": "Body larger than the configured limit.", **err},
         "415": {"description": "Unsupported content type.", **err},
         "422": {
-            "description": "Nothing accepted: every record invalid (see results), or the request is.",
+            "description": "Nothing accepted: every record invalid (see results), or the request is.",  # noqa: E501
             "content": _json(ok),
         },
         "503": {
@@ -212,7 +212,7 @@ def build_openapi() -> dict[str, Any]:
     batch = comps["watch_sample_batch"]
     comps["WatchSamplesRequest"] = {
         "title": "Watch samples request",
-        "description": "Samples from one athlete's watch or app. The athlete, team and batch id are "
+        "description": "Samples from one athlete's watch or app. The athlete, team and batch id are "  # noqa: E501
         "attached by the gateway; each sample is validated on its own.",
         "type": "object",
         "additionalProperties": False,
@@ -283,7 +283,7 @@ def build_openapi() -> dict[str, Any]:
         },
         "/v1/activities": {
             "post": _op(
-                "Upload a whole activity file (FIT or TCX); its running records become samples with their original times",
+                "Upload a whole activity file (FIT or TCX); its running records become samples with their original times",  # noqa: E501
                 {
                     "application/vnd.ant.fit": {"schema": {"type": "string", "format": "binary"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -303,14 +303,14 @@ def build_openapi() -> dict[str, Any]:
                         "in": "query",
                         "required": False,
                         "schema": {"type": "string", "format": "date-time"},
-                        "description": "Absolute time of the first record, for FIT files whose clock was never set (relative timestamps).",
+                        "description": "Absolute time of the first record, for FIT files whose clock was never set (relative timestamps).",  # noqa: E501
                     },
                     {
                         "name": "cadence_unit",
                         "in": "query",
                         "required": False,
                         "schema": {"enum": ["auto", "spm", "strides"]},
-                        "description": "TCX only: cadence unit of <Cadence> (auto: detected from the data).",
+                        "description": "TCX only: cadence unit of <Cadence> (auto: detected from the data).",  # noqa: E501
                     },
                 ],
             )
@@ -423,7 +423,7 @@ def build_openapi() -> dict[str, Any]:
         "info": {
             "title": "kneeload ingest gateway",
             "version": kneeload.__version__,
-            "description": "Devices never talk to Kafka: this gateway validates against the event schemas, "
+            "description": "Devices never talk to Kafka: this gateway validates against the event schemas, "  # noqa: E501
             "attaches registry facts and replies only after Kafka acknowledged (acks=all). "
             "Rejections carry machine-readable reasons and go to the dead-letter topic.",
         },

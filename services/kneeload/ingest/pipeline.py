@@ -393,19 +393,15 @@ class Ingestor:
             event["team_id"] = self.view.team_of(own) if own else None
         else:
             unit = device["device_id"]
-            if kind is not None:
-                if schema == TELEMETRY:
-                    if event.setdefault("kind", kind) != kind:
-                        return (
-                            None,
-                            [FieldError("/kind", "const", f"the topic says kind {kind!r}")],
-                            422,
-                        )
+            if kind is not None and schema == TELEMETRY and event.setdefault("kind", kind) != kind:
+                errs = [FieldError("/kind", "const", f"the topic says kind {kind!r}")]
+                return None, errs, 422
             if schema == TELEMETRY and (kind or event.get("kind")) == "heartbeat":
                 for f in _HEARTBEAT_NULLS:
                     event.setdefault(f, None)
             msp = event.get("measured_support_pct")
-            if type(msp) in (int, float) and msp == msp:  # clamp a load-cell reading to 0..100
+            if isinstance(msp, int | float) and not isinstance(msp, bool) and msp == msp:
+                # clamp a load-cell reading to 0..100 (the schema's range; cells overshoot)
                 event["measured_support_pct"] = min(100.0, max(0.0, float(msp)))
             event["unit_id"] = unit
             event["clinic_id"] = self.view.clinic_of(unit)

@@ -54,7 +54,7 @@ class RegistryUnavailableError(RuntimeError):
 
 
 class AuthError(Exception):
-    """A device could not be authenticated. ``code`` is machine-readable, ``status`` the HTTP status."""
+    """A device could not be authenticated. ``code`` is machine-readable, ``status`` the HTTP status."""  # noqa: E501
 
     def __init__(self, code: str, message: str, status: int = 401) -> None:
         super().__init__(message)
@@ -135,7 +135,7 @@ class RegistryView:
         if kinds is not None and d["kind"] not in kinds:
             raise AuthError(
                 "wrong_device_kind",
-                f"device kind {d['kind']!r} may not use this endpoint (allowed: {', '.join(kinds)})",
+                f"device kind {d['kind']!r} may not use this endpoint (allowed: {', '.join(kinds)})",  # noqa: E501
                 403,
             )
         return d
