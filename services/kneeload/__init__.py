@@ -2,7 +2,7 @@
 
 Subpackages:
 
-- ``kneeload.core``        pure domain science (PFJ stress estimate, ACWR, pain model, correlation, alerts)
+- ``kneeload.core``        pure domain science (PFJ estimate, ACWR, pain, correlation, alerts)
 - ``kneeload.settings``    the one settings object (``KNEELOAD_*`` environment)
 - ``kneeload.topics``      the Kafka topic catalogue
 - ``kneeload.contracts``   event schemas (schemas/*.json) and validation

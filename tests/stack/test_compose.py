@@ -30,11 +30,26 @@ def test_compose_file_is_valid_and_has_every_service() -> None:
     go = shutil.which("go")
     if go is None:
         pytest.fail("Go is required to validate infra/compose.yaml (compose-go); install golang")
-    out = subprocess.run([go, "run", ".", "../compose.yaml"], cwd=REPO_ROOT / "infra" / "composecheck",
-                         env=_check_env(), capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [go, "run", ".", "../compose.yaml"],
+        cwd=REPO_ROOT / "infra" / "composecheck",
+        env=_check_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
-    for service in ("kafka", "timescaledb", "grafana", "mosquitto", "ingest", "mqtt-bridge",
-                    "worker", "sink", "notify"):
+    for service in (
+        "kafka",
+        "timescaledb",
+        "grafana",
+        "mosquitto",
+        "ingest",
+        "mqtt-bridge",
+        "worker",
+        "sink",
+        "notify",
+    ):
         assert f"\n  {service}:\n" in out.stdout, service
 
 

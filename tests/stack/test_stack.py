@@ -26,8 +26,12 @@ def test_status_reports_every_component_healthy(base_settings: Settings) -> None
 
 
 def test_up_twice_is_harmless() -> None:
-    out = subprocess.run([sys.executable, "-m", "kneeload", "stack", "up"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "kneeload", "stack", "up"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("already running, healthy") == 3, out.stdout
 
@@ -37,8 +41,12 @@ def test_taken_port_names_the_port_and_setting(base_settings: Settings) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        s = base_settings.model_copy(update={"var_dir": base_settings.var_dir / f"tmp-{uuid.uuid4().hex[:6]}",
-                                             "mqtt_url": f"mqtt://127.0.0.1:{port}"})
+        s = base_settings.model_copy(
+            update={
+                "var_dir": base_settings.var_dir / f"tmp-{uuid.uuid4().hex[:6]}",
+                "mqtt_url": f"mqtt://127.0.0.1:{port}",
+            }
+        )
         with pytest.raises(StackError) as err:
             mosquitto.start(s)
     assert str(port) in str(err.value)
@@ -53,8 +61,13 @@ def test_kafka_python_produce_consume_and_admin(kafka_bootstrap: str, topic_pref
     for i in range(10):
         producer.send(topic, key=f"a{i % 3}".encode(), value=f"v{i}".encode())
     producer.flush()
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=f"g-{uuid.uuid4().hex}", consumer_timeout_ms=10000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"g-{uuid.uuid4().hex}",
+        consumer_timeout_ms=10000,
+    )
     got = sorted(m.value.decode() for m in consumer)
     consumer.close()
     admin.close()
@@ -65,15 +78,22 @@ def test_aiokafka_produce_consume(kafka_bootstrap: str, topic_prefix: str) -> No
     topic = f"{topic_prefix}stack.aiokafka"
 
     async def run() -> list[bytes]:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             for i in range(20):
                 await producer.send_and_wait(topic, f"m{i}".encode(), key=b"k")
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                                    group_id=f"g-{uuid.uuid4().hex}", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=f"g-{uuid.uuid4().hex}",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         values: list[bytes] = []
         try:

@@ -25,8 +25,12 @@ def stack() -> None:
 
 @stack.command("up")
 @click.argument("components", nargs=-1, type=click.Choice(list(COMPONENTS)))
-@click.option("--record", type=click.Path(path_type=Path), default=None,
-              help="Append the names of components this call started to FILE (so a caller stops only those).")
+@click.option(
+    "--record",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Append the names of components this call started to FILE (so a caller stops only those).",
+)
 def up(components: tuple[str, ...], record: Path | None) -> None:
     """Start what is not running and wait until each passes its health check. Safe to repeat."""
     s = get_settings()
@@ -48,8 +52,12 @@ def up(components: tuple[str, ...], record: Path | None) -> None:
 
 @stack.command("down")
 @click.argument("components", nargs=-1, type=click.Choice(list(COMPONENTS)))
-@click.option("--only-recorded", type=click.Path(path_type=Path), default=None,
-              help="Stop only the components named in FILE (written by `up --record`), then remove it.")
+@click.option(
+    "--only-recorded",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Stop only the components named in FILE (written by `up --record`), then remove it.",
+)
 def down(components: tuple[str, ...], only_recorded: Path | None) -> None:
     """Stop the stack (data under var/ is kept)."""
     s = get_settings()
@@ -75,7 +83,10 @@ def status_cmd() -> None:
         st = mod.status(s)
         ok = bool(st.get("healthy"))
         bad |= not ok
-        click.echo(f"{name:<10} {'healthy' if ok else 'DOWN':<8} {st.get('endpoint')}  log: {st.get('log')}")
+        click.echo(
+            f"{name:<10} {'healthy' if ok else 'DOWN':<8} {st.get('endpoint')}"
+            f"  log: {st.get('log')}"
+        )
     if bad:
         raise SystemExit(1)
 

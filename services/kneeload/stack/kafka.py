@@ -35,7 +35,7 @@ def _dirs(s: Settings) -> tuple[Path, Path, Path]:
 def _server_properties(s: Settings, data: Path) -> str:
     ep = Endpoint.parse(s.kafka_bootstrap, 19092)
     ctl = s.kafka_controller_port
-    return f"""# Written by kneeload.stack.kafka from KNEELOAD_* settings; do not edit (it is rewritten).
+    return f"""# Written by kneeload.stack.kafka from KNEELOAD_* settings; rewritten at every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@{ep.host}:{ctl}
@@ -106,8 +106,13 @@ def healthy(s: Settings, timeout_s: float = 3.0) -> bool:
 def status(s: Settings) -> dict[str, object]:
     root, _, _ = _dirs(s)
     pid = read_pid(root / "kafka.pid")
-    return {"component": NAME, "pid": pid, "endpoint": s.kafka_bootstrap,
-            "healthy": healthy(s), "log": str(root / "kafka.log")}
+    return {
+        "component": NAME,
+        "pid": pid,
+        "endpoint": s.kafka_bootstrap,
+        "healthy": healthy(s),
+        "log": str(root / "kafka.log"),
+    }
 
 
 def start(s: Settings) -> bool:
@@ -121,13 +126,18 @@ def start(s: Settings) -> bool:
     if port_open(ep.host, ep.port):
         if healthy(s):
             raise StackError(
-                f"kafka: a Kafka broker not started by kneeload already answers on {ep.host}:{ep.port}. "
+                f"kafka: a Kafka broker not started by kneeload already answers on "
+                f"{ep.host}:{ep.port}. "
                 f"Stop it or point {BOOTSTRAP_SETTING} elsewhere."
             )
         raise port_conflict(ep.host, ep.port, component="kafka", setting=BOOTSTRAP_SETTING)
     if port_open(ep.host, s.kafka_controller_port):
-        raise port_conflict(ep.host, s.kafka_controller_port, component="kafka controller",
-                            setting=CONTROLLER_SETTING)
+        raise port_conflict(
+            ep.host,
+            s.kafka_controller_port,
+            component="kafka controller",
+            setting=CONTROLLER_SETTING,
+        )
     jars = sorted(libs.glob("*.jar"))
     if not jars:
         raise StackError(f"kafka: no jars in {libs}; run `make kafka-jars` (Maven fetches them).")
@@ -137,30 +147,57 @@ def start(s: Settings) -> bool:
     (root / "log4j2.properties").write_text(_LOG4J2)
     classpath = f"{libs}/*"
     java_opts = [
-        f"-Xms{s.kafka_heap}", f"-Xmx{s.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
+        f"-Xms{s.kafka_heap}",
+        f"-Xmx{s.kafka_heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={root / 'log4j2.properties'}",
     ]
     if not (data / "meta.properties").exists():
         import subprocess
 
-        cluster_id = (root / "cluster.id").read_text().strip() if (root / "cluster.id").exists() else None
+        cluster_id = (
+            (root / "cluster.id").read_text().strip() if (root / "cluster.id").exists() else None
+        )
         if not cluster_id:
             cluster_id = _kraft_cluster_id()
             (root / "cluster.id").write_text(cluster_id)
         out = subprocess.run(
-            ["java", *java_opts, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(conf), "--ignore-formatted"],
-            capture_output=True, text=True, check=False,
+            [
+                "java",
+                *java_opts,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(conf),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if out.returncode != 0:
             raise StackError(f"kafka: formatting storage failed:\n{out.stdout}\n{out.stderr}")
-    pid = spawn(["java", *java_opts, "-cp", classpath, "kafka.Kafka", str(conf)], log=log, pidfile=pidfile)
-    wait_until(lambda: healthy(s), timeout_s=90, what="kafka", alive=lambda: read_pid(pidfile) == pid, log=log)
+    pid = spawn(
+        ["java", *java_opts, "-cp", classpath, "kafka.Kafka", str(conf)], log=log, pidfile=pidfile
+    )
+    wait_until(
+        lambda: healthy(s),
+        timeout_s=90,
+        what="kafka",
+        alive=lambda: read_pid(pidfile) == pid,
+        log=log,
+    )
     return True
 
 
 def _kraft_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (as kafka-storage random-uuid)."""
+    """A KRaft cluster id: 16 random bytes as unpadded URL-safe base64 (like random-uuid)."""
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

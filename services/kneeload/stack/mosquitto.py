@@ -32,8 +32,14 @@ SETTING = "KNEELOAD_MQTT_URL"
 
 def _paths(s: Settings) -> dict[str, Path]:
     root = s.var_dir / "mosquitto"
-    return {"root": root, "conf": root / "mosquitto.conf", "confd": root / "conf.d",
-            "pid": root / "mosquitto.pid", "log": root / "mosquitto.log", "data": root / "data"}
+    return {
+        "root": root,
+        "conf": root / "mosquitto.conf",
+        "confd": root / "conf.d",
+        "pid": root / "mosquitto.pid",
+        "log": root / "mosquitto.log",
+        "data": root / "data",
+    }
 
 
 def _endpoint(s: Settings) -> tuple[str, int, str | None, str | None]:
@@ -50,7 +56,9 @@ def round_trip(s: Settings, timeout_s: float = 3.0) -> bool:
 
     topic = f"kneeload/health/{uuid.uuid4().hex}"
     got = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kneeload-health-{uuid.uuid4().hex[:8]}")
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"kneeload-health-{uuid.uuid4().hex[:8]}"
+    )
     if user:
         client.username_pw_set(user, password)
 
@@ -82,8 +90,13 @@ def round_trip(s: Settings, timeout_s: float = 3.0) -> bool:
 def status(s: Settings) -> dict[str, object]:
     p = _paths(s)
     host, port, _, _ = _endpoint(s)
-    return {"component": NAME, "pid": read_pid(p["pid"]), "endpoint": f"{host}:{port}",
-            "healthy": round_trip(s), "log": str(p["log"])}
+    return {
+        "component": NAME,
+        "pid": read_pid(p["pid"]),
+        "endpoint": f"{host}:{port}",
+        "healthy": round_trip(s),
+        "log": str(p["log"]),
+    }
 
 
 def start(s: Settings) -> bool:
@@ -123,8 +136,13 @@ def start(s: Settings) -> bool:
             "allow_anonymous true\n"
         )
     pid = spawn([binary, "-c", str(p["conf"])], log=p["log"], pidfile=p["pid"])
-    wait_until(lambda: round_trip(s), timeout_s=30, what="mosquitto",
-               alive=lambda: read_pid(p["pid"]) == pid, log=p["log"])
+    wait_until(
+        lambda: round_trip(s),
+        timeout_s=30,
+        what="mosquitto",
+        alive=lambda: read_pid(p["pid"]) == pid,
+        log=p["log"],
+    )
     return True
 
 

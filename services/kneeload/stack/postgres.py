@@ -38,14 +38,23 @@ TUNING = {
 
 def _paths(s: Settings) -> dict[str, Path]:
     root = s.var_dir / "pg"
-    return {"root": root, "data": root / "data", "run": root / "run", "log": root / "postgres.log",
-            "pw": root / "superuser.password"}
+    return {
+        "root": root,
+        "data": root / "data",
+        "run": root / "run",
+        "log": root / "postgres.log",
+        "pw": root / "superuser.password",
+    }
 
 
 def _endpoint(s: Settings) -> tuple[str, int, str, str]:
     u = urlsplit(s.database_url)
-    return u.hostname or "127.0.0.1", u.port or 5432, (u.path or "/kneeload").lstrip("/") or "kneeload", \
-        u.username or "kneeload"
+    return (
+        u.hostname or "127.0.0.1",
+        u.port or 5432,
+        (u.path or "/kneeload").lstrip("/") or "kneeload",
+        u.username or "kneeload",
+    )
 
 
 def _as_postgres(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
@@ -60,14 +69,20 @@ def _bin(name: str) -> str:
         return str(path)
     found = shutil.which(name)
     if not found:
-        raise StackError(f"postgres: {name} not found; install Debian's postgresql-15 (`make debs`).")
+        raise StackError(
+            f"postgres: {name} not found; install Debian's postgresql-15 (`make debs`)."
+        )
     return found
 
 
 def healthy(s: Settings) -> bool:
     host, port, db, user = _endpoint(s)
-    out = subprocess.run([_bin("pg_isready"), "-h", host, "-p", str(port), "-d", db, "-U", user, "-t", "2"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [_bin("pg_isready"), "-h", host, "-p", str(port), "-d", db, "-U", user, "-t", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return out.returncode == 0
 
 
@@ -81,8 +96,13 @@ def _running(s: Settings) -> bool:
 
 def status(s: Settings) -> dict[str, object]:
     host, port, db, _ = _endpoint(s)
-    return {"component": NAME, "running": _running(s), "endpoint": f"{host}:{port}/{db}",
-            "healthy": healthy(s), "log": str(_paths(s)["log"])}
+    return {
+        "component": NAME,
+        "running": _running(s),
+        "endpoint": f"{host}:{port}/{db}",
+        "healthy": healthy(s),
+        "log": str(_paths(s)["log"]),
+    }
 
 
 def _ensure_traversable(path: Path) -> None:
@@ -123,9 +143,21 @@ def start(s: Settings) -> bool:
         os.chown(pwfile, uid, gid)
         os.chmod(pwfile, 0o600)
         try:
-            out = _as_postgres([_bin("initdb"), "-D", str(p["data"]), "-U", user, f"--pwfile={pwfile}",
-                                "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8",
-                                "--locale=C.UTF-8"])
+            out = _as_postgres(
+                [
+                    _bin("initdb"),
+                    "-D",
+                    str(p["data"]),
+                    "-U",
+                    user,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if out.returncode != 0:
@@ -138,9 +170,25 @@ def start(s: Settings) -> bool:
         log.touch()
     os.chown(log, uid, gid)
     opts = f"-p {port} -c listen_addresses={host} -k {p['run']}"
-    out = _as_postgres([_bin("pg_ctl"), "-D", str(p["data"]), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"])
+    out = _as_postgres(
+        [
+            _bin("pg_ctl"),
+            "-D",
+            str(p["data"]),
+            "-l",
+            str(log),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
     if out.returncode != 0:
-        raise StackError(f"postgres: pg_ctl start failed:\n{out.stdout}\n{out.stderr}" + _log_tail(log))
+        raise StackError(
+            f"postgres: pg_ctl start failed:\n{out.stdout}\n{out.stderr}" + _log_tail(log)
+        )
     wait_until(lambda: healthy(s), timeout_s=60, what="postgres", log=log)
     _ensure_database(p, host, port, db, user)
     _write_env(s)
@@ -158,8 +206,15 @@ def _ensure_database(p: dict[str, Path], host: str, port: int, db: str, user: st
     import psycopg
 
     password = p["pw"].read_text().strip() if p["pw"].exists() else None
-    with psycopg.connect(host=host, port=port, user=user, password=password, dbname="postgres",
-                         autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=10,
+    ) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{db}" OWNER "{user}"')
 
@@ -172,8 +227,11 @@ def _write_env(s: Settings) -> None:
     host, port, db, user = _endpoint(s)
     password = p["pw"].read_text().strip()
     env = s.var_dir / "kneeload.env"
-    lines = [ln for ln in (env.read_text().splitlines() if env.exists() else [])
-             if not ln.startswith("KNEELOAD_DATABASE_URL=")]
+    lines = [
+        ln
+        for ln in (env.read_text().splitlines() if env.exists() else [])
+        if not ln.startswith("KNEELOAD_DATABASE_URL=")
+    ]
     lines.append(f"KNEELOAD_DATABASE_URL=postgresql://{user}:{password}@{host}:{port}/{db}")
     env.write_text("\n".join(lines) + "\n")
     os.chmod(env, 0o600)
@@ -186,7 +244,9 @@ def stop(s: Settings) -> bool:
     p = _paths(s)
     if not _running(s):
         return False
-    out = _as_postgres([_bin("pg_ctl"), "-D", str(p["data"]), "-m", "fast", "-w", "-t", "60", "stop"])
+    out = _as_postgres(
+        [_bin("pg_ctl"), "-D", str(p["data"]), "-m", "fast", "-w", "-t", "60", "stop"]
+    )
     if out.returncode != 0:
         raise StackError(f"postgres: pg_ctl stop failed:\n{out.stdout}\n{out.stderr}")
     return True

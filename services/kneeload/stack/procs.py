@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -95,14 +96,25 @@ def tail(log: Path | None, lines: int = 25) -> str:
     return f"\nLast lines of {log}:\n" + "\n".join("  " + t for t in text)
 
 
-def spawn(cmd: list[str], *, log: Path, pidfile: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> int:
+def spawn(
+    cmd: list[str],
+    *,
+    log: Path,
+    pidfile: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     """Start a detached background process writing to ``log``; record its pid."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env, cwd=cwd,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
         )
     pidfile.write_text(str(proc.pid))
     return proc.pid
@@ -126,10 +138,8 @@ def terminate(pidfile: Path, *, what: str, timeout_s: float = 30.0) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def port_conflict(host: str, port: int, *, component: str, setting: str) -> StackError:
