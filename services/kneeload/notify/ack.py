@@ -70,12 +70,12 @@ def acknowledge(conninfo: str, alert_id: str, by: str) -> AckResult:
             fn(conn, alert_id, by)
         else:
             conn.execute(
-                """UPDATE alerts SET acknowledged_by = %s, acknowledged_at = now()
+                """UPDATE kneeload.alerts SET acknowledged_by = %s, acknowledged_at = now()
                    WHERE alert_id = %s AND acknowledged_at IS NULL""",
                 (by, alert_id),
             )
         row = conn.execute(
-            "SELECT acknowledged_by, acknowledged_at FROM alerts WHERE alert_id = %s",
+            "SELECT acknowledged_by, acknowledged_at FROM kneeload.alerts WHERE alert_id = %s",
             (alert_id,),
         ).fetchone()
         conn.commit()

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code: builders (grafana-foundation-sdk), provisioning, push."""
