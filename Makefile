@@ -63,6 +63,10 @@ test: install  ## start the stack, run the whole suite, stop what this run start
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(KNEELOAD) stack down --only-recorded var/.test-started; exit $$status
 
+demo: install  ## start the stack and every service, drive a simulated team + clinic through them, summarise in out/
+	@$(KNEELOAD) stack up
+	@$(KNEELOAD) demo $(DEMO_ARGS)
+
 BENCH_ARGS ?=
 bench: install  ## all benchmarks, each on its own database and topic prefix -> loadtests/results/latest.{json,md}
 	@$(KNEELOAD) stack up

@@ -35,9 +35,14 @@ def session_pfj_load(
     dts = np.minimum(np.diff(smp.t, prepend=smp.t[0] - 1.0), max_gap_s)
     total = 0.0
     for v, c, gc, g, bws, d in zip(
-        smp.speed_mps.tolist(), smp.cadence_spm.tolist(), smp.ground_contact_ms.tolist(),
-        smp.grade_pct.tolist(), smp.bws_pct.tolist(), dts.tolist(), strict=True,
-    ):  # fmt: skip
+        smp.speed_mps.tolist(),
+        smp.cadence_spm.tolist(),
+        smp.ground_contact_ms.tolist(),
+        smp.grade_pct.tolist(),
+        smp.bws_pct.tolist(),
+        dts.tolist(),
+        strict=True,
+    ):
         s = estimate_pfj_sample(v, c, mass, gc, g, bws)
         total += pfj_sample_load_mpa_s(s.pfj_impulse_per_step_mpa_s, c, d)
     return total

@@ -133,7 +133,8 @@ class SimConfig:
     #: LEVER telemetry period in seconds and heartbeat period in minutes.
     telemetry_period_s: int = 5
     heartbeat_period_min: int = 30
-    #: Unit heartbeat timeout registered for every unit (seconds).
+    #: Unit heartbeat timeout registered for every unit (seconds). The worker judges silence
+    #: in processing time, and the demo replays weeks in minutes: keep it short there.
     unit_timeout_s: int = 3600
     team_id: str = "team-harriers"
     clinic_id: str = "clinic-riverside"
@@ -952,7 +953,7 @@ def build_scenario(cfg: SimConfig) -> Scenario:
         replace(u, silent_from=silent_from) if u.unit_id == silent_unit.unit_id else u
         for u in units
     ]
-    spike_week = min(5, cfg.weeks - 2)
+    spike_week = min(5, cfg.weeks - 1)  # week 6; the last week of a short scenario
     pain_from = cfg.end - dt.timedelta(days=min(10, 7 * cfg.weeks // 3))
     planted_cfg = {
         "load_spike": spike.athlete_id,
