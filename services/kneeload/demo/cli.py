@@ -34,6 +34,13 @@ import click
     show_default=True,
     help="Stop the demo's services at the end (default: keep them up for exploration).",
 )
+@click.option(
+    "--name",
+    default="demo",
+    show_default=True,
+    callback=lambda c, p, v: _name(v),
+    help="Names what the demo owns: topics <name>-*, database kneeload_<name>, var/<name>/.",
+)
 @click.pass_context
 def demo_group(
     ctx: click.Context,
@@ -44,6 +51,7 @@ def demo_group(
     seed: int,
     out_dir: Path | None,
     stop_services: bool,
+    name: str,
 ) -> None:
     """Run the whole platform end to end on a simulated team and LEVER clinic.
 
@@ -68,6 +76,7 @@ def demo_group(
         seed=seed,
         out_dir=out_dir or REPO_ROOT / "out",
         stop_services=stop_services,
+        name=name,
     )
     console = Console()
     try:
@@ -78,32 +87,40 @@ def demo_group(
     raise SystemExit(code)
 
 
+def _name(v: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,30}", v):
+        raise click.BadParameter("lower-case letters and digits, starting with a letter")
+    return v
+
+
 @demo_group.command("stop")
-def stop_cmd() -> None:
+@click.option("--name", default="demo", show_default=True)
+def stop_cmd(name: str) -> None:
     """Stop the demo's services (the stack keeps running; `make down` stops it)."""
     from kneeload.demo.services import DemoPaths, stop_services
     from kneeload.settings import get_settings
 
-    stopped = stop_services(DemoPaths.at(get_settings().var_dir))
+    stopped = stop_services(DemoPaths.at(get_settings().var_dir, _name(name)))
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "no demo service was running")
 
 
 @demo_group.command("status")
-def status_cmd() -> None:
+@click.option("--name", default="demo", show_default=True)
+def status_cmd(name: str) -> None:
     """Which demo services run, with their pid and log."""
     from kneeload.demo.services import DemoPaths, read_state, service_status
     from kneeload.settings import get_settings
 
-    paths = DemoPaths.at(get_settings().var_dir)
+    paths = DemoPaths.at(get_settings().var_dir, _name(name))
     state = read_state(paths)
     if state:
-        click.echo(
-            f"last run {state.get('run_id')}: topics {state.get('prefix')}*, database {state.get('database')}"
-        )
+        run, prefix, db = state.get("run_id"), state.get("prefix"), state.get("database")
+        click.echo(f"last run {run}: topics {prefix}*, database {db}")
     for name, st in service_status(paths).items():
-        click.echo(
-            f"  {name:<12} {'running' if st['running'] else 'stopped':<8} pid {st['pid']}  {st['log']}"
-        )
+        state_word = "running" if st["running"] else "stopped"
+        click.echo(f"  {name:<12} {state_word:<8} pid {st['pid']}  {st['log']}")
 
 
 def register(group: click.Group) -> None:

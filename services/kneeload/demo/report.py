@@ -224,7 +224,7 @@ def build_summary(
         "started_at": started_at.isoformat(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         "topic_prefix": ctx.prefix,
-        "database": "kneeload_demo",
+        "database": f"kneeload_{opts.name}",
         "scenario": {
             "seed": sc.config.seed,
             "athletes": len(sc.athletes),
@@ -285,7 +285,8 @@ def build_summary(
         "state": "stopped" if opts.stop_services else "running",
         "processes": status,
         "logs": str(ctx.paths.logs),
-        "stop_services": "kneeload demo stop",
+        "stop_services": "kneeload demo stop"
+        + ("" if opts.name == "demo" else f" --name {opts.name}"),
         "stop_stack": "make down",
         "environment": str(ctx.paths.env_file),
     }

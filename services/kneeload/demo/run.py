@@ -47,7 +47,7 @@ from kneeload.settings import REPO_ROOT, Settings, get_settings
 
 __all__ = ["DemoOptions", "run_demo"]
 
-DEMO_DB = "kneeload_demo"
+DEMO_DB = "kneeload_demo"  # for the default name "demo": kneeload_<name>
 RAW_TOPICS = ("watch.samples", "treadmill.telemetry", "treadmill.setpoints", "pain.reports")
 
 
@@ -62,7 +62,9 @@ class DemoOptions:
     batch_size: int = 400
     concurrency: int = 12
     stop_services: bool = False
-    drain_timeout_s: float = 240.0
+    drain_timeout_s: float = 600.0
+    #: Names everything the demo owns: topics <name>-*, database kneeload_<name>, var/<name>/
+    name: str = "demo"
 
 
 @dataclass
@@ -107,7 +109,7 @@ def _check_commands() -> None:
         )
 
 
-def _reset(base: Settings, paths: DemoPaths, console: Console) -> str:
+def _reset(base: Settings, paths: DemoPaths, console: Console, name: str = "demo") -> str:
     """Stop the last demo's services, delete its topics/groups, re-create the database."""
     import psycopg
 
@@ -116,24 +118,24 @@ def _reset(base: Settings, paths: DemoPaths, console: Console) -> str:
     stopped = svc.stop_services(paths)
     if stopped:
         console.print(f"stopped the previous demo's services: {', '.join(stopped)}")
-    k = Kafka(base.kafka_bootstrap, "demo-")
+    k = Kafka(base.kafka_bootstrap, f"{name}-")
     try:
-        n_topics, n_groups = k.delete_prefixed("demo-")
+        n_topics, n_groups = k.delete_prefixed(f"{name}-")
     finally:
         k.close()
     u = urlsplit(base.database_url)
     admin_url = urlunsplit(u._replace(path="/postgres"))
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DEMO_DB}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "kneeload_{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "kneeload_{name}"')
     if n_topics or n_groups:
         console.print(
             f"reset: deleted {n_topics} topics and {n_groups} consumer groups of earlier demo runs"
         )
-    return urlunsplit(u._replace(path=f"/{DEMO_DB}"))
+    return urlunsplit(u._replace(path=f"/kneeload_{name}"))
 
 
-def _mqtt_setup(base: Settings, run_id: str) -> tuple[str, str, str]:
+def _mqtt_setup(base: Settings, run_id: str, name: str = "demo") -> tuple[str, str, str]:
     """(bridge MQTT URL, unit MQTT URL, topic root). With broker authentication on, the
     bridge gets its own account and the units use the root the broker's ACL allows."""
     from kneeload.bridge.mqttauth import MqttAuth
@@ -142,7 +144,7 @@ def _mqtt_setup(base: Settings, run_id: str) -> tuple[str, str, str]:
     plain = f"mqtt://{u.hostname}:{u.port or 1883}"
     auth = MqttAuth(base)
     if not auth.enabled:
-        return base.mqtt_url, plain, f"demo-{run_id}/lever"
+        return base.mqtt_url, plain, f"{name}-{run_id}/lever"
     user, password = "kneeload-demo-bridge", secrets.token_urlsafe(18)
     auth.set_bridge(user, password)
     auth.reload()
@@ -157,6 +159,7 @@ def _environment(
     admin_token: str,
     bridge_mqtt_url: str,
     mqtt_root: str,
+    name: str = "demo",
 ) -> dict[str, str]:
     routes = {
         "channels": {
@@ -184,13 +187,13 @@ def _environment(
             "KNEELOAD_MQTT_URL": bridge_mqtt_url,
             "KNEELOAD_MQTT_TOPIC_ROOT": mqtt_root,
             "KNEELOAD_MQTT_BRIDGE_CLIENT_ID": f"kneeload-demo-bridge-{run_id}",
-            "KNEELOAD_TOPIC_PREFIX": f"demo-{run_id}.",
+            "KNEELOAD_TOPIC_PREFIX": f"{name}-{run_id}.",
             "KNEELOAD_HTTP_HOST": "127.0.0.1",
             "KNEELOAD_HTTP_PORT": str(ports["http"]),
             "KNEELOAD_ADMIN_TOKEN": admin_token,
             "KNEELOAD_LOG_LEVEL": "INFO",
-            "KNEELOAD_STORAGE_SINK_GROUP": f"demo-{run_id}-sink",
-            "KNEELOAD_NOTIFY_GROUP_ID": f"demo-{run_id}-notify",
+            "KNEELOAD_STORAGE_SINK_GROUP": f"{name}-{run_id}-sink",
+            "KNEELOAD_NOTIFY_GROUP_ID": f"{name}-{run_id}-notify",
             "KNEELOAD_NOTIFY_ROUTES": orjson.dumps(routes).decode(),
             "KNEELOAD_NOTIFY_SMTP_HOST": "127.0.0.1",
             "KNEELOAD_NOTIFY_SMTP_PORT": str(ports["smtp"]),
@@ -239,10 +242,11 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     base = get_settings()
     _check_commands()
     _check_stack(base)
-    paths = DemoPaths.at(base.var_dir)
+    name = opts.name
+    paths = DemoPaths.at(base.var_dir, name)
     run_id = started_at.strftime("%Y%m%d%H%M%S")
     console.rule(f"[bold]kneeload demo[/] run {run_id}")
-    db_url = _reset(base, paths, console)
+    db_url = _reset(base, paths, console, name)
     admin_token = secrets.token_urlsafe(24)
     ports = {
         "http": svc.free_port(preferred=18080),
@@ -250,8 +254,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         "smtp": svc.free_port(preferred=18025),
         "ack": svc.free_port(preferred=18090),
     }
-    bridge_mqtt_url, unit_mqtt_url, mqtt_root = _mqtt_setup(base, run_id)
-    env = _environment(base, run_id, db_url, ports, admin_token, bridge_mqtt_url, mqtt_root)
+    bridge_mqtt_url, unit_mqtt_url, mqtt_root = _mqtt_setup(base, run_id, name)
+    env = _environment(base, run_id, db_url, ports, admin_token, bridge_mqtt_url, mqtt_root, name)
     os.environ.update({k: v for k, v in env.items() if k.startswith("KNEELOAD_")})
     from kneeload.settings import reload_settings
 
@@ -272,7 +276,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         {
             "run_id": run_id,
             "prefix": s.topic_prefix,
-            "database": DEMO_DB,
+            "database": f"kneeload_{name}",
             "ports": ports,
             "started_at": started_at.isoformat(),
         },
@@ -505,7 +509,7 @@ async def _drive_and_observe(
                 "after": after,
             }
 
-            # (c) the silent unit: the worker reports it offline (bounded wait; the truth is reported)
+            # (c) the silent unit: the worker reports it offline (bounded wait; truth reported)
             silent = sc.planted.silent_unit
             await _wait(
                 lambda: any(a["unit_id"] == silent for a in db.alerts()),

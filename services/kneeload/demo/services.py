@@ -79,8 +79,8 @@ class DemoPaths:
     root: Path
 
     @classmethod
-    def at(cls, var_dir: Path) -> DemoPaths:
-        p = cls(var_dir / "demo")
+    def at(cls, var_dir: Path, name: str = "demo") -> DemoPaths:
+        p = cls(var_dir / name)
         for d in (p.logs, p.pids, p.inbox):
             d.mkdir(parents=True, exist_ok=True)
         return p

@@ -20,7 +20,8 @@ What is simulated
 * A clinic of LEVER body-weight-support treadmills (default 6): the rehab athletes run
   on their unit 2–3 times a week; each session has BWS setpoints of 10–20 % that change
   mid-session (progressing over the weeks), telemetry every 5 s (belt speed, incline,
-  setpoint, load-cell support where the unit has one) and heartbeats every 30 min.
+  setpoint, load-cell support where the unit has one) every 20 s (the worker keeps a
+  setpoint for 30 s) and heartbeats every 2 h.
 * Pain reports (0–10 NRS): rest (baseline) mornings, during a run, after it, next
   morning.
 
@@ -131,8 +132,8 @@ class SimConfig:
     #: Weeks before the last ``full_rate_weeks`` are recorded in "smart" mode (~0.45 Hz).
     full_rate_weeks: int = 3
     #: LEVER telemetry period in seconds and heartbeat period in minutes.
-    telemetry_period_s: int = 5
-    heartbeat_period_min: int = 30
+    telemetry_period_s: int = 20
+    heartbeat_period_min: int = 120
     #: Unit heartbeat timeout registered for every unit (seconds). The worker judges silence
     #: in processing time, and the demo replays weeks in minutes: keep it short there.
     unit_timeout_s: int = 3600
@@ -303,7 +304,7 @@ class SessionPlan:
     seed: tuple[int, ...]
     unit: Unit | None = None
     bws_plan: tuple[tuple[float, float], ...] = ()  # (seconds from start, setpoint %)
-    telemetry_period_s: int = 5
+    telemetry_period_s: int = 20
     delivery: Literal["http", "fit_late"] = "http"
 
     @property
