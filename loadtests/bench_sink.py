@@ -1,0 +1,241 @@
+"""Benchmark: ``kneeload sink`` writing raw watch samples into plain PostgreSQL.
+
+Run: .venv/bin/python loadtests/bench_sink.py [--samples N] [--per-batch K] [--runs R]
+
+Three figures, medians of R runs, fresh record ids every run:
+
+* ``sink_samples_per_s`` — the real sink (:class:`kneeload.storage.sink.Sink`, in process)
+  consuming pre-produced ``watch.samples`` batches from the real broker: fetch, decode, check,
+  COPY into the partitioned table, offsets in the same transaction, commit, Kafka commit.
+  Timed from the first batch handed to the writer to the last commit.
+* ``writer_samples_per_s`` — the same database path without Kafka (decode + writer).
+* ``bare_copy_samples_per_s`` — the baseline: a bare ``COPY`` of the same rows, already
+  formatted as CSV, into the same table, same transaction size.
+
+Uses the database of KNEELOAD_DATABASE_URL when run isolated by loadtests/run_all.py
+(KNEELOAD_BENCH_ISOLATED=1), else a throwaway database on the local cluster. The last line is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import psycopg
+
+from kneeload.settings import Settings, get_settings
+from kneeload.storage import migrate
+from kneeload.storage.writer import Message, Writer, decode, format_watch
+
+COLS = (
+    "time, record_id, athlete_id, device_id, session_id, batch_id, cadence_spm, speed_mps, "
+    "ground_contact_ms, vertical_oscillation_mm, vertical_ratio_pct, step_length_mm, power_w, "
+    "heart_rate_bpm, grade_pct, distance_m, vertical_load_bw"
+)
+
+
+@contextmanager
+def database(s: Settings) -> Iterator[str]:
+    if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
+        yield s.database_url
+        return
+    name = f"kneeload_bench_sink_{uuid.uuid4().hex[:8]}"
+    u = urlsplit(s.database_url)
+    admin = urlunsplit(u._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(u._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_batches(run: str, samples: int, per_batch: int, athletes: int = 200) -> list[bytes]:
+    """Watch sample batches as the gateway publishes them (1 Hz, every field set)."""
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    out = []
+    for b in range(samples // per_batch):
+        a = b % athletes
+        t0 = base + timedelta(seconds=(b // athletes) * per_batch)
+        out.append(
+            orjson.dumps(
+                {
+                    "batch_id": f"{run}-b{b}",
+                    "athlete_id": f"ath-{a:04d}",
+                    "device_id": f"w-{run}-{a}",
+                    "team_id": f"team-{a % 20:02d}",
+                    "session_id": f"s-{run}-{a}",
+                    "source": "simulator",
+                    "sub_sport": None,
+                    "received_at": t0.isoformat().replace("+00:00", "Z"),
+                    "samples": [
+                        {
+                            "record_id": f"w-{run}-{a}:{b}:{i}",
+                            "time": (t0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+                            "cadence_spm": 168 + i % 9,
+                            "speed_mps": round(3.1 + (i % 7) / 10, 2),
+                            "ground_contact_ms": 240 + i % 15,
+                            "vertical_oscillation_mm": 82.5,
+                            "vertical_ratio_pct": 7.6,
+                            "step_length_mm": 1150,
+                            "power_w": 262,
+                            "heart_rate_bpm": 150 + i % 10,
+                            "grade_pct": 0.5,
+                            "distance_m": round(3.3 * i, 1),
+                            "vertical_load_bw": None,
+                        }
+                        for i in range(per_batch)
+                    ],
+                }
+            )
+        )
+    return out
+
+
+async def writer_run(url: str, batches: list[bytes], chunk: int) -> float:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        w = Writer(conn, "bench-writer")
+        await w.setup()
+        t = time.perf_counter()
+        for i in range(0, len(batches), chunk):
+            msgs = []
+            for j, raw in enumerate(batches[i : i + chunk]):
+                m = Message("watch.samples", 0, i + j, None, raw, "bench.watch.samples")
+                if decode(m) is None:
+                    msgs.append(m)
+            await w.write(msgs, (), {("bench.watch.samples", 0): i + chunk})
+        return time.perf_counter() - t
+
+
+def bare_copy_run(url: str, batches: list[bytes], chunk: int) -> float:
+    bufs = []
+    for i in range(0, len(batches), chunk):
+        lines: list[str] = []
+        format_watch([orjson.loads(b) for b in batches[i : i + chunk]], lines)
+        bufs.append("".join(lines).encode())
+    with psycopg.connect(url) as conn:
+        t = time.perf_counter()
+        for buf in bufs:
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    f"COPY kneeload.watch_samples ({COLS}) FROM STDIN (FORMAT csv, NULL 'None')"
+                ) as cp,
+            ):
+                cp.write(buf)
+            conn.commit()
+        return time.perf_counter() - t
+
+
+async def kafka_run(s: Settings, url: str, batches: list[bytes], run: str) -> float:
+    """Pre-produce, then time the real Sink from its first batch to its last commit."""
+    from aiokafka import AIOKafkaProducer
+
+    from kneeload.storage.sink import Sink
+    from kneeload.topics import get_topic, reconcile
+
+    s = s.model_copy(
+        update={"topic_prefix": f"{s.topic_prefix}sinkbench-{run}."}
+    )  # fresh topic per run
+    topic = get_topic("watch.samples", s)
+    reconcile(s, topics=[topic])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap,
+        linger_ms=20,
+        max_request_size=8 * 1024 * 1024,
+        max_batch_size=1024 * 1024,
+    )
+    await producer.start()
+    try:
+        for i, b in enumerate(batches):
+            await producer.send(topic.full_name, b, key=f"ath-{i % 200:04d}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    s2 = s.model_copy(update={"database_url": url, "storage_sink_group": f"bench-sink-{run}"})
+    sink = Sink(s2, topics=("watch.samples",))
+    first: list[float] = []
+    last: list[float] = []
+    handle = sink.handle
+
+    async def timed(records: Any) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        await handle(records)
+        last.append(time.perf_counter())
+
+    sink.handle = timed  # type: ignore[method-assign]
+    await sink.run(idle_exit_s=5)
+    from kneeload.topics.admin import delete_topics
+
+    delete_topics([topic.full_name], s)
+    return last[-1] - first[0]
+
+
+def count(url: str) -> int:
+    with psycopg.connect(url) as c:
+        row = c.execute("SELECT count(*) FROM kneeload.watch_samples").fetchone()
+        return int(row[0]) if row else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--samples", type=int, default=300_000)
+    ap.add_argument("--per-batch", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-kafka", action="store_true", help="skip the through-Kafka figure")
+    args = ap.parse_args()
+    s = get_settings()
+    chunk = s.storage_sink_max_records
+    res: dict[str, list[float]] = {"sink": [], "writer": [], "bare": []}
+    with database(s) as url:
+        migrate(url, s)
+        for r in range(args.runs):
+            tag = uuid.uuid4().hex[:6]
+            before = count(url)
+            batches = make_batches(f"bw{tag}", args.samples, args.per_batch)
+            res["writer"].append(args.samples / asyncio.run(writer_run(url, batches, chunk)))
+            batches = make_batches(f"bc{tag}", args.samples, args.per_batch)
+            res["bare"].append(args.samples / bare_copy_run(url, batches, chunk))
+            if not args.no_kafka:
+                batches = make_batches(f"bk{tag}", args.samples, args.per_batch)
+                res["sink"].append(args.samples / asyncio.run(kafka_run(s, url, batches, tag)))
+            written = count(url) - before
+            expected = args.samples * (2 if args.no_kafka else 3)
+            assert written == expected, f"run {r}: {written} rows written, expected {expected}"
+            print(
+                f"run {r + 1}: "
+                + ", ".join(f"{k} {v[-1]:,.0f} samples/s" for k, v in res.items() if v),
+                flush=True,
+            )
+    med = {k: statistics.median(v) for k, v in res.items() if v}
+    out = {
+        "bench": "sink",
+        "samples": args.samples,
+        "samples_per_batch": args.per_batch,
+        "messages_per_transaction": chunk,
+        "runs": args.runs,
+        "sink_samples_per_s": round(med.get("sink", med["writer"])),
+        "writer_samples_per_s": round(med["writer"]),
+        "bare_copy_samples_per_s": round(med["bare"]),
+        "ratio_sink_to_bare_copy": round(med.get("sink", med["writer"]) / med["bare"], 3),
+        "target_samples_per_s": 100_000,
+        "validation": s.storage_sink_validate,
+    }
+    print(orjson.dumps(out).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Benchmark: the dashboard views (kneeload_api) on a seeded 1,000-athlete × 90-day dataset.
+
+Run: .venv/bin/python loadtests/bench_views.py [--athletes N] [--days D] [--runs R]
+
+Seeds with generate_series SQL straight into the tables (see :data:`SEED`): 20 teams, 5 clinics
+with 50 LEVER units, one session a day per athlete (10% on units) with 30 minute rows each,
+daily load for 4 metrics, pain reports and responses, correlations, alerts, unit status every
+5 minutes and the last 10 minutes of per-sample load for 100 athletes. Then runs each view the
+way its dashboard panel does (filtered by team, athlete, clinic or time range) R times after
+warm-up and reports p50/p95 per view — as the owner and again as a coach+clinic role through
+row-level security. Baseline: a primary-key lookup on the same database. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import psycopg
+
+from kneeload.settings import Settings, get_settings
+from kneeload.storage import migrate
+
+SEED = (Path(__file__).with_name("seed_views.sql")).read_text()
+
+#: view -> the query its dashboard panel runs (parameters: team, athlete, clinic)
+_Q = [
+    ("team_overview", "team_overview WHERE team_id = %(team)s"),
+    ("team_overview_all_teams", "team_overview"),
+    ("athlete_timeline", "athlete_timeline WHERE athlete_id = %(athlete)s "
+     "AND start_time >= now() - interval '90 days' ORDER BY start_time"),
+    ("acwr_history", "acwr_history WHERE athlete_id = %(athlete)s AND metric = 'pfj_load_mpa_s' "
+     "AND date >= current_date - 90 ORDER BY date, method"),
+    ("daily_load_revisions", "daily_load_revisions WHERE athlete_id = %(athlete)s "
+     "AND date >= current_date - 28"),
+    ("pain_vs_load", "pain_vs_load WHERE athlete_id = %(athlete)s AND date >= current_date - 90 "
+     "ORDER BY date"),
+    ("pain_vs_load_team_28d", "pain_vs_load WHERE team_id = %(team)s "
+     "AND date >= current_date - 28"),
+    ("correlations", "correlations WHERE team_id = %(team)s"),
+    ("bws_suggestions", "bws_suggestions WHERE time >= now() - interval '7 days' "
+     "ORDER BY time DESC LIMIT 200"),
+    ("open_alerts", "open_alerts WHERE team_id = %(team)s ORDER BY event_time DESC"),
+    ("fleet_status", "fleet_status"),
+    ("fleet_sessions", "fleet_sessions WHERE clinic_id = %(clinic)s "
+     "AND start_time >= now() - interval '7 days'"),
+    ("fleet_bws_distribution", "fleet_bws_distribution WHERE clinic_id = %(clinic)s "
+     "AND date >= current_date - 7"),
+    ("live_session", "live_session WHERE team_id = %(team)s"),
+    ("live_session_samples", "live_session_samples WHERE athlete_id = %(athlete)s ORDER BY time"),
+]  # fmt: skip
+#: view -> the query its dashboard panel runs (parameters: team, athlete, clinic)
+QUERIES: dict[str, str] = {name: f"SELECT * FROM kneeload_api.{q}" for name, q in _Q}
+#: through RLS the role's grants do the filtering
+RLS_QUERIES = {
+    k: v.replace("WHERE team_id = %(team)s AND", "WHERE").replace(" WHERE team_id = %(team)s", "")
+    for k, v in QUERIES.items()
+    if k != "team_overview_all_teams"
+}
+BASELINE = "SELECT * FROM kneeload.athletes WHERE athlete_id = %(athlete)s"
+PARAMS = {"team": "team-07", "athlete": "ath-0010", "clinic": "clinic-2"}
+
+
+@contextmanager
+def database(s: Settings) -> Iterator[str]:
+    if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
+        yield s.database_url
+        return
+    name = f"kneeload_bench_views_{uuid.uuid4().hex[:8]}"
+    u = urlsplit(s.database_url)
+    admin = urlunsplit(u._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(u._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def timings(conn: psycopg.Connection[Any], sql: str, runs: int) -> dict[str, float]:
+    for _ in range(3):
+        conn.execute(sql, PARAMS).fetchall()
+    ms = []
+    rows = 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        rows = len(conn.execute(sql, PARAMS).fetchall())
+        ms.append((time.perf_counter() - t) * 1000)
+    ms.sort()
+    return {
+        "p50_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(ms[max(0, int(len(ms) * 0.95) - 1)], 2),
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--athletes", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--runs", type=int, default=40)
+    args = ap.parse_args()
+    s = get_settings()
+    role = f"kl_bench_coach_{uuid.uuid4().hex[:8]}"
+    with database(s) as url:
+        migrate(url, s)
+        t = time.perf_counter()
+        with psycopg.connect(url, autocommit=True) as c:
+            for stmt in (x.strip() for x in SEED.split(";\n")):
+                if stmt:
+                    c.execute(stmt, {"athletes": args.athletes, "days": args.days})
+            c.execute("ANALYZE")
+            counts = {
+                tbl: c.execute(f"SELECT count(*) FROM kneeload.{tbl}").fetchone()[0]  # type: ignore[index]
+                for tbl in (
+                    "athletes",
+                    "sessions",
+                    "minute_load",
+                    "daily_load",
+                    "pain_reports",
+                    "correlations",
+                    "alerts",
+                    "unit_status",
+                    "sample_load",
+                )
+            }
+        seed_s = time.perf_counter() - t
+        print(f"seeded in {seed_s:.1f}s: {counts}", flush=True)
+        owner: dict[str, dict[str, float]] = {}
+        rls: dict[str, dict[str, float]] = {}
+        with psycopg.connect(url, autocommit=True) as c:
+            baseline = timings(c, BASELINE, args.runs)
+            for name, sql in QUERIES.items():
+                owner[name] = timings(c, sql, args.runs)
+                print(
+                    f"{name:28s} p50 {owner[name]['p50_ms']:8.2f} ms  p95 "
+                    f"{owner[name]['p95_ms']:8.2f} ms  "
+                    f"rows {owner[name]['rows']}",
+                    flush=True,
+                )
+            c.execute(f'CREATE ROLE "{role}" NOLOGIN')
+            try:
+                c.execute("SELECT kneeload.grant_coach(%s, %s)", (role, PARAMS["team"]))
+                c.execute("SELECT kneeload.grant_clinic(%s, %s)", (role, PARAMS["clinic"]))
+                c.execute(f'SET ROLE "{role}"')
+                for name, sql in RLS_QUERIES.items():
+                    rls[name] = timings(c, sql, args.runs)
+                    print(
+                        f"{name + ' (RLS)':28s} p50 {rls[name]['p50_ms']:8.2f} ms  p95 "
+                        f"{rls[name]['p95_ms']:8.2f} ms  "
+                        f"rows {rls[name]['rows']}",
+                        flush=True,
+                    )
+                c.execute("RESET ROLE")
+            finally:
+                c.execute("RESET ROLE")
+                c.execute(f'DROP OWNED BY "{role}"')
+                c.execute(f'DROP ROLE IF EXISTS "{role}"')
+    # worst over the dashboard panels' queries; the all-teams overview (1,000 rows, an admin
+    # query no dashboard runs) is reported beside it
+    panels = {k: v for k, v in owner.items() if k != "team_overview_all_teams"}
+    worst = max(v["p95_ms"] for v in [*panels.values(), *rls.values()])
+    print(
+        orjson.dumps(
+            {
+                "bench": "views",
+                "athletes": args.athletes,
+                "days": args.days,
+                "runs": args.runs,
+                "seed_s": round(seed_s, 1),
+                "rows": counts,
+                "views": owner,
+                "views_rls": rls,
+                "worst_p95_ms": worst,
+                "all_teams_overview_p95_ms": owner["team_overview_all_teams"]["p95_ms"],
+                "worst_view": max(
+                    [*panels.items(), *((k + " (RLS)", v) for k, v in rls.items())],
+                    key=lambda kv: kv[1]["p95_ms"],
+                )[0],
+                "baseline_p95_ms": baseline["p95_ms"],
+                "target_p95_ms": 200,
+            }
+        ).decode()
+    )
+
+
+if __name__ == "__main__":
+    main()
