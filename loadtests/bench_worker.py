@@ -22,6 +22,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -129,7 +130,11 @@ def end_offsets(consumer: object, topic: str) -> int:
 
 
 def run_worker(
-    env: dict[str, str], out_topic: str, n_batches: int, bootstrap: str
+    env: dict[str, str],
+    out_topic: str,
+    n_batches: int,
+    bootstrap: str,
+    profile: str | None = None,
 ) -> tuple[float, float]:
     from kafka import KafkaConsumer
 
@@ -141,6 +146,7 @@ def run_worker(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    spy: subprocess.Popen[bytes] | None = None
     try:
         t_first = c_first = None
         deadline = time.monotonic() + 600
@@ -148,6 +154,12 @@ def run_worker(
             done = end_offsets(cons, out_topic) - base
             if t_first is None and done > 0:
                 t_first, c_first, d_first = time.perf_counter(), _cpu_s(proc.pid), done
+                if profile:  # sample the worker over the measured interval only
+                    spy = subprocess.Popen(
+                        [str(REPO / ".venv/bin/py-spy"), "record", "--pid", str(proc.pid),
+                         "--rate", "250", "--nonblocking", "--format", "raw", "-o", profile],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
             if done >= n_batches:
                 assert t_first is not None and c_first is not None
                 wall = time.perf_counter() - t_first
@@ -157,6 +169,9 @@ def run_worker(
             time.sleep(0.05)
         raise RuntimeError("worker did not finish")
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         proc.terminate()
         proc.wait(30)
         cons.close()
@@ -170,6 +185,11 @@ def main() -> None:
     ap.add_argument("--athletes", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="py-spy the worker over its measured interval (raw collapsed stacks, run N → PATH.N)",
+    )
     args = ap.parse_args()
 
     sys.path.insert(0, str(REPO / "services"))
@@ -197,7 +217,11 @@ def main() -> None:
             )
         )
         wenv = {**env, "KNEELOAD_WORKER_APP_ID": f"bench{r}", "KNEELOAD_WORKER_IDLE_CLOSE_S": "600"}
-        results["worker"].append(run_worker(wenv, prefix + "load.samples", n_batches, bootstrap))
+        prof = f"{args.profile}.{r}" if args.profile else None
+        results["worker"].append(
+            run_worker(wenv, prefix + "load.samples", n_batches, bootstrap, prof)
+        )
+        print(f"run {r} machine load average: {os.getloadavg()[0]:.2f}")
         for k, v in results.items():
             print(
                 f"run {r} {k}: {n / v[-1][0]:,.0f} samples/s, "
