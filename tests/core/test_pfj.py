@@ -20,6 +20,7 @@ from kneeload.core.pfj import (
     knee_angle_constant,
     peak_vgrf_n,
     pfj_stress_from_knee_moment_mpa,
+    sample_interval_s,
 )
 
 
@@ -178,3 +179,11 @@ def test_session_aggregate() -> None:
 def test_params_are_frozen() -> None:
     with pytest.raises(AttributeError):
         PfjParams().ref_stress_mpa = 3.0  # type: ignore[misc]
+
+
+def test_sample_interval_first_real_and_capped() -> None:
+    assert sample_interval_s(1_000, None) == 1.0  # first sample: nominal 1 Hz
+    assert sample_interval_s(1_000, None, first_interval_s=0.5) == 0.5
+    assert sample_interval_s(2_500, 1_000) == 1.5  # irregular: the real interval
+    assert sample_interval_s(61_000, 1_000) == 5.0  # a pause credits only the cap
+    assert sample_interval_s(61_000, 1_000, max_interval_s=30.0) == 30.0

@@ -65,6 +65,7 @@ __all__ = [
     "pfj_sample_load_mpa_s",
     "pfj_stress_from_knee_moment_mpa",
     "quadriceps_lever_arm_m",
+    "sample_interval_s",
     "speed_factor",
     "step_length_m",
     "step_rate_factor",
@@ -366,6 +367,36 @@ def pfj_sample_load_mpa_s(
     Recording is 1 Hz or irregular (DOMAIN.md §4): pass the real interval.
     """
     return impulse_per_step_mpa_s * cadence_spm / 60.0 * duration_s
+
+
+#: Interval credited to a session's first sample (s): the nominal 1 Hz watch rate.
+FIRST_SAMPLE_INTERVAL_S = 1.0
+#: Longest interval one sample may stand for (s): a longer gap is a pause, not running.
+MAX_SAMPLE_INTERVAL_S = 5.0
+
+
+def sample_interval_s(
+    t_ms: int,
+    prev_t_ms: int | None,
+    first_interval_s: float = FIRST_SAMPLE_INTERVAL_S,
+    max_interval_s: float = MAX_SAMPLE_INTERVAL_S,
+) -> float:
+    """Duration ``Δt`` a sample stands for, in seconds, for :func:`pfj_sample_load_mpa_s`.
+
+    ``Δt = min((t − t_prev)/1000, max_interval_s)``; the first sample of a session
+    (``prev_t_ms`` None) gets ``first_interval_s``.
+
+    Inputs: ``t_ms`` and ``prev_t_ms`` are event times in epoch milliseconds, samples
+    in time order with one sample per time (``t_ms > prev_t_ms``). Assumptions: the
+    watch records at ~1 Hz or irregularly (DOMAIN.md §4), so each sample is credited
+    the time since the previous one; a gap longer than ``max_interval_s`` is a pause
+    (stopped at a crossing, watch auto-pause) and credits only ``max_interval_s``, so a
+    pause adds no phantom running load. Session duration and distance use the same Δt,
+    so load, duration and distance stay consistent.
+    """
+    if prev_t_ms is None:
+        return first_interval_s
+    return min((t_ms - prev_t_ms) / 1000.0, max_interval_s)
 
 
 # ------------------------------------------------------------------ laboratory chain
