@@ -50,6 +50,9 @@ from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, new_unit
 log = logging.getLogger("kneeload.worker")
 
 TICK_ATHLETES = "worker.tick-athletes"
+#: events per take of the athlete stream, and the longest wait to fill one (s)
+TAKE_MAX_EVENTS = 1000
+TAKE_WITHIN_S = 0.05
 TICK_UNITS = "worker.tick-units"
 INTERNAL_TOPICS = (BWS_BY_ATHLETE, TICK_ATHLETES, TICK_UNITS)
 
@@ -72,12 +75,12 @@ class CachedTable(MutableMapping[str, Any]):
 
     def load(self, key: str) -> Any:
         raw = self.table.get(key)
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] is raw:  # also a value kept but not flushed yet
+            return hit[1]
         if raw is None:
             self.cache.pop(key, None)
             return None
-        hit = self.cache.get(key)
-        if hit is not None and hit[0] is raw:
-            return hit[1]
         value = orjson.loads(raw)
         self.cache[key] = (raw, value)
         return value
@@ -87,7 +90,25 @@ class CachedTable(MutableMapping[str, Any]):
         self.table[key] = raw
         self.cache[key] = (raw, value)
 
+    def keep(self, key: str, value: Any) -> None:
+        """Hold a (new or changed) value in memory until :meth:`flush` writes it."""
+        hit = self.cache.get(key)
+        if hit is None or hit[1] is not value:
+            self.cache[key] = (self.table.get(key), value)
+
+    def flush(self, key: str) -> None:
+        """Write the in-memory value of ``key`` to the table (and so its changelog)."""
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.store(key, hit[1])
+
     # MutableMapping of raw bytes (the chunk store)
+    def forget(self, partitions: set[int], n: int) -> None:
+        """Drop the decoded values of keys in ``partitions`` (revoked: another worker may
+        own them next; a later assignment recovers them from the changelog)."""
+        for k in [k for k in self.cache if partition_of(k, n) in partitions]:
+            del self.cache[k]
+
     def __getitem__(self, key: str) -> Any:
         return self.table[key]
 
@@ -145,8 +166,12 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     def table(name: str) -> Any:
+        # use_partitioner: the changelog partition is murmur2(key) like every input topic's
+        # (all keyed by athlete or unit id), so a table can be written after a take, outside
+        # one event's context, and still land in the partition this worker owns.
         return app.Table(
             name, key_type=str, value_type=bytes, partitions=n, default=None,
+            use_partitioner=True,
         )  # fmt: skip
 
     athletes = CachedTable(table("athletes"))
@@ -168,9 +193,9 @@ def create_app(settings: Settings) -> faust.App:
         for logical, key, ev in outputs:
             await out_topic(logical).send(key=key.encode(), value=orjson.dumps(ev))
 
-    async def reject(
+    def reject(
         topic: str, key: bytes | None, value: bytes | None, code: str, detail: str
-    ) -> None:
+    ) -> Output:
         ev = dead_letter(
             "worker",
             code,
@@ -179,7 +204,7 @@ def create_app(settings: Settings) -> faust.App:
             topic=topic,
             key=key.decode("utf-8", "replace") if key else None,
         )
-        await out_topic("deadletter").send(key=b"worker", value=orjson.dumps(ev))
+        return ("deadletter", "worker", ev)
 
     t_watch, t_reg, t_pain = names[WATCH_SAMPLES], names[REGISTRY_ATHLETES], names[PAIN_REPORTS]
     t_bws, t_tick_a, t_tick_u = prefix + BWS_BY_ATHLETE, prefix + TICK_ATHLETES, prefix + TICK_UNITS
@@ -189,64 +214,79 @@ def create_app(settings: Settings) -> faust.App:
         names[REGISTRY_ASSIGNMENTS],
     )
 
+    async def athlete_event(event: Any, now: int, dirty: set[str], outs: list[Output]) -> None:
+        """One event of the athlete stream: state updated in memory, outputs collected."""
+        topic = event.message.topic
+        key, value = event.key, event.value
+        if topic == t_tick_a:
+            p = event.message.partition
+            for aid in list(athletes.table.keys()):
+                if partition_of(aid, n) != p:
+                    continue
+                st = athletes.load(aid)
+                if st is None:
+                    continue
+                o = proc.on_tick(st, now)
+                if o:
+                    dirty.add(aid)
+                    outs += o
+            return
+        try:
+            doc: Any = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError as exc:
+            outs.append(reject(topic, key, value, "invalid_json", str(exc)))
+            return
+        if doc is None and topic != t_reg:
+            return
+        try:
+            if topic == t_watch:  # validated by the gateways (the per-sample hot path)
+                aid = doc["athlete_id"]
+                st = athletes.load(aid) or new_state(aid, cfg)
+                o = proc.on_batch(st, doc, now)
+            elif topic == t_bws:
+                aid = doc["athlete_id"]
+                st = athletes.load(aid) or new_state(aid, cfg)
+                o = proc.on_bws(st, doc, now)
+            elif topic == t_pain:
+                if not is_valid("pain_report", doc):
+                    outs.append(reject(topic, key, value, "schema_invalid", "pain_report"))
+                    return
+                aid = doc["athlete_id"]
+                st = athletes.load(aid) or new_state(aid, cfg)
+                o = proc.on_pain(st, doc, now)
+            elif topic == t_reg:
+                if doc is None or key is None:
+                    return
+                aid = doc.get("athlete_id") or key.decode()
+                st = athletes.load(aid) or new_state(aid, cfg)
+                o = proc.on_registry(st, doc)
+            else:
+                return
+        except Exception as exc:  # one bad event must not stop the partition
+            log.exception("athlete agent failed on %s", topic)
+            outs.append(reject(topic, key, value, "processing_failed", repr(exc)))
+            return
+        athletes.keep(aid, st)
+        dirty.add(aid)
+        outs += o
+
     @app.agent(
         raw_topic(WATCH_SAMPLES, REGISTRY_ATHLETES, PAIN_REPORTS, BWS_BY_ATHLETE, TICK_ATHLETES)
     )
     async def athlete(stream: Any) -> None:
-        async for event in stream.events():
-            topic = event.message.topic
-            key, value = event.key, event.value
+        # Events in takes: each athlete's state is serialised into the changelog once per
+        # take (not once per input batch). Faust acks a take's events only after this
+        # body returns, and flushes the producer before it commits offsets, so a
+        # committed offset always has the state (and the outputs) of everything before it.
+        async for events in stream.take_events(TAKE_MAX_EVENTS, within=TAKE_WITHIN_S):
             now = int(time.time() * 1000)
-            if topic == t_tick_a:
-                p = event.message.partition
-                for aid in list(athletes.table.keys()):
-                    if partition_of(aid, n) != p:
-                        continue
-                    st = athletes.load(aid)
-                    if st is None:
-                        continue
-                    outs = proc.on_tick(st, now)
-                    if outs:
-                        athletes.store(aid, st)
-                        await publish(outs)
-                continue
-            try:
-                doc: Any = orjson.loads(value) if value is not None else None
-            except orjson.JSONDecodeError as exc:
-                await reject(topic, key, value, "invalid_json", str(exc))
-                continue
-            if doc is None and topic != t_reg:
-                continue
-            try:
-                if topic == t_watch:  # validated by the gateways (the per-sample hot path)
-                    aid = doc["athlete_id"]
-                    st = athletes.load(aid) or new_state(aid, cfg)
-                    outs = proc.on_batch(st, doc, now)
-                elif topic == t_bws:
-                    aid = doc["athlete_id"]
-                    st = athletes.load(aid) or new_state(aid, cfg)
-                    outs = proc.on_bws(st, doc, now)
-                elif topic == t_pain:
-                    if not is_valid("pain_report", doc):
-                        await reject(topic, key, value, "schema_invalid", "pain_report")
-                        continue
-                    aid = doc["athlete_id"]
-                    st = athletes.load(aid) or new_state(aid, cfg)
-                    outs = proc.on_pain(st, doc, now)
-                elif topic == t_reg:
-                    if doc is None or key is None:
-                        continue
-                    aid = doc.get("athlete_id") or key.decode()
-                    st = athletes.load(aid) or new_state(aid, cfg)
-                    outs = proc.on_registry(st, doc)
-                else:
-                    continue
-            except Exception as exc:  # one bad event must not stop the partition
-                log.exception("athlete agent failed on %s", topic)
-                await reject(topic, key, value, "processing_failed", repr(exc))
-                continue
-            athletes.store(aid, st)
-            await publish(outs)
+            dirty: set[str] = set()
+            outs: list[Output] = []
+            for event in events:
+                await athlete_event(event, now, dirty, outs)
+            await publish(outs)  # outputs first, then the state that accounts for them
+            for aid in dirty:
+                athletes.flush(aid)
 
     @app.agent(
         raw_topic(TREADMILL_TELEMETRY, TREADMILL_SETPOINTS, REGISTRY_ASSIGNMENTS, TICK_UNITS)
@@ -270,7 +310,7 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 doc = orjson.loads(value) if value is not None else None
             except orjson.JSONDecodeError as exc:
-                await reject(topic, key, value, "invalid_json", str(exc))
+                await publish([reject(topic, key, value, "invalid_json", str(exc))])
                 continue
             if doc is None:
                 continue
@@ -282,19 +322,29 @@ def create_app(settings: Settings) -> faust.App:
                 elif topic in (t_tel, t_set):
                     name = "treadmill_telemetry" if topic == t_tel else "bws_setpoint_change"
                     if not is_valid(name, doc):
-                        await reject(topic, key, value, "schema_invalid", name)
+                        await publish([reject(topic, key, value, "schema_invalid", name)])
                         continue
                     outs = fleet.on_telemetry(u, doc, now)
                 else:
                     continue
             except Exception as exc:
                 log.exception("fleet agent failed on %s", topic)
-                await reject(topic, key, value, "processing_failed", repr(exc))
+                await publish([reject(topic, key, value, "processing_failed", repr(exc))])
                 continue
             units.store(uid, u)
             await publish(outs)
 
     tick_a, tick_u = raw_topic(TICK_ATHLETES), raw_topic(TICK_UNITS)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # (mode types it narrowly)
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", ())
+        parts = {tp.partition for tp in revoked if tp.topic == t_watch}
+        if parts:
+            athletes.forget(parts, n)
+        parts = {tp.partition for tp in revoked if tp.topic == t_tel}
+        if parts:
+            units.forget(parts, n)
 
     @app.timer(interval=settings.worker_tick_s)
     async def ticker() -> None:

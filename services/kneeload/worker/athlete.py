@@ -48,6 +48,7 @@ from kneeload.core.pfj import (
     PfjParams,
     estimate_pfj_sample,
     pfj_sample_load_mpa_s,
+    sample_interval_s,
 )
 from kneeload.topics import (
     ALERTS,
@@ -271,7 +272,10 @@ class AthleteProcessor:
             sess["chunks"].append(batch["batch_id"])
             if sess["status"] == "closed":
                 sess["reopened"] = True
-            if sess["acc"] is not None and live[0][0] > sess["acc"]["last_t"]:
+            acc = sess["acc"]
+            if (acc is None and len(sess["chunks"]) == 1) or (
+                acc is not None and live[0][0] > acc["last_t"]
+            ):
                 self._accumulate(st, sess, self._dedup(live))
             else:
                 self._recompute(st, sess)
@@ -350,45 +354,61 @@ class AthleteProcessor:
         cal = self.cal(st)
         p = self.params(st)
         times, tl = self._bws_lookup(st)
-        max_dt = cfg.max_sample_interval_s
+        first_dt, max_dt = cfg.first_sample_interval_s, cfg.max_sample_interval_s
         by_date = acc["by_date"]
         minutes = acc["minutes"]
         mdirty = set(sess["minutes_dirty"])
         last_t = acc["last_t"]
         memo = self._memo
+        join, estimate, date_iso = self._join, self._estimate, cal.date_iso
+        # the sums in locals (same additions in the same order as on the dict: identical
+        # floating-point results), written back once per call
+        n, dur, dist, s_speed, s_cad, s_bws = (
+            acc["n"], acc["dur"], acc["dist"], acc["s_speed"], acc["s_cad"], acc["s_bws"],
+        )  # fmt: skip
+        peak, total, unit_last = acc["peak"], acc["load"], acc["unit"]
+        d: str | None = None
+        d_lo = d_hi = m_lo = m_hi = 0
+        d_sum = 0.0
+        m: list[Any] = []
         for r in rows:
             t = r[0]
-            dt_s = (
-                cfg.first_sample_interval_s
-                if last_t is None
-                else min((t - last_t) / 1000.0, max_dt)
-            )
+            dt_s = sample_interval_s(t, last_t, first_dt, max_dt)
             last_t = t
             hit = memo.pop((t, r[1]), None) if memo else None
             if hit is not None:
                 unit, bws, est = hit
             else:
-                unit, bws = self._join(times, tl, t)
-                est = self._estimate(st, p, r, bws)
+                unit, bws = join(times, tl, t)
+                est = estimate(st, p, r, bws)
             v, f = r[3], r[4]
             load = pfj_sample_load_mpa_s(est[1], f, dt_s) if est is not None else 0.0
-            acc["n"] += 1
-            acc["dur"] += dt_s
-            acc["dist"] += v * dt_s
-            acc["s_speed"] += v
-            acc["s_cad"] += f
-            acc["s_bws"] += bws
-            acc["load"] += load
-            if est is not None and (acc["peak"] is None or est[0] > acc["peak"]):
-                acc["peak"] = est[0]
+            n += 1
+            dur += dt_s
+            dist += v * dt_s
+            s_speed += v
+            s_cad += f
+            s_bws += bws
+            total += load
+            if est is not None and (peak is None or est[0] > peak):
+                peak = est[0]
             if unit is not None:
-                acc["unit"] = unit
-            d = cal.date_iso(t)
-            by_date[d] = by_date.get(d, 0.0) + load
-            mk = str(t - t % 60000)
-            m = minutes.get(mk)
-            if m is None:
-                m = minutes[mk] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None]
+                unit_last = unit
+            if not d_lo <= t < d_hi:  # another local day (rare): switch the running sum
+                if d is not None:
+                    by_date[d] = d_sum
+                d = date_iso(t)
+                d_lo, d_hi = cal.span()
+                d_sum = by_date.get(d, 0.0)
+            d_sum += load
+            if not m_lo <= t < m_hi:  # another minute: switch the aggregate
+                m_lo = t - t % 60000
+                m_hi = m_lo + 60000
+                mk = str(m_lo)
+                m = minutes.get(mk)
+                if m is None:
+                    m = minutes[mk] = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None]
+                mdirty.add(mk)
             m[0] += 1
             m[1] += dt_s
             m[2] += v * dt_s
@@ -400,7 +420,11 @@ class AthleteProcessor:
             m[7] += load
             if unit is not None:
                 m[8] = unit
-            mdirty.add(mk)
+        if d is not None:
+            by_date[d] = d_sum
+        acc["n"], acc["dur"], acc["dist"] = n, dur, dist
+        acc["s_speed"], acc["s_cad"], acc["s_bws"] = s_speed, s_cad, s_bws
+        acc["peak"], acc["load"], acc["unit"] = peak, total, unit_last
         acc["start"] = min(acc["start"], rows[0][0])
         acc["end"] = max(acc["end"], last_t)
         acc["last_t"] = last_t

@@ -26,17 +26,33 @@ def worker_cmd(loglevel: str) -> None:
     topics). State lives in changelog-backed in-memory tables: a restarted worker
     replays its changelogs.
     """
-    import faust
-
     from kneeload.settings import get_settings
     from kneeload.worker.app import create_app, ensure_topics
 
+    _Worker = _worker_class()
     s = get_settings()
     ensure_topics(s)
     app = create_app(s)
     app.conf.datadir = Path(tempfile.mkdtemp(prefix=f"kneeload-worker-{os.getpid()}-"))
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = _Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+def _worker_class() -> type:
+    import logging
+
+    import faust
+
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # mode leaves the root logger at DEBUG and filters in the handlers, so every
+            # aiokafka/faust ``log.debug`` built a LogRecord: ~6 % of the worker's CPU
+            # in the profile. Filter at the logger instead.
+            if level:
+                logger.setLevel(level)
+
+    return Worker
 
 
 @click.command("rebuild-state")

@@ -9,8 +9,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 UTC = dt.UTC
 
 
+@lru_cache(maxsize=4096)
+def _utc_midnight_ms(date_text: str) -> int:
+    d = dt.date.fromisoformat(date_text)
+    return (d.toordinal() - 719163) * 86_400_000  # 719163: ordinal of 1970-01-01
+
+
 def parse_ms(text: str) -> int:
-    """RFC 3339 text (with offset or Z) → epoch milliseconds."""
+    """RFC 3339 text (with offset or Z) → epoch milliseconds.
+
+    Fast path (the hot one: every watch sample) for ``YYYY-MM-DDTHH:MM:SS[.fff]Z``;
+    anything else goes through :meth:`datetime.fromisoformat` (same results).
+    """
+    n = len(text)
+    if (n == 20 or (n == 24 and text[19] == ".")) and text[-1] == "Z" and text[10] == "T":
+        try:
+            h, mi, sec = int(text[11:13]), int(text[14:16]), int(text[17:19])
+            frac = int(text[20:23]) if n == 24 else 0
+        except ValueError:
+            h = 99
+        if h < 24 and mi < 60 and sec < 60 and text[13] == ":" == text[16]:
+            return _utc_midnight_ms(text[:10]) + ((h * 60 + mi) * 60 + sec) * 1000 + frac
     d = dt.datetime.fromisoformat(text)
     if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)
@@ -59,6 +78,10 @@ class DayCalendar:
         self._end = self.midnight_ms(d + dt.timedelta(days=1))
         self._iso = d.isoformat()
         return self._iso
+
+    def span(self) -> tuple[int, int]:
+        """[start, end) epoch ms of the day of the last :meth:`date_iso` call."""
+        return self._start, self._end
 
     def midnight_ms(self, d: dt.date) -> int:
         """Local midnight at the start of ``d`` as epoch ms."""
