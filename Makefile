@@ -47,9 +47,9 @@ $(KAFKA_LIBS)/.fetched: infra/kafka/pom.xml
 
 kafka-jars: $(KAFKA_LIBS)/.fetched
 
-up: install  ## start Kafka, PostgreSQL and Mosquitto (waits on health checks)
+up: install  ## start Kafka, PostgreSQL and Mosquitto (health-checked), reconcile topics, migrate
 	@$(KNEELOAD) stack up
-	@$(KNEELOAD) topics
+	@$(KNEELOAD) init
 
 down:  ## stop the local stack (data in var/ is kept)
 	@if [ -x $(KNEELOAD) ]; then $(KNEELOAD) stack down; fi

@@ -1,0 +1,1 @@
+"""Operations that span services (``kneeload init``)."""
