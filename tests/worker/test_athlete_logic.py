@@ -164,3 +164,22 @@ def test_fleet_online_in_use_minutes_and_offline_alert() -> None:
     assert kinds == ["unit_offline"]
     assert [e["online"] for t, _, e in off if t == "unit.status"] == [False]
     assert f.on_tick(u, 1000 + 20_000) == []
+
+
+def test_fast_timestamp_parse_equals_fromisoformat() -> None:
+    from kneeload.worker.timeutil import parse_ms
+
+    def slow(text: str) -> int:
+        d = dt.datetime.fromisoformat(text)
+        return round((d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp() * 1000)
+
+    for ms in range(0, 4_000_000_000_000, 7_919_113_531):
+        d = dt.datetime.fromtimestamp(ms / 1000, UTC)
+        for spec in ("seconds", "milliseconds"):
+            text = d.isoformat(timespec=spec).replace("+00:00", "Z")
+            assert parse_ms(text) == slow(text), text
+    for text in ("2024-06-10T06:00:00+02:00", "2024-06-10T06:00:00.5Z", "2024-06-10T06:00:00"):
+        assert parse_ms(text) == slow(text)
+    for bad in ("2024-06-10T24:00:00Z", "2024-13-10T06:00:00Z", "2024-06-10T06:00:60Z"):
+        with pytest.raises(ValueError):
+            parse_ms(bad)
