@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 from kneeload.core.alerts import (
     AlertKind,
@@ -41,7 +43,7 @@ def test_rules_fire_at_thresholds() -> None:
     assert check_pain_not_settled("a1", None, T, 1.0, 3.0, 2.0) is None  # too early
     assert check_weekly_pain_trend("a1", None, T, 3.0, 2.5) is None
     w = check_weekly_pain_trend("a1", None, T, 4.0, 2.5)
-    assert w is not None and w.dedup_key == "pain_trend_worse:athlete:a1:2024-W18"
+    assert w is not None and w.dedup_key == "pain_trend_worsening:athlete:a1:2024-W18"
 
 
 def test_unit_silent() -> None:
@@ -53,7 +55,7 @@ def test_unit_silent() -> None:
     # same silence → same key however late we look
     b = check_unit_silent("u1", "c1", T - dt.timedelta(minutes=6), T + dt.timedelta(minutes=9))
     assert b is not None and b.dedup_key == a.dedup_key
-    assert a.to_dict()["kind"] == "unit_silent"
+    assert a.to_dict()["kind"] == "unit_offline"
 
 
 def test_cooldown_suppresses_repeats_but_not_escalation() -> None:
@@ -70,3 +72,11 @@ def test_cooldown_suppresses_repeats_but_not_escalation() -> None:
     assert sent == [a4]
     assert apply_cooldown([a1, a1], {})[0] == [a1]
     assert all(isinstance(v[0], str) for v in state.values())
+
+
+def test_alert_kinds_are_the_schema_enum() -> None:
+    """The alert event schema is the source of truth for kinds: no mapping downstream."""
+    schema = Path(__file__).resolve().parents[2] / "schemas" / "alert.schema.json"
+    enum = json.loads(schema.read_text())["properties"]["kind"]["enum"]
+    assert sorted({k.value for k in AlertKind}) == sorted(enum)
+    assert check_week_over_week("a1", None, T, 31.0).kind == "load_spike_wow"  # type: ignore[union-attr]

@@ -125,3 +125,14 @@ def test_incremental_replaces_same_key() -> None:
     inc.add("2024-01-01", 1.0, 2.0)
     inc.add("2024-01-01", 1.0, 3.0)
     assert len(inc) == 1 and inc.xy() == ([1.0], [3.0])
+
+
+def test_withheld_results_carry_reason_codes() -> None:
+    assert correlate(X[:2], Y[:2]).reason_code == "too_few_pairs"
+    assert correlate(X, [1.0] * len(X)).reason_code == "constant_input"
+    assert correlate(X, Y).reason_code is None
+    assert rmcorr(["a"] * 4, X[:4], Y[:4]).reason_code == "too_few_athletes"
+    subj = ["a", "b", "c"] * 8
+    xs = [float(i) for i in range(24)]
+    assert rmcorr(subj, xs, [1.0] * 24).reason_code in ("no_within_athlete_variance",)
+    assert rmcorr(subj, xs, [x * 2 + (i % 3) for i, x in enumerate(xs)]).reason_code is None

@@ -121,3 +121,22 @@ def test_bws_suggestion_always_within_unit_bounds(
     s = suggest_bws(bws, classify_session(during, settle, 1), cfg)
     assert 0 <= s.suggested_bws_pct <= 60
     assert abs(s.suggested_bws_pct - bws) <= step + 1e-9
+
+
+def test_reason_codes_are_snake_case_and_name_the_deciding_finding() -> None:
+    import re
+
+    cases = {
+        (2.0, 0.0, 0.0, None): "within_limits",
+        (None, 0.0, 0.0, None): "within_limits_pending",
+        (5.0, 0.0, 0.0, None): "pain_during_above_limit",
+        (8.0, 0.0, 0.0, None): "pain_during_above_stop_limit",
+        (2.0, 2.0, 0.0, None): "not_back_to_baseline",
+        (2.0, 6.0, 0.0, None): "pain_above_baseline_next_day",
+        (2.0, 0.0, 0.0, 1.5): "weekly_pain_worsening",
+        (5.0, 2.0, 0.0, None): "multiple_cautions",
+    }
+    for (during, settle, base, weekly), code in cases.items():
+        c = classify_session(during, settle, base, weekly)
+        assert c.reason_code == code, (during, settle, base, weekly, c.reason)
+        assert re.fullmatch(r"[a-z][a-z0-9_]{0,63}", c.reason_code)

@@ -46,15 +46,23 @@ __all__ = [
 
 
 class AlertKind(StrEnum):
-    """What an alert is about."""
+    """What an alert is about: exactly the ``kind`` enum of schemas/alert.schema.json.
+
+    The event schema is the source of truth (a test compares the two), so an alert's
+    kind and dedup key are published as core computes them, with no mapping in between.
+    """
 
     ACWR_HIGH = "acwr_high"
-    WEEKLY_LOAD_JUMP = "weekly_load_jump"
+    LOAD_SPIKE_WOW = "load_spike_wow"
     SESSION_LOAD_HIGH = "session_load_high"
     PAIN_HIGH = "pain_high"
     PAIN_NOT_SETTLED = "pain_not_settled"
-    PAIN_TREND_WORSE = "pain_trend_worse"
-    UNIT_SILENT = "unit_silent"
+    PAIN_TREND_WORSENING = "pain_trend_worsening"
+    UNIT_OFFLINE = "unit_offline"
+    # former member names, kept as aliases (same values)
+    WEEKLY_LOAD_JUMP = "load_spike_wow"
+    PAIN_TREND_WORSE = "pain_trend_worsening"
+    UNIT_SILENT = "unit_offline"
 
 
 class Severity(StrEnum):
@@ -207,7 +215,7 @@ def check_week_over_week(
     if wow_change_pct is None or wow_change_pct <= t.wow_increase_pct:
         return None
     return _athlete_alert(
-        AlertKind.WEEKLY_LOAD_JUMP,
+        AlertKind.LOAD_SPIKE_WOW,
         Severity.WARNING,
         athlete_id,
         team_id,
@@ -334,7 +342,7 @@ def check_weekly_pain_trend(
         return None
     iso = event_time.isocalendar()
     return _athlete_alert(
-        AlertKind.PAIN_TREND_WORSE,
+        AlertKind.PAIN_TREND_WORSENING,
         Severity.WARNING,
         athlete_id,
         team_id,
@@ -365,7 +373,7 @@ def check_unit_silent(
     silent = now - last_seen
     if silent <= limit:
         return None
-    kind = AlertKind.UNIT_SILENT
+    kind = AlertKind.UNIT_OFFLINE
     return Alert(
         kind,
         Severity.WARNING,

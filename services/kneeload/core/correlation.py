@@ -56,7 +56,12 @@ DEFAULT_CORRELATION_CONFIG = CorrelationConfig()
 
 @dataclass(frozen=True, slots=True)
 class CorrelationResult:
-    """r with n, p and CI; r is None (withheld) with a reason when not reportable."""
+    """r with n, p and CI; r is None (withheld) with a reason when not reportable.
+
+    ``reason`` is for people; ``reason_code`` is its snake_case code (the correlation
+    event's ``withheld_reason``): ``too_few_pairs`` or ``constant_input``; None when
+    reported.
+    """
 
     method: str
     n: int
@@ -68,6 +73,7 @@ class CorrelationResult:
     reason: str | None
     lag_days: int | None = None
     load_metric: str | None = None
+    reason_code: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict."""
@@ -87,8 +93,8 @@ def _t_p(r: float, df: int) -> float:
     return float(2.0 * stats.t.sf(abs(t), df))
 
 
-def _withheld(method: str, n: int, reason: str) -> CorrelationResult:
-    return CorrelationResult(method, n, None, None, None, None, True, reason)
+def _withheld(method: str, n: int, reason: str, code: str) -> CorrelationResult:
+    return CorrelationResult(method, n, None, None, None, None, True, reason, reason_code=code)
 
 
 def correlate(
@@ -111,7 +117,9 @@ def correlate(
     xa, ya = xa[ok], ya[ok]
     n = int(xa.size)
     if n < max(config.min_n, 3):
-        return _withheld(method, n, f"n = {n} < minimum {max(config.min_n, 3)}: too few pairs")
+        return _withheld(
+            method, n, f"n = {n} < minimum {max(config.min_n, 3)}: too few pairs", "too_few_pairs"
+        )
     if method == "spearman":
         xa, ya = stats.rankdata(xa), stats.rankdata(ya)
     elif method != "pearson":
@@ -119,7 +127,9 @@ def correlate(
     dx, dy = xa - xa.mean(), ya - ya.mean()
     sxx, syy = float(dx @ dx), float(dy @ dy)
     if sxx == 0.0 or syy == 0.0:
-        return _withheld(method, n, "a variable is constant: correlation undefined")
+        return _withheld(
+            method, n, "a variable is constant: correlation undefined", "constant_input"
+        )
     r = max(-1.0, min(1.0, float(dx @ dy) / math.sqrt(sxx * syy)))
     lo, hi = _fisher_ci(r, 1.0 / math.sqrt(n - 3), config.confidence) if n > 3 else (None, None)
     return CorrelationResult(method, n, r, _t_p(r, n - 2), lo, hi, False, None)
@@ -164,13 +174,18 @@ def athlete_correlations(
 
 def _with(r: CorrelationResult, lag: int, metric: str) -> CorrelationResult:
     return CorrelationResult(
-        r.method, r.n, r.r, r.p_value, r.ci_low, r.ci_high, r.withheld, r.reason, lag, metric
-    )
+        r.method, r.n, r.r, r.p_value, r.ci_low, r.ci_high, r.withheld, r.reason, lag, metric,
+        r.reason_code,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class RmcorrResult:
-    """Repeated-measures correlation (None + reason when withheld)."""
+    """Repeated-measures correlation (None + reason when withheld).
+
+    ``reason_code`` (snake_case, None when reported): ``too_few_athletes``,
+    ``too_few_pairs`` or ``no_within_athlete_variance``.
+    """
 
     r: float | None
     df: int
@@ -182,6 +197,7 @@ class RmcorrResult:
     n_subjects: int
     withheld: bool
     reason: str | None
+    reason_code: str | None = None
 
 
 def rmcorr(
@@ -222,6 +238,7 @@ def rmcorr(
             True,
             f"{k} athletes / {n} observations: need ≥ {config.min_subjects} athletes "
             f"and ≥ {config.min_n_team} observations",
+            "too_few_athletes" if k < config.min_subjects else "too_few_pairs",
         )
     sxy = sxx = syy = 0.0
     for v in groups.values():
@@ -243,6 +260,7 @@ def rmcorr(
             k,
             True,
             "no within-athlete variance: correlation undefined",
+            "no_within_athlete_variance",
         )
     r = max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
     lo, hi = _fisher_ci(r, 1.0 / math.sqrt(df - 1), config.confidence)

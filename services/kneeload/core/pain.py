@@ -242,7 +242,18 @@ class SessionClass(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SessionClassification:
-    """Verdict, one-line reason, the individual findings and the numbers used."""
+    """Verdict, one-line reason, the individual findings and the numbers used.
+
+    ``reason`` is for a clinician; ``reason_code`` is the machine-readable snake_case
+    code of the deciding finding (the pain_response event's ``reason``):
+
+    * stop — ``pain_during_above_stop_limit``, ``pain_above_baseline_next_day``, or
+      ``multiple_cautions`` (two or more caution findings at once);
+    * caution — ``pain_during_above_limit``, ``not_back_to_baseline``,
+      ``weekly_pain_worsening``;
+    * acceptable — ``within_limits``, or ``within_limits_pending`` while the during-run
+      or follow-up report is missing.
+    """
 
     status: SessionClass
     reason: str
@@ -254,6 +265,7 @@ class SessionClassification:
     baseline_assumed: bool
     weekly_change_nrs: float | None
     pending: bool
+    reason_code: str = "within_limits"
 
 
 def _f(x: float) -> str:
@@ -303,12 +315,16 @@ def classify_session(
     stops: list[str] = []
     cautions: list[str] = []
     notes: list[str] = []
+    stop_codes: list[str] = []
+    caution_codes: list[str] = []
     if during_nrs is None:
         notes.append("no during-run report")
     elif during_nrs > p.stop_during_nrs:
         stops.append(f"pain during run {_f(during_nrs)}/10 > {_f(p.stop_during_nrs)}")
+        stop_codes.append("pain_during_above_stop_limit")
     elif during_nrs > p.during_max_nrs:
         cautions.append(f"pain during run {_f(during_nrs)}/10 > {_f(p.during_max_nrs)}")
+        caution_codes.append("pain_during_above_limit")
     hrs = _f(p.settle_within_h)
     if settle_nrs is None:
         notes.append(f"{hrs} h follow-up pending")
@@ -317,20 +333,27 @@ def classify_session(
             f"pain {hrs} h later {_f(settle_nrs)}/10, "
             f"≥ {_f(p.stop_above_baseline_nrs)} above baseline {_f(base)}"
         )
+        stop_codes.append("pain_above_baseline_next_day")
     elif settle_nrs > base + p.settle_tolerance_nrs:
         cautions.append(f"not back to baseline within {hrs} h ({_f(settle_nrs)} vs {_f(base)}/10)")
+        caution_codes.append("not_back_to_baseline")
     if weekly_change_nrs is not None and weekly_change_nrs >= p.weekly_worsening_nrs:
         cautions.append(f"weekly pain up {weekly_change_nrs:+.1f} points")
+        caution_codes.append("weekly_pain_worsening")
+    pending = settle_nrs is None or during_nrs is None
     if assumed:
         notes.append("no rest reports: baseline taken as 0/10")
     if stops or len(cautions) >= 2:
         status = SessionClass.STOP
         findings = stops + cautions
+        code = stop_codes[0] if stop_codes else "multiple_cautions"
     elif cautions:
         status = SessionClass.CAUTION
         findings = cautions
+        code = caution_codes[0]
     else:
         status = SessionClass.ACCEPTABLE
+        code = "within_limits_pending" if pending else "within_limits"
         findings = [
             f"pain within {p.name} limits"
             + (
@@ -350,7 +373,8 @@ def classify_session(
         base,
         assumed,
         weekly_change_nrs,
-        settle_nrs is None or during_nrs is None,
+        pending,
+        code,
     )
 
 

@@ -63,13 +63,6 @@ from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
 
 Output = tuple[str, str, dict[str, Any]]  # (logical topic, key, event)
 
-#: core alert kinds → the alert schema's kinds
-ALERT_KINDS = {
-    "weekly_load_jump": "load_spike_wow",
-    "pain_trend_worse": "pain_trend_worsening",
-    "unit_silent": "unit_offline",
-}
-
 METRIC = "pfj_load_mpa_s"
 
 
@@ -916,7 +909,7 @@ class AthleteProcessor:
                     "context": ctx,
                     "baseline_nrs": baseline,
                     "classification": c.status.value,
-                    "reason": reason_code(c),
+                    "reason": c.reason_code,
                     "preset": preset_code,
                     "bws_suggestion": suggestion,
                 },
@@ -1007,7 +1000,7 @@ class AthleteProcessor:
                         "ci_low": r.ci_low,
                         "ci_high": r.ci_high,
                         "p_value": r.p_value,
-                        "withheld_reason": withheld_code(r.reason) if r.r is None else None,
+                        "withheld_reason": r.reason_code if r.r is None else None,
                         "time": iso(t),
                     },
                 )
@@ -1015,36 +1008,9 @@ class AthleteProcessor:
         return out
 
 
-def reason_code(c: core_pain.SessionClassification) -> str:
-    """Machine-readable snake_case code of a classification (the schema's ``reason``)."""
-    if c.status is core_pain.SessionClass.ACCEPTABLE:
-        return "within_limits_pending" if c.pending else "within_limits"
-    first = c.findings[0] if c.findings else ""
-    if first.startswith("pain during run"):
-        return "pain_during_above_limit"
-    if first.startswith("pain") and "later" in first:
-        return "pain_above_baseline_next_day"
-    if first.startswith("not back to baseline"):
-        return "not_back_to_baseline"
-    if first.startswith("weekly pain up"):
-        return "weekly_pain_worsening"
-    return c.status.value
-
-
-def withheld_code(reason: str | None) -> str:
-    if not reason:
-        return "withheld"
-    if "too few" in reason or "minimum" in reason:
-        return "too_few_pairs"
-    if "constant" in reason:
-        return "constant_variable"
-    return "withheld"
-
-
 def alert_out(a: core_alerts.Alert) -> Output:
     """A core :class:`Alert` as an ``alert`` event (id = its dedup key, so replays upsert)."""
-    kind = ALERT_KINDS.get(a.kind.value, a.kind.value)
-    key = a.dedup_key.replace(a.kind.value, kind, 1)
+    kind, key = a.kind.value, a.dedup_key  # core's kinds are the schema's enum
     ev = {
         "alert_id": key,
         "dedup_key": key,

@@ -4,7 +4,7 @@ minutes used per day; and the BWS timeline entries re-keyed by athlete for enric
 Online/offline is a processing-time matter (a silent unit sends no events to advance any
 event-time clock): the worker's timer calls :meth:`UnitProcessor.on_tick`, which marks a
 unit offline when nothing arrived for its timeout (registry ``timeout_s``, else the
-setting) and raises core's ``unit_silent`` alert (published as ``unit_offline``) with a
+setting) and raises core's ``unit_offline`` alert (:func:`check_unit_silent`) with a
 dedup key bucketed by the last event time: one silence, one alert id.
 Minutes used are credited per UTC day between consecutive in-use telemetry records
 (gaps capped at one minute).
