@@ -183,3 +183,28 @@ def test_fast_timestamp_parse_equals_fromisoformat() -> None:
     for bad in ("2024-06-10T24:00:00Z", "2024-13-10T06:00:00Z", "2024-06-10T06:00:60Z"):
         with pytest.raises(ValueError):
             parse_ms(bad)
+
+
+def test_corrected_day_load_refreshes_the_correlation_pair() -> None:
+    p = AthleteProcessor(CFG, {})
+    st = new_state("a1", CFG)
+    p.on_registry(st, athlete_record("a1", "t1"))
+    for b in batches("a1", "t1", samples(D0, 300)):
+        p.on_batch(st, b, 0)
+    p.on_tick(st, 10**13)
+    rep = {"report_id": "p1", "athlete_id": "a1", "team_id": "t1", "pain_nrs": 3}
+    out = p.on_pain(st, {**rep, "time": iso(D0 + dt.timedelta(minutes=3)), "context": "during"}, 0)
+    first = [e for t, _, e in out if t == "correlations"]
+    assert first and all(e["withheld_reason"] == "too_few_pairs" for e in first)
+    before = st["corr"]["lag0"]["pairs"][0][1]
+    # late data for the same day (a second session within the lateness horizon)
+    late = batches("a1", "t1", samples(D0 + dt.timedelta(hours=3), 200, tag="late"), prefix="L")
+    out = []
+    for b in late:
+        out += p.on_batch(st, b, 0)
+    out += p.on_tick(st, 10**13 + 10**6)
+    after = st["corr"]["lag0"]["pairs"][0][1]
+    assert after > before
+    assert after == pytest.approx(daily(out)[D0.date().isoformat()], rel=1e-12)
+    again = [e for t, _, e in out if t == "correlations"]
+    assert {e["id"] for e in again} == {e["id"] for e in first}  # same ids: upserts

@@ -516,6 +516,7 @@ class AthleteProcessor:
         wm = st["wm"]
         force = False
         closed_now: list[dict[str, Any]] = []
+        corr_out: list[Output] = []
         if wm is not None:
             gap = cfg.session_gap_s * 1000
             for s in st["sessions"].values():
@@ -536,6 +537,7 @@ class AthleteProcessor:
             due = idle or now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000
             if dirty and (force or due or any(d not in st["days"] for d in dirty)):
                 self._set_days(st, dirty)
+                corr_out = self._refresh_corr(st)
             for d, day in st["days"].items():
                 if day["final"]:
                     if day["dirty"]:
@@ -548,6 +550,7 @@ class AthleteProcessor:
         out: list[Output] = []
         if force or idle or now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000:
             out = self._flush(st, now_ms)
+        out += corr_out
         for s in closed_now:  # reports that arrived before the session was complete
             a = s["acc"]
             for p in list(st["pain"]):
@@ -978,6 +981,17 @@ class AthleteProcessor:
         )
         po.add(day.isoformat(), load, float(nrs))
         st["corr"][key] = po.to_dict()
+        return self._corr_events(st, po, lag, day.isoformat(), iso(t), team)
+
+    def _corr_events(
+        self,
+        st: dict[str, Any],
+        po: PairedObservations,
+        lag: int,
+        day: str,
+        time_iso: str,
+        team: str | None,
+    ) -> list[Output]:
         aid = st["athlete_id"]
         out: list[Output] = []
         for method in ("spearman", "pearson"):
@@ -987,7 +1001,7 @@ class AthleteProcessor:
                     CORRELATIONS,
                     aid,
                     {
-                        "id": f"athlete:{aid}:{METRIC}:{lag}:{method}:{day.isoformat()}",
+                        "id": f"athlete:{aid}:{METRIC}:{lag}:{method}:{day}",
                         "scope": "athlete",
                         "athlete_id": aid,
                         "team_id": team,
@@ -1001,10 +1015,34 @@ class AthleteProcessor:
                         "ci_high": r.ci_high,
                         "p_value": r.p_value,
                         "withheld_reason": r.reason_code if r.r is None else None,
-                        "time": iso(t),
+                        "time": time_iso,
                     },
                 )
             )
+        return out
+
+    def _refresh_corr(self, st: dict[str, Any]) -> list[Output]:
+        """A day's load was corrected (late data): update the pairs that used the old
+        load and re-publish those correlations (id of the corrected day: replays upsert)."""
+        if not st["corr"]:
+            return []
+        tr: AcwrTracker | None = None
+        out: list[Output] = []
+        for key, raw in sorted(st["corr"].items()):
+            po = PairedObservations.from_dict(raw)
+            changed: list[str] = []
+            for d, x, y in [tuple(pair) for pair in raw["pairs"]]:
+                if tr is None:
+                    tr = AcwrTracker.from_dict(st["acwr"])
+                load = tr.load_on(dt.date.fromisoformat(d))
+                if load is not None and load != x:
+                    po.add(d, load, y)
+                    changed.append(d)
+            if changed:
+                st["corr"][key] = po.to_dict()
+                d = max(changed)
+                t = self.cal(st).end_of_day_ms(d) - 1000
+                out += self._corr_events(st, po, int(key[3:]), d, iso(t), st["team_id"])
         return out
 
 
