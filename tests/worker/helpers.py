@@ -102,7 +102,7 @@ def expected_session_load(
     max_dt: float = 5.0,
 ) -> float:
     """Session PFJ load from core, samples in time order, one per time."""
-    by_t = {}
+    by_t: dict[dt.datetime, dict[str, Any]] = {}
     for r in sorted(rows, key=lambda r: (r["time"], r["record_id"])):
         by_t.setdefault(dt.datetime.fromisoformat(r["time"]), r)
     total = 0.0
