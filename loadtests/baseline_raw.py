@@ -290,14 +290,20 @@ class CpuMeter:
         wall = time.time() - self.t0
         c1 = {k: cpu_seconds(p) for k, p in self.pids.items()}
         c1["bench_client"] = time.process_time()
+        # a process tree loses the CPU of children that exited (short-lived PostgreSQL
+        # backends): such a figure is a lower bound, and a negative one is unknown (None)
         used = {k: c1[k] - self.c0[k] for k in c1}
+        used = {k: (v if v >= 0 else None) for k, v in used.items()}
+        known = sum(v for v in used.values() if v is not None)
         machine = machine_busy_s() - self.m0
         return {
             "wall_s": round(wall, 2),
-            "cpu_s": {k: round(v, 2) for k, v in used.items()},
-            "cores_busy": {k: round(v / wall, 2) for k, v in used.items()},
+            "cpu_s": {k: (round(v, 2) if v is not None else None) for k, v in used.items()},
+            "cores_busy": {
+                k: (round(v / wall, 2) if v is not None else None) for k, v in used.items()
+            },
             "machine_cores_busy": round(machine / wall, 2),
-            "others_cores_busy": round(max(0.0, machine - sum(used.values())) / wall, 2),
+            "others_cores_busy": round(max(0.0, machine - known) / wall, 2),
             "cores": os.cpu_count(),
         }
 

@@ -529,7 +529,9 @@ async def phase_throughput(
         "sample_to_derived_row": lat_summary(list(rows.latency_ms.values()), markers),
         "sample_to_derived_event": lat_summary(list(topic.latency_ms.values()), markers),
         "cpu_s": cpu,
-        "cpu_us_per_sample": {k: round(v / n * 1e6, 1) for k, v in cpu.items()},
+        "cpu_us_per_sample": {
+            k: (round(v / n * 1e6, 1) if v is not None else None) for k, v in cpu.items()
+        },
         "cpu_cores_busy": usage["cores_busy"],
         "services_cpu_us_per_sample": round(svc_us, 1),
         "machine_cores_busy": usage["machine_cores_busy"],
@@ -738,6 +740,27 @@ async def wait_healthy(url: str, svc: Service, timeout_s: float = 60) -> None:
     raise BenchError(f"`kneeload ingest` not healthy after {timeout_s:.0f} s:\n{svc.tail()}")
 
 
+def kafka_bytes(prefix: str, n: int) -> dict[str, float]:
+    """Bytes on the broker's disk per sample of the throughput phase, per topic (local
+    broker's log.dirs; replication 1, no compression). Includes the warm-up, a few %."""
+    from kneeload.settings import get_settings
+
+    props = get_settings().var_dir / "kafka" / "server.properties"
+    logdir = None
+    with contextlib.suppress(OSError):
+        for line in props.read_text().splitlines():
+            if line.startswith("log.dirs="):
+                logdir = Path(line.split("=", 1)[1].split(",")[0])
+    if logdir is None or not logdir.is_dir():
+        return {}
+    sizes: Counter[str] = Counter()
+    for d in logdir.iterdir():
+        if d.name.startswith(prefix) and d.is_dir():
+            topic = d.name[len(prefix) :].rsplit("-", 1)[0]
+            sizes[topic] += sum(f.stat().st_size for f in d.glob("*.log"))
+    return {t: round(b / n, 1) for t, b in sorted(sizes.items()) if b}
+
+
 def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
     import psycopg
 
@@ -849,6 +872,7 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
             if v.get("rows"):
                 v["bytes_per_row"] = round(v["bytes"] / v["rows"], 1)
         result["table_sizes"] = sizes
+        result["kafka_bytes_per_sample"] = kafka_bytes(prefix, args.samples)
 
         if not args.skip_alerts:
             log(
