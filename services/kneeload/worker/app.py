@@ -14,7 +14,16 @@ State: three plain (not windowed) tables with the in-memory store and a changelo
 topic each (``athletes``, ``chunks``, ``units``); a restarted worker replays the
 changelog. Values are orjson bytes; a decoded copy is cached per key and reused while
 the table still holds the very bytes object written last (identity check), so
-recovery and rebalances are always honoured.
+recovery and rebalances are always honoured. Tables use the producer's partitioner
+(murmur2 of the key, as every input topic), so they can be written outside one event.
+
+Batching: the athlete agent reads ``take_events`` (up to ``TAKE_MAX_EVENTS`` or
+``TAKE_WITHIN_S``), keeps changed states in memory and writes each changed athlete
+once per take, after the take's outputs. Faust acks a take's events only when the
+body returns and flushes the producer before committing offsets, so a committed
+offset still implies the stored state and outputs of everything before it; a crash
+replays at most the uncommitted takes, and replayed batches are recognised by their
+stored chunk (re-emitted, not counted).
 
 Processing-time: a timer sends one tick per *assigned* partition of the tick topics;
 the agents then run the idle checks for the keys of that partition (a table can only

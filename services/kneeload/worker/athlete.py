@@ -20,11 +20,12 @@ Event time
 
 Idempotence
 -----------
-A batch whose chunk is already stored is not counted again (its ``sample_load`` is
-re-emitted with the same id). Samples with the same time within a session count
-once (the one with the smallest record_id). Sums run in time order whether they are
-built incrementally (in-order data, the fast path) or recomputed from the chunks
-(out-of-order data, a late setpoint), so both give the same floating-point numbers.
+A batch the athlete's state already counted (its id is in the session's chunk list)
+is not counted again (its ``sample_load`` is re-emitted with the same id). Samples with
+the same time within a session count once (the one with the smallest record_id). Sums
+run in time order whether they are built incrementally (in-order data, the fast path)
+or recomputed from the chunks (out-of-order data, a late setpoint), so both give the
+same floating-point numbers.
 """
 
 from __future__ import annotations
@@ -242,12 +243,15 @@ class AthleteProcessor:
         explicit = batch.get("session_id")
         sid = explicit or self._gap_session(st, rows[0][0], rows[-1][0])
         ckey = _chunk_key(aid, sid, batch["batch_id"])
-        if ckey in self.chunks:  # replay of a batch already counted: re-emit, count nothing
-            return [
-                self._sample_load_out(
-                    st, sid, batch["batch_id"], orjson.loads(self.chunks[ckey])["rows"]
-                )
-            ]
+        known = st["sessions"].get(sid)
+        if known is not None and batch["batch_id"] in known["chunks"]:
+            # a replay of a batch the STATE has counted: re-emit, count nothing. The state
+            # decides, not the chunk store: the two changelogs are written separately (the
+            # state once per take), so after a crash a chunk may exist for a batch the
+            # recovered state never counted, and then it must be counted now.
+            raw = self.chunks.get(ckey)
+            old = orjson.loads(raw)["rows"] if raw is not None else rows
+            return [self._sample_load_out(st, sid, batch["batch_id"], old)]
         wm = st["wm"]
         horizon_ms = cfg.lateness_horizon_s * 1000
         if wm is not None:
