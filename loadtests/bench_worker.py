@@ -239,6 +239,10 @@ def main() -> None:
         cpu = statistics.median(x[1] for x in v)
         out[f"{k}_samples_per_s"] = round(n / wall)
         out[f"{k}_cpu_us_per_sample"] = round(cpu / n * 1e6, 3)
+        # < 1: the process waited (for the CPU on a shared box, or for I/O), so
+        # 1e6 / cpu_us_per_sample is what it would do with a core to itself
+        out[f"{k}_cpu_share"] = round(statistics.median(x[1] / x[0] for x in v), 3)
+        out[f"{k}_cpu_bound_samples_per_s"] = round(n / cpu)
     out["worker_vs_baseline_throughput"] = round(
         float(out["worker_samples_per_s"]) / float(out["baseline_samples_per_s"]),
         3,  # type: ignore[arg-type]
