@@ -84,9 +84,6 @@ class Settings(BaseSettings):
     notify_ack_host: str = Field("127.0.0.1", description="Bind address of the acknowledgement endpoint")
     notify_ack_port: int = Field(8090, description="Port of the acknowledgement endpoint")
     grafana_datasource_uid: str = Field("kneeload-pg", description="UID of the PostgreSQL data source the dashboards use")
-    acwr_band_sweet_low: float = Field(0.8, description="ACWR below this is 'under' (dashboards, Grafana rules)")
-    acwr_band_caution: float = Field(1.3, description="ACWR from this is 'caution'")
-    acwr_band_danger: float = Field(1.5, description="ACWR from this is 'danger'")
 
     # --- storage --------------------------------------------------------------
     storage_timescale: str = Field(
@@ -189,9 +186,6 @@ class Settings(BaseSettings):
     notify_ack_host: str = Field("127.0.0.1", description="Bind address of the acknowledgement endpoint")
     notify_ack_port: int = Field(8090, description="Port of the acknowledgement endpoint")
     grafana_datasource_uid: str = Field("kneeload-pg", description="UID of the PostgreSQL data source the dashboards use")
-    acwr_band_sweet_low: float = Field(0.8, description="ACWR below this is 'under' (dashboards, Grafana rules)")
-    acwr_band_caution: float = Field(1.3, description="ACWR from this is 'caution'")
-    acwr_band_danger: float = Field(1.5, description="ACWR from this is 'danger'")
 
 
 def _load() -> Settings:
