@@ -56,6 +56,32 @@ def test_unit_silent() -> None:
     b = check_unit_silent("u1", "c1", T - dt.timedelta(minutes=6), T + dt.timedelta(minutes=9))
     assert b is not None and b.dedup_key == a.dedup_key
     assert a.to_dict()["kind"] == "unit_offline"
+    assert a.dedup_key == "unit_offline:unit:u1:20240503T065400Z"
+    # a time zone offset must not leak a '+' into the id (the schema's id pattern refuses it)
+    local = dt.datetime(2024, 5, 3, 8, 54, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    c = check_unit_silent("u1", "c1", local, T)
+    assert c is not None and c.dedup_key == "unit_offline:unit:u1:20240503T065400Z"
+
+
+def test_every_rule_key_fits_the_alert_schema_id_pattern() -> None:
+    import re
+
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "schemas" / "alert.schema.json").read_text()
+    )
+    pattern = re.compile(schema["properties"]["dedup_key"]["pattern"])
+    alerts = [
+        check_acwr("a1", "t1", T, 1.6),
+        check_week_over_week("a1", None, T, 31.0),
+        check_session_load("a1", None, T, 250.0, 100.0, session_id="s9"),
+        check_pain("a1", None, T, 7.0),
+        check_pain_not_settled("a1", None, T, 1.0, 3.0, 24.0),
+        check_weekly_pain_trend("a1", None, T, 4.0, 2.5),
+        check_unit_silent("u1", "c1", T - dt.timedelta(minutes=6), T),
+    ]
+    for a in alerts:
+        assert a is not None
+        assert pattern.fullmatch(a.dedup_key), a.dedup_key
 
 
 def test_cooldown_suppresses_repeats_but_not_escalation() -> None:

@@ -235,14 +235,6 @@ def test_acknowledge_via_cli_and_http_shows_on_the_dashboards(
     assert UNIT
 
 
-UNIT_OFFLINE_BUG = (
-    "known bug (reported): core.alerts.check_unit_silent buckets the dedup key with "
-    "last_seen.isoformat() ('+00:00'), which the alert schema's id pattern rejects, so the "
-    "sink dead-letters every unit_offline alert"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=UNIT_OFFLINE_BUG)
 def test_unit_offline_alert_reaches_the_database(pipeline_db: str) -> None:
     """The pipeline's unit went silent (fleet_status shows it offline); its unit_offline alert
     should be in kneeload_api.alerts, not in the dead letters."""

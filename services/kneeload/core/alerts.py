@@ -357,6 +357,13 @@ def check_weekly_pain_trend(
     )
 
 
+def _compact_utc(t: dt.datetime) -> str:
+    """``20240503T065400Z``: a time bucket safe inside ids (the alert schema allows no ``+``)."""
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.UTC)
+    return t.strftime("%Y%m%dT%H%M%SZ")
+
+
 def check_unit_silent(
     unit_id: str,
     clinic_id: str | None,
@@ -381,7 +388,7 @@ def check_unit_silent(
         f"Unit {unit_id} silent for {silent.total_seconds() / 60:.0f} min (timeout "
         f"{limit.total_seconds() / 60:g} min).",
         {"silent_s": silent.total_seconds(), "timeout_s": limit.total_seconds()},
-        dedup_key(kind, f"unit:{unit_id}", last_seen.isoformat()),
+        dedup_key(kind, f"unit:{unit_id}", _compact_utc(last_seen)),
         unit_id=unit_id,
         clinic_id=clinic_id,
     )
