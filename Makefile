@@ -12,7 +12,7 @@ KAFKA_LIBS := var/kafka/libs
 DEBS := postgresql-15 mosquitto
 PYTEST_ARGS ?=
 
-.PHONY: compose-check help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
+.PHONY: bench demo compose-check help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,8 +70,7 @@ demo: install  ## start the stack and every service, drive a simulated team + cl
 BENCH_ARGS ?=
 bench: install  ## all benchmarks, each on its own database and topic prefix -> loadtests/results/latest.{json,md}
 	@$(KNEELOAD) stack up
-	@$(KNEELOAD) topics
-	@if $(KNEELOAD) migrate --help >/dev/null 2>&1; then $(KNEELOAD) migrate; fi
+	@$(KNEELOAD) init
 	@$(BIN)/python loadtests/run_all.py $(BENCH_ARGS)
 
 compose-check:  ## validate infra/compose.yaml with compose-go (the library behind `docker compose config`)
