@@ -16,15 +16,15 @@ from . import events as ev
 
 #: the 0005 definition of the pain columns, straight from pain_reports
 RAW = """
-SELECT lp.pain_nrs, lp.time, lp.context, pt.mean_7d, pt.mean_prev_7d
+SELECT lp.pain_nrs, lp.time, lp.context, pt.m7, pt.mp7
   FROM (SELECT %(a)s::text AS athlete_id) a
   LEFT JOIN LATERAL (
         SELECT p.pain_nrs, p.time, p.context FROM kneeload.pain_reports p
          WHERE p.athlete_id = a.athlete_id AND p.time <= now()
          ORDER BY p.time DESC LIMIT 1) lp ON true
   LEFT JOIN LATERAL (
-        SELECT avg(p.pain_nrs) FILTER (WHERE p.time >= now() - interval '7 days')::float8,
-               avg(p.pain_nrs) FILTER (WHERE p.time <  now() - interval '7 days')::float8
+        SELECT avg(p.pain_nrs) FILTER (WHERE p.time >= now() - interval '7 days')::float8 AS m7,
+               avg(p.pain_nrs) FILTER (WHERE p.time <  now() - interval '7 days')::float8 AS mp7
           FROM kneeload.pain_reports p
          WHERE p.athlete_id = a.athlete_id AND p.time >= now() - interval '14 days'
            AND p.time <= now()) pt ON true
