@@ -114,7 +114,7 @@ class Db:
         self.conn.close()
 
     def rows(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        return list(self.conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
+        return list(self.conn.execute(sql, params).fetchall())
 
     def one(self, sql: str, *params: Any) -> dict[str, Any]:
         r = self.rows(sql, *params)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import email
 import email.policy
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +110,13 @@ async def _serve(host: str, webhook_port: int, smtp_port: int, inbox: Path) -> N
         log_level="warning",
         lifespan="off",
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # our loop handles SIGTERM/SIGINT
+            yield
+
+    server = _Server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))

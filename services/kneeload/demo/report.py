@@ -98,10 +98,8 @@ def check_planted(sc: Scenario, summary: dict[str, Any], db: dict[str, Any]) -> 
     step_up = [
         s
         for s in sugg
-        if _f(s.get("suggested_bws_pct")) is not None
-        and _f(s.get("current_bws_pct")) is not None
-        and _f(s["suggested_bws_pct"]) > _f(s["current_bws_pct"])
-    ]  # type: ignore[operator]
+        if (_f(s.get("suggested_bws_pct")) or 0.0) > (_f(s.get("current_bws_pct")) or 100.0)
+    ]
     out["pain"] = {
         "athlete_id": p.pain_athlete,
         "unit_id": p.pain_unit,
@@ -343,7 +341,7 @@ def _svg_athlete(
         (x((r["date"] - start).days), y(_f(r["acwr"])))
         for r in series
         if _f(r.get("acwr")) is not None and 0 <= (r["date"] - start).days < days
-    ]  # type: ignore[arg-type]
+    ]
     if pts:
         d = " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)
         parts.append(f'<polyline points="{d}" fill="none" stroke="#111827" stroke-width="1.8"/>')

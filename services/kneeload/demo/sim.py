@@ -464,7 +464,8 @@ def _team(cfg: SimConfig, rng: np.random.Generator) -> list[Athlete]:
             days = sorted(rng.choice([0, 1, 2, 3, 4, 5], size=4, replace=False).tolist())
         else:
             n = 4 if i % 3 else 5
-            kinds = [*("easy", "intervals", "easy", "hills")[: n - 1], "long"]
+            outdoor: tuple[SessionKind, ...] = ("easy", "intervals", "easy", "hills")
+            kinds = [*outdoor[: n - 1], "long"]
             days = sorted(rng.choice(7, size=n, replace=False).tolist())
         tz = cfg.clinic_time_zone if lever else _TEAM_ZONES[i % len(_TEAM_ZONES)]
         out.append(
