@@ -32,6 +32,10 @@ WORKER_ENV = {
 }
 
 
+#: upper bound of every wait for the worker's outputs (s); waits end as soon as they hold
+WAIT_S = 240.0
+
+
 def iso(t: dt.datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -178,14 +182,25 @@ class Collector:
                     self.all[t].append(ev)
                     self.latest[t][ev[self.KEYS[t]]] = ev
 
-    def wait(self, pred: Callable[[Collector], bool], timeout: float = 60.0) -> None:
+    def wait(
+        self,
+        pred: Callable[[Collector], bool],
+        timeout: float = WAIT_S,
+        describe: Callable[[Collector], str] | None = None,
+    ) -> None:
+        """Poll until ``pred`` holds (returns at once then); fail after ``timeout`` s.
+
+        Generous bound on purpose: on a loaded 2-core box a worker start, a rebalance
+        and a changelog recovery each take tens of seconds; on a quiet one the wait
+        returns in a few."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             self.poll()
             if pred(self):
                 return
             time.sleep(0.3)
-        raise AssertionError("timed out waiting for the worker's outputs")
+        extra = f": {describe(self)}" if describe is not None else ""
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for the worker{extra}")
 
     def close(self) -> None:
         self.consumer.close()

@@ -18,6 +18,7 @@ from kneeload.settings import Settings
 from .helpers import (
     KNEELOAD,
     UTC,
+    WAIT_S,
     Collector,
     Kafka,
     Worker,
@@ -155,7 +156,7 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
                 {k: round(e["load"], 6) for k, e in _finals(c).items() if e["load"] > 0}
                 == {k: round(v, 6) for k, v in expected.items()}
             ),
-            90,
+            WAIT_S,
         )
         closed = {s: e for s, e in c.latest["sessions"].items() if e["status"] == "closed"}
         assert set(closed) == set(sessions)
@@ -166,13 +167,15 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
         assert closed["a1:" + str(int(day1.timestamp() * 1000))]["samples"] == 300
         _check_acwr_equal(_finals(c), tmp_path)
         # pain response tied to the session, with a BWS suggestion for the unit
-        c.wait(lambda c: "p1:lever" in c.latest["pain.responses"], 20)
+        c.wait(lambda c: "p1:lever" in c.latest["pain.responses"], WAIT_S)
         pr = c.latest["pain.responses"]["p1:lever"]
         assert pr["session_id"] == "s-a2-1" and pr["classification"] == "caution"
         assert pr["bws_suggestion"]["unit_id"] == "u1"
         assert any(a["kind"] == "pain_high" for a in c.latest["alerts"].values())
         # the unit went silent → offline + alert (processing-time check)
-        c.wait(lambda c: any(a["kind"] == "unit_offline" for a in c.latest["alerts"].values()), 20)
+        c.wait(
+            lambda c: any(a["kind"] == "unit_offline" for a in c.latest["alerts"].values()), WAIT_S
+        )
         assert any(
             s["in_use"] and s["athlete_id"] == "a2" for s in c.latest["unit.status"].values()
         )
@@ -196,7 +199,7 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
                     for d in ("2024-06-10", "2024-06-11", "2024-06-12")
                 )
             ),
-            60,
+            WAIT_S,
         )
         _check_acwr_equal(_finals(c), tmp_path)
         late_batches = [
@@ -248,7 +251,13 @@ def _wait_expected(c: Collector, expected: dict[tuple[str, str], float]) -> None
             for key, v in expected.items()
         )
 
-    c.wait(done, 90)
+    def missing(c: Collector) -> str:
+        f = _finals(c)
+        gone = sorted(k for k in expected if k not in f)
+        off = sorted(k for k, v in expected.items() if k in f and f[k]["load"] != pytest.approx(v))
+        return f"final days missing {gone}, with other loads {off}"
+
+    c.wait(done, WAIT_S, missing)
 
 
 def test_sigkill_and_restart_gives_the_uninterrupted_results(
@@ -262,7 +271,7 @@ def test_sigkill_and_restart_gives_the_uninterrupted_results(
     c = Collector(bootstrap, prefix)
     w = Worker(env, tmp_path / "w1.log")
     try:
-        c.wait(lambda c: len(c.latest["load.samples"]) >= half // 3, 60)
+        c.wait(lambda c: len(c.latest["load.samples"]) >= half // 3, WAIT_S)
         w.kill()  # SIGKILL mid-stream
         _send(k, msgs[half:])
         w = Worker(env, tmp_path / "w2.log")

@@ -83,7 +83,7 @@ class CachedTable(MutableMapping[str, Any]):
         self.cache: dict[str, tuple[bytes, Any]] = {}
 
     def load(self, key: str) -> Any:
-        raw = self.table.get(key)
+        raw = self.table.get(key.encode())
         hit = self.cache.get(key)
         if hit is not None and hit[0] is raw:  # also a value kept but not flushed yet
             return hit[1]
@@ -96,14 +96,14 @@ class CachedTable(MutableMapping[str, Any]):
 
     def store(self, key: str, value: Any) -> None:
         raw = orjson.dumps(value)
-        self.table[key] = raw
+        self.table[key.encode()] = raw
         self.cache[key] = (raw, value)
 
     def keep(self, key: str, value: Any) -> None:
         """Hold a (new or changed) value in memory until :meth:`flush` writes it."""
         hit = self.cache.get(key)
         if hit is None or hit[1] is not value:
-            self.cache[key] = (self.table.get(key), value)
+            self.cache[key] = (self.table.get(key.encode()), value)
 
     def flush(self, key: str) -> None:
         """Write the in-memory value of ``key`` to the table (and so its changelog)."""
@@ -119,22 +119,60 @@ class CachedTable(MutableMapping[str, Any]):
             del self.cache[k]
 
     def __getitem__(self, key: str) -> Any:
-        return self.table[key]
+        return self.table[key.encode()]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.table[key] = value
+        self.table[key.encode()] = value
 
     def __delitem__(self, key: str) -> None:
-        del self.table[key]
+        del self.table[key.encode()]
 
     def __contains__(self, key: object) -> bool:
-        return key in self.table
+        return isinstance(key, str) and key.encode() in self.table
+
+    def keys_in(self, partition: int, n: int) -> list[str]:
+        """The keys of one partition (murmur2 of the key, as the inputs and changelogs)."""
+        return [k for k in self if partition_of(k, n) == partition]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self.table.keys()))
+        return iter([k.decode() for k in list(self.table.keys())])
 
     def __len__(self) -> int:
         return len(self.table)
+
+
+def owner_of(key: str) -> str:
+    """The athlete or unit a table key belongs to (chunk keys are ``athlete|session|batch``)."""
+    return key.split("|", 1)[0]
+
+
+def changelog_partition(key: str, partitions: int) -> int:
+    """Changelog partition of a table key: its owner's partition in every input topic."""
+    return partition_of(owner_of(key), partitions)
+
+
+class OwnerPartitionedTable(faust.Table):
+    """A table whose changelog partition is the partition of the key's owner.
+
+    Written outside one event's context (once per take), so Faust cannot take the
+    partition from the current event; the producer's partitioner would hash the whole
+    key instead (a chunk key ``a1|s|b``, or a JSON-serialised ``"a1"``) and put the
+    record in another partition than the athlete's. After a rebalance the worker that
+    owns the athlete would then not recover it. Keys are raw utf-8 bytes.
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        k = key.decode() if isinstance(key, bytes) else str(key)
+        return changelog_partition(k, self.partitions or 1)
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Name of a worker table's changelog topic (Faust: ``<app id>-<table>-changelog``)."""
+    return f"{app_id(settings)}-{table}-changelog"
+
+
+#: the worker's tables (each with a changelog topic)
+TABLES = ("athletes", "chunks", "units")
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -175,12 +213,11 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     def table(name: str) -> Any:
-        # use_partitioner: the changelog partition is murmur2(key) like every input topic's
-        # (all keyed by athlete or unit id), so a table can be written after a take, outside
-        # one event's context, and still land in the partition this worker owns.
-        return app.Table(
-            name, key_type=str, value_type=bytes, partitions=n, default=None,
-            use_partitioner=True,
+        return app.tables.add(
+            OwnerPartitionedTable(
+                app, name=name, key_type=bytes, value_type=bytes, partitions=n,
+                default=None, beacon=app.tables.beacon, use_partitioner=True,
+            )
         )  # fmt: skip
 
     athletes = CachedTable(table("athletes"))
@@ -228,10 +265,7 @@ def create_app(settings: Settings) -> faust.App:
         topic = event.message.topic
         key, value = event.key, event.value
         if topic == t_tick_a:
-            p = event.message.partition
-            for aid in list(athletes.table.keys()):
-                if partition_of(aid, n) != p:
-                    continue
+            for aid in athletes.keys_in(event.message.partition, n):
                 st = athletes.load(aid)
                 if st is None:
                     continue
@@ -306,10 +340,7 @@ def create_app(settings: Settings) -> faust.App:
             key, value = event.key, event.value
             now = int(time.time() * 1000)
             if topic == t_tick_u:
-                p = event.message.partition
-                for uid in list(units.table.keys()):
-                    if partition_of(uid, n) != p:
-                        continue
+                for uid in units.keys_in(event.message.partition, n):
                     u = units.load(uid)
                     outs = fleet.on_tick(u, now) if u is not None else []
                     if outs:
