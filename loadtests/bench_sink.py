@@ -10,7 +10,8 @@ Three figures, medians of R runs, fresh record ids every run:
   Timed from the first batch handed to the writer to the last commit.
 * ``writer_samples_per_s`` — the same database path without Kafka (decode + writer).
 * ``bare_copy_samples_per_s`` — the baseline: a bare ``COPY`` of the same rows, already
-  formatted as CSV, into the same table, same transaction size.
+  formatted as CSV (by the writer's own formatter, outside the timing), into the same table,
+  same transaction size.
 
 Uses the database of KNEELOAD_DATABASE_URL when run isolated by loadtests/run_all.py
 (KNEELOAD_BENCH_ISOLATED=1), else a throwaway database on the local cluster. The last line is
@@ -122,16 +123,14 @@ async def writer_run(url: str, batches: list[bytes], chunk: int) -> float:
 def bare_copy_run(url: str, batches: list[bytes], chunk: int) -> float:
     bufs = []
     for i in range(0, len(batches), chunk):
-        lines: list[str] = []
-        format_watch([orjson.loads(b) for b in batches[i : i + chunk]], lines)
-        bufs.append("".join(lines).encode())
+        bufs.append(format_watch([orjson.loads(b) for b in batches[i : i + chunk]])[0])
     with psycopg.connect(url) as conn:
         t = time.perf_counter()
         for buf in bufs:
             with (
                 conn.cursor() as cur,
                 cur.copy(
-                    f"COPY kneeload.watch_samples ({COLS}) FROM STDIN (FORMAT csv, NULL 'None')"
+                    f"COPY kneeload.watch_samples ({COLS}) FROM STDIN (FORMAT csv, NULL 'null')"
                 ) as cp,
             ):
                 cp.write(buf)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -702,43 +703,62 @@ SAMPLE_TOPICS = {
     WATCH_SAMPLES: ("kneeload.watch_samples", _WATCH_COLS),
     LOAD_SAMPLES: ("kneeload.sample_load", _LOAD_COLS),
 }
-_COPY_OPTS = "(FORMAT csv, NULL 'None')"
+_COPY_OPTS = "(FORMAT csv, NULL 'null')"
+_dumps = orjson.dumps
 
 
-def _q(v: Any) -> str:
-    """A CSV text field: quoted (never NULL), or the NULL marker."""
-    return "None" if v is None else f'"{v}"'
+def _csv(rows: list[tuple[Any, ...]], safe: bool) -> bytes:
+    """CSV (NULL = unquoted ``null``) of ``rows``, serialised by orjson in one call.
+
+    A JSON array of scalars is a CSV line: strings come out double-quoted, numbers and booleans
+    bare, None as ``null``. :func:`decode` guarantees the strings hold no backslash (so no ``"``
+    or control character); anything else makes the COPY fail loudly, and the batch is isolated
+    message by message. ``safe``: some raw message held ``],[`` (inside a string: the samples
+    are objects), so rows are serialised one by one instead of split on that separator.
+    Measured 1.6-2.0 µs per sample against 3.7-4.9 µs for the f-string formatter it replaced."""
+    if not rows:
+        return b""
+    if safe:
+        return b"".join(_dumps(r)[1:-1] + b"\n" for r in rows)
+    return _dumps(rows)[2:-2].replace(b"],[", b"\n") + b"\n"
 
 
-def format_watch(docs: Iterable[Any], out: list[str]) -> None:
-    """CSV lines (NULL = unquoted ``None``) of every sample of every watch batch.
-
-    Text fields are quoted; :func:`decode` guarantees they hold no ``"``, newline or control
-    character (the raw JSON had no backslash) — anything else makes the COPY fail loudly."""
+def format_watch(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
+    """COPY data (see :func:`_csv`) and row count of every sample of every watch batch."""
+    rows: list[tuple[Any, ...]] = []
+    add = rows.append
     for d in docs:
-        prefix = f'"{d["athlete_id"]}","{d["device_id"]}",{_q(d["session_id"])},"{d["batch_id"]}"'
+        a, dev, ses, bat = d["athlete_id"], d["device_id"], d["session_id"], d["batch_id"]
         for s in d["samples"]:
             g = s.get
-            out.append(
-                f'"{s["time"]}","{s["record_id"]}",{prefix},{s["cadence_spm"]},{s["speed_mps"]},'
-                f"{g('ground_contact_ms')},{g('vertical_oscillation_mm')},{g('vertical_ratio_pct')},"
-                f"{g('step_length_mm')},{g('power_w')},{g('heart_rate_bpm')},{g('grade_pct')},"
-                f"{g('distance_m')},{g('vertical_load_bw')}\n"
-            )
+            add(
+                (
+                    s["time"], s["record_id"], a, dev, ses, bat, s["cadence_spm"],
+                    s["speed_mps"], g("ground_contact_ms"), g("vertical_oscillation_mm"),
+                    g("vertical_ratio_pct"), g("step_length_mm"), g("power_w"),
+                    g("heart_rate_bpm"), g("grade_pct"), g("distance_m"), g("vertical_load_bw"),
+                )
+            )  # fmt: skip
+    return _csv(rows, safe), len(rows)
 
 
-def format_load(docs: Iterable[Any], out: list[str]) -> None:
-    """CSV lines of every sample of every sample_load batch (see :func:`format_watch`)."""
+def format_load(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
+    """COPY data and row count of every sample of every sample_load batch (see
+    :func:`format_watch`)."""
+    rows: list[tuple[Any, ...]] = []
+    add = rows.append
     for d in docs:
-        prefix = f'"{d["athlete_id"]}",{_q(d["session_id"])}'
+        a, ses = d["athlete_id"], d["session_id"]
         for s in d["samples"]:
-            unit = s.get("unit_id")
-            out.append(
-                f'"{s["time"]}","{s["record_id"]}",{prefix},{s["speed_mps"]},{s["cadence_spm"]},'
-                f"{s['ground_contact_ms']},{s['ground_contact_estimated']},{s['grade_pct']},"
-                f"{s['bws_pct']},{_q(unit)},{s['peak_pfj_stress_mpa']},{s['pfj_impulse_mpa_s']},"
-                f"{s['late']}\n"
-            )
+            add(
+                (
+                    s["time"], s["record_id"], a, ses, s["speed_mps"], s["cadence_spm"],
+                    s["ground_contact_ms"], s["ground_contact_estimated"], s["grade_pct"],
+                    s["bws_pct"], s.get("unit_id"), s["peak_pfj_stress_mpa"],
+                    s["pfj_impulse_mpa_s"], s["late"],
+                )
+            )  # fmt: skip
+    return _csv(rows, safe), len(rows)
 
 
 _FORMATTERS = {WATCH_SAMPLES: format_watch, LOAD_SAMPLES: format_load}
@@ -959,9 +979,8 @@ class Writer:
     async def _samples(self, topic: str, msgs: Sequence[Message]) -> int:
         table, cols = SAMPLE_TOPICS[topic]
         docs = [m.doc for m in msgs]
-        lines: list[str] = []
-        _FORMATTERS[topic](docs, lines)
-        data = "".join(lines).encode()
+        safe = any(m.value is not None and b"],[" in m.value for m in msgs)
+        data, rows = _FORMATTERS[topic](docs, safe)
         async with self.conn.cursor() as cur:
             try:
                 async with (
@@ -969,7 +988,7 @@ class Writer:
                     cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN {_COPY_OPTS}") as cp,
                 ):
                     await cp.write(data)
-                n = len(lines)
+                n = rows
             except psycopg.errors.UniqueViolation:
                 # Some rows are already there (a producer retry, a replay): staging + DO NOTHING.
                 stg = await self._stage(table)
