@@ -150,6 +150,24 @@ class AthleteProcessor:
         self._memo: dict[tuple[int, str], tuple[str | None, float, Any]] = {}
         self._params: dict[str, PfjParams] = {}
 
+    # ------------------------------------------------------------------ rebuild
+    def seed_days(self, st: dict[str, Any], days: list[tuple[str, float]]) -> None:
+        """``kneeload rebuild-state``: final daily loads from the database (days before the
+        replay window), pushed through the ACWR tracker in date order like live days."""
+        if not days:
+            return
+        for d, load in days:
+            st["dayload"][d] = {"": load}
+        self._set_days(st, sorted({d for d, _ in days} | set(st.get("dirty_dates") or [])))
+        for d, _ in days:
+            st["days"][d]["final"] = True
+
+    def settle(self, st: dict[str, Any], now_ms: int) -> None:
+        """``kneeload rebuild-state``: apply pending days and mark everything published
+        (the caller then marks dirty what the database does not hold yet)."""
+        self._set_days(st, st.get("dirty_dates") or [])
+        self._flush(st, now_ms)
+
     # ------------------------------------------------------------------ helpers
     def cal(self, st: dict[str, Any]) -> DayCalendar:
         tz = st.get("tz") or "UTC"

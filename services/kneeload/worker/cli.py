@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from kneeload.settings import Settings
 
 
 def register(group: click.Group) -> None:
@@ -57,23 +61,60 @@ def _worker_class() -> type:
 
 @click.command("rebuild-state")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def rebuild_state_cmd(yes: bool) -> None:
-    """Rebuild the worker's state by replaying the raw topics (stop all workers first).
+@click.option(
+    "--from-topics", is_flag=True,
+    help="Do not read the database: delete changelogs and group, replay the raw topics.",
+)  # fmt: skip
+def rebuild_state_cmd(yes: bool, from_topics: bool) -> None:
+    """Rebuild the worker's state from PostgreSQL (STOP EVERY WORKER FIRST).
 
-    Deletes the worker's changelog topics and its consumer group, so the next
-    `kneeload worker` starts from empty tables and re-reads watch samples, registry,
-    pain reports and treadmill topics from their earliest retained offsets. Every
-    derived event has a deterministic id, so the re-published events upsert in the
-    sink instead of double counting. (Rebuilding from PostgreSQL is not implemented:
-    the storage tables were not available when this was written.)
+    Reads, in one database snapshot, what the per-athlete and per-unit state needs
+    (registry, daily loads for the ACWR history, the raw samples, pain reports and
+    LEVER telemetry of the recent window, stored sessions/days/minutes for their
+    revisions, alert cooldowns), builds the state with the worker's own processors,
+    recreates the changelog topics with it and sets the worker's consumer group to the
+    raw-topic offsets the database covers (the sink's ``sink_offsets``). The next
+    `kneeload worker` recovers that state and continues from there.
+
+    --from-topics: the old way, no database: deletes the changelogs and the consumer
+    group so the next worker replays the raw topics from their earliest retained offsets
+    (deterministic ids: the re-published events upsert).
     """
+    from kneeload.settings import get_settings
+
+    s = get_settings()
+    if from_topics:
+        _rebuild_from_topics(s, yes)
+        return
+    import psycopg
+
+    from kneeload.worker import rebuild
+    from kneeload.worker.app import app_id, ensure_topics
+
+    if not yes:
+        click.confirm(
+            f"All workers of {app_id(s)!r} stopped? Replace their changelogs and offsets "
+            "with the state rebuilt from the database?",
+            abort=True,
+        )
+    ensure_topics(s)
+    with psycopg.connect(s.database_url) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        built = rebuild.build(conn, s)
+    counts = rebuild.write(s, built)
+    click.echo(
+        f"rebuilt {counts['athletes']} athlete(s), {counts['chunks']} chunk(s), "
+        f"{counts['units']} unit(s) from the database ({built.replayed_batches} batch(es) "
+        f"replayed); group {app_id(s)} set at {counts['offsets']} partition offset(s)"
+    )
+
+
+def _rebuild_from_topics(s: Settings, yes: bool) -> None:
     from kafka.errors import GroupIdNotFoundError, KafkaError
 
-    from kneeload.settings import get_settings
     from kneeload.topics import admin_client
     from kneeload.worker.app import app_id
 
-    s = get_settings()
     gid = app_id(s)
     with admin_client(s) as admin:
         changelogs = sorted(
@@ -87,7 +128,7 @@ def rebuild_state_cmd(yes: bool) -> None:
         if changelogs:
             admin.delete_topics(changelogs)
         try:
-            admin.delete_consumer_groups([gid])
+            admin.delete_groups([gid])
         except (GroupIdNotFoundError, KafkaError) as exc:
             click.echo(f"consumer group {gid}: {exc}", err=True)
     click.echo(

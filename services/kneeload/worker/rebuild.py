@@ -1,0 +1,398 @@
+"""``kneeload rebuild-state``: the worker's tables rebuilt from PostgreSQL.
+
+Stop-the-world (every worker stopped). In one REPEATABLE READ snapshot of the database:
+
+1. ``sink_offsets`` of the sink's group: the raw-topic offsets the database covers.
+2. Per athlete, a **replay window** that starts at a local midnight before everything the
+   live state still holds (watermark − lateness horizon − session gap − 2 days), moved
+   back while a stored session overlaps it, so no session or day is cut in two.
+3. Before the window: the stored final ``daily_load`` values go through the ACWR
+   tracker (:meth:`AthleteProcessor.seed_days`) interleaved in time with the pain
+   reports (:meth:`AthleteProcessor.on_pain`: baseline inputs, correlation pairs,
+   pain-alert cooldowns).
+4. Inside the window: the stored raw inputs (watch batches with their samples, pain
+   reports, BWS timeline from the LEVER units' telemetry and setpoints replayed through
+   :class:`UnitProcessor`) in event-time order through the worker's own
+   :class:`AthleteProcessor` — sessions, chunks, minutes, days exactly as the worker
+   builds them; outputs are discarded.
+5. Reconciled with the derived tables: revisions continue above the stored ones (the
+   sink keeps only newer revisions), what the database already holds is not re-published,
+   what it lacks stays dirty and is published by the next worker; alert cooldowns from
+   the stored alerts.
+
+Then the changelog topics are recreated and filled (raw utf-8 key, orjson value, in the
+owner's partition: what the tables' memory store recovers), and the worker's consumer
+group is set to the sink's offsets for the raw topics (earliest where the sink has none)
+and to the end of the internal topics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kneeload.settings import Settings
+from kneeload.topics import (
+    PAIN_REPORTS,
+    REGISTRY_ASSIGNMENTS,
+    REGISTRY_ATHLETES,
+    TREADMILL_SETPOINTS,
+    TREADMILL_TELEMETRY,
+    WATCH_SAMPLES,
+    catalogue,
+)
+from kneeload.worker.athlete import METRIC, AthleteProcessor, WorkerConfig, new_state
+from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, new_unit
+from kneeload.worker.timeutil import DayCalendar, iso, parse_ms
+
+DAY_MS = 86_400_000
+RAW_TOPICS = (
+    WATCH_SAMPLES,
+    REGISTRY_ATHLETES,
+    PAIN_REPORTS,
+    TREADMILL_TELEMETRY,
+    TREADMILL_SETPOINTS,
+    REGISTRY_ASSIGNMENTS,
+)
+
+
+@dataclass
+class Rebuilt:
+    athletes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chunks: dict[str, bytes] = field(default_factory=dict)
+    units: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: (full topic name, partition) -> next offset the database covers
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    replayed_batches: int = 0
+
+
+def _ms(t: dt.datetime) -> int:
+    return round(t.timestamp() * 1000)
+
+
+def _f(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def build(conn: Any, settings: Settings, now_ms: int | None = None) -> Rebuilt:
+    """The worker's state from the database (``conn``: a psycopg connection)."""
+    cfg = WorkerConfig.from_settings(settings)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    out = Rebuilt()
+    proc = AthleteProcessor(cfg, out.chunks)
+    fleet = UnitProcessor(
+        settings.worker_unit_timeout_s, settings.worker_unit_status_interval_s, cfg.bws_stale_s
+    )
+    q = conn.execute
+    for topic, part, off in q(
+        "SELECT topic, kafka_partition, next_offset FROM kneeload.sink_offsets "
+        "WHERE consumer_group = %s",
+        (settings.storage_sink_group,),
+    ).fetchall():
+        out.offsets[(topic, int(part))] = int(off)
+
+    # ---- registry
+    states: dict[str, dict[str, Any]] = {}
+    for aid, team, mass, tz, cal in q(
+        "SELECT athlete_id, team_id, body_mass_kg, time_zone, calibration FROM kneeload.athletes"
+    ).fetchall():
+        st = states[aid] = new_state(aid, cfg)
+        proc.on_registry(
+            st, {"team_id": team, "body_mass_kg": _f(mass), "time_zone": tz, "calibration": cal}
+        )
+    wms = dict(
+        q("SELECT athlete_id, max(time) FROM kneeload.watch_samples GROUP BY athlete_id").fetchall()
+    )
+    for aid in wms:
+        states.setdefault(aid, new_state(aid, cfg))
+    sessions_db: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in q(
+        "SELECT athlete_id, session_id, start_time, end_time, status, revision, samples, "
+        "pfj_load_mpa_s FROM kneeload.sessions"
+    ).fetchall():
+        sessions_db[row[0]].append(row)
+
+    # ---- replay window per athlete
+    keep_ms = (cfg.lateness_horizon_s + cfg.session_gap_s) * 1000 + 2 * DAY_MS
+    window: dict[str, int] = {}
+    for aid, wm in wms.items():
+        c = DayCalendar(states[aid]["tz"] or "UTC")
+        w = _sod(c, c.date_iso(_ms(wm) - int(keep_ms)))
+        moved = True
+        while moved:
+            moved = False
+            for r in sessions_db.get(aid, []):
+                s0, s1 = _ms(r[2]), _ms(r[3])
+                if s0 < w <= s1 + cfg.session_gap_s * 1000:
+                    w = _sod(c, c.date_iso(s0))
+                    moved = True
+        window[aid] = w
+    w_min = min(window.values(), default=now)
+
+    # ---- units: assignments, then telemetry and setpoints (from a day before any window)
+    for uid, clinic, athlete, timeout in q(
+        "SELECT unit_id, clinic_id, athlete_id, timeout_s FROM kneeload.units"
+    ).fetchall():
+        u = out.units[uid] = new_unit(uid)
+        fleet.on_assignment(u, {"athlete_id": athlete, "clinic_id": clinic})
+        fleet.on_device(u, {"timeout_s": timeout})
+    since = dt.datetime.fromtimestamp((w_min - DAY_MS) / 1000, dt.UTC)
+    unit_rows = q(
+        "SELECT time, unit_id, clinic_id, kind, bws_pct, measured_support_pct, athlete_id, "
+        "true FROM kneeload.treadmill_telemetry WHERE time >= %s "
+        "UNION ALL SELECT time, unit_id, clinic_id, 'setpoint', bws_pct, NULL, athlete_id, "
+        "false FROM kneeload.bws_setpoints WHERE time >= %s ORDER BY 1, 2",
+        (since, since),
+    ).fetchall()
+    bws: dict[str, list[tuple[int, int, str, dict[str, Any]]]] = defaultdict(list)
+    for t, uid, clinic, kind, b, support, athlete, is_tel in unit_rows:
+        u = out.units.setdefault(uid, new_unit(uid))
+        rec: dict[str, Any] = {
+            "unit_id": uid, "clinic_id": clinic, "time": iso(_ms(t)), "kind": kind,
+            "bws_pct": _f(b), "athlete_id": athlete,
+        }  # fmt: skip
+        if is_tel:
+            rec["measured_support_pct"] = _f(support)
+        for topic, key, ev in fleet.on_telemetry(u, rec, now):
+            if topic == BWS_BY_ATHLETE:
+                bws[key].append((int(ev["t"]), 0, "bws", ev))
+
+    # ---- per athlete: seed before the window, replay inside it
+    cooldowns: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for aid, kind, t, sev in q(
+        "SELECT DISTINCT ON (athlete_id, kind) athlete_id, kind, event_time, severity "
+        "FROM kneeload.alerts WHERE athlete_id IS NOT NULL "
+        "ORDER BY athlete_id, kind, event_time DESC"
+    ).fetchall():
+        cooldowns[aid][f"{kind}:athlete:{aid}"] = [t.astimezone(dt.UTC).isoformat(), sev]
+    for aid, st in states.items():
+        w = window.get(aid, now)
+        c = DayCalendar(st["tz"] or "UTC")
+        w_date = c.date_iso(w)
+        events: list[tuple[int, int, str, Any]] = []
+        days_db = q(
+            "SELECT date, load, status, revision, corrected FROM kneeload.daily_load "
+            "WHERE athlete_id = %s AND metric = %s ORDER BY date",
+            (aid, METRIC),
+        ).fetchall()
+        for d, load, _status, _rev, _corr in days_db:
+            if d.isoformat() < w_date:
+                events.append((_sod(c, d.isoformat()), -1, "day", (d.isoformat(), load)))
+        for row in q(
+            "SELECT time, report_id, team_id, pain_nrs, context, session_id "
+            "FROM kneeload.pain_reports WHERE athlete_id = %s",
+            (aid,),
+        ).fetchall():
+            rep = {
+                "report_id": row[1], "athlete_id": aid, "team_id": row[2],
+                "time": iso(_ms(row[0])), "pain_nrs": int(row[3]), "context": row[4],
+                "session_id": row[5],
+            }  # fmt: skip
+            events.append((_ms(row[0]), 2, "pain", rep))
+        events += [e for e in bws.get(aid, []) if e[0] >= w - cfg.bws_stale_s * 1000 - DAY_MS]
+        wstart = dt.datetime.fromtimestamp(w / 1000, dt.UTC)
+        by_batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in q(
+            "SELECT batch_id, time, record_id, speed_mps, cadence_spm, ground_contact_ms, "
+            "grade_pct FROM kneeload.watch_samples WHERE athlete_id = %s AND batch_id IN "
+            "(SELECT batch_id FROM kneeload.watch_samples WHERE athlete_id = %s "
+            " GROUP BY batch_id HAVING min(time) >= %s) ORDER BY time, record_id",
+            (aid, aid, wstart),
+        ).fetchall():
+            by_batch[row[0]].append(
+                {
+                    "time": iso(_ms(row[1])),
+                    "record_id": row[2],
+                    "speed_mps": _f(row[3]),
+                    "cadence_spm": _f(row[4]),
+                    "ground_contact_ms": _f(row[5]),
+                    "grade_pct": _f(row[6]),
+                }
+            )
+        if by_batch:
+            for bid, team, sid in q(
+                "SELECT batch_id, team_id, session_id FROM kneeload.watch_batches "
+                "WHERE batch_id = ANY(%s)",
+                (list(by_batch),),
+            ).fetchall():
+                rows = by_batch[bid]
+                b = {"batch_id": bid, "athlete_id": aid, "team_id": team, "session_id": sid}
+                events.append((_first(rows), 1, "batch", {**b, "samples": rows}))
+        events.sort(key=lambda e: (e[0], e[1]))
+        pending: list[tuple[str, float]] = []
+        for _t, _o, kind, ev in events:
+            if kind == "day":
+                pending.append(ev)
+                continue
+            if pending:
+                proc.seed_days(st, pending)
+                pending = []
+            if kind == "pain":
+                proc.on_pain(st, ev, now)
+            elif kind == "bws":
+                proc.on_bws(st, ev, now)
+            else:
+                proc.on_batch(st, ev, now)
+                out.replayed_batches += 1
+        proc.seed_days(st, pending)
+        proc.settle(st, now)
+        _reconcile(q, st, days_db, sessions_db.get(aid, []))
+        for k, v in cooldowns.get(aid, {}).items():
+            mine = st["cooldown"].get(k)
+            if mine is None or mine[0] < v[0]:
+                st["cooldown"][k] = v
+        st["last_proc"] = now
+        out.athletes[aid] = st
+    return out
+
+
+def _sod(c: DayCalendar, date_iso: str) -> int:
+    return c.midnight_ms(dt.date.fromisoformat(date_iso))
+
+
+def _first(rows: list[dict[str, Any]]) -> int:
+    return min(parse_ms(r["time"]) for r in rows)
+
+
+def _reconcile(
+    q: Any, st: dict[str, Any], days_db: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]
+) -> None:
+    """Revisions above the stored ones; dirty only what the database does not hold."""
+    aid = st["athlete_id"]
+    by_sid = {r[1]: r for r in sessions}
+    for sid, s in st["sessions"].items():
+        r = by_sid.get(sid)
+        if r is None or s["acc"] is None:
+            s["dirty"] = s["acc"] is not None
+            continue
+        s["rev"] = max(s["rev"], int(r[5]))
+        same = int(r[6]) == s["acc"]["n"] and _close(r[7], s["acc"]["load"])
+        if r[4] == "closed" and s["status"] == "open" and same:
+            s["status"] = "closed"
+        s["dirty"] = not (same and r[4] == s["status"])
+        mins = [iso(int(mk)) for mk in s["acc"]["minutes"]]
+        if mins:
+            for mid, rev in q(
+                "SELECT id, revision FROM kneeload.minute_load WHERE id = ANY(%s)",
+                ([f"{aid}:{m}" for m in mins],),
+            ).fetchall():
+                mk = str(parse_ms(mid[len(aid) + 1 :]))
+                s["minute_rev"][mk] = max(s["minute_rev"].get(mk, -1), int(rev))
+        if s["dirty"]:
+            s["minutes_dirty"] = sorted(s["acc"]["minutes"])
+    by_day = {r[0].isoformat(): r for r in days_db}
+    for d, day in st["days"].items():
+        r = by_day.get(d)
+        if r is None:
+            day["dirty"] = day["out"] is not None
+            continue
+        day["rev"] = max(day["rev"], int(r[3]))
+        db_final = r[2] == "final"
+        if db_final:
+            day["final"] = True
+        day["corrected"] = day["corrected"] or bool(r[4])
+        load = day["out"]["load"] if day["out"] else None
+        day["dirty"] = not (_close(r[1], load) and db_final == day["final"])
+
+
+def _close(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+
+
+# ---------------------------------------------------------------------------- Kafka side
+def input_topics(settings: Settings) -> tuple[list[str], list[str]]:
+    """(raw input topics, internal topics) of the worker's consumer group, full names."""
+    from kneeload.worker.app import INTERNAL_TOPICS
+
+    names = {t.logical_name: t.full_name for t in catalogue(settings)}
+    raw = [names.get(x, settings.topic_prefix + x) for x in RAW_TOPICS]
+    return raw, [settings.topic_prefix + x for x in INTERNAL_TOPICS]
+
+
+def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict[str, int]:
+    """Recreate the changelogs with the rebuilt state; set the group's offsets."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import NewTopic
+    from kafka.errors import GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError
+    from kafka.structs import OffsetAndMetadata
+
+    from kneeload.topics import admin_client
+    from kneeload.worker.app import TABLES, app_id, changelog_partition, changelog_topic
+
+    n, gid = settings.topic_partitions, app_id(settings)
+    logs = [changelog_topic(settings, t) for t in TABLES]
+    with admin_client(settings) as admin:
+        old = [
+            t for t in admin.list_topics() if t.startswith(f"{gid}-") and t.endswith("-changelog")
+        ]
+        if old:
+            admin.delete_topics(old)
+        end = time.monotonic() + timeout_s
+        while set(old) & set(admin.list_topics()):
+            if time.monotonic() > end:
+                raise RuntimeError(f"changelog topics not deleted within {timeout_s} s: {old}")
+            time.sleep(0.5)
+        cfg = {"cleanup.policy": "compact"}
+        for t in logs:
+            while True:
+                try:
+                    admin.create_topics(
+                        [NewTopic(t, n, settings.topic_replication, topic_configs=cfg)]
+                    )
+                    break
+                except TopicAlreadyExistsError:  # deletion still finishing in the broker
+                    if time.monotonic() > end:
+                        raise
+                    time.sleep(0.5)
+        with contextlib.suppress(GroupIdNotFoundError, KafkaError):
+            admin.delete_groups([gid])
+    prod = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all", linger_ms=20,
+        max_request_size=8 << 20,
+    )  # fmt: skip
+    counts = {}
+    try:
+        for table, items in (
+            ("athletes", ((k, orjson.dumps(v)) for k, v in rebuilt.athletes.items())),
+            ("chunks", iter(rebuilt.chunks.items())),
+            ("units", ((k, orjson.dumps(v)) for k, v in rebuilt.units.items())),
+        ):
+            topic = changelog_topic(settings, table)
+            c = 0
+            for key, value in items:
+                p = changelog_partition(key, n)
+                prod.send(topic, key=key.encode(), value=value, partition=p)
+                c += 1
+            counts[table] = c
+        prod.flush(timeout_s)
+    finally:
+        prod.close()
+    raw, internal = input_topics(settings)
+    cons = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=gid,
+        enable_auto_commit=False,
+    )  # fmt: skip
+    try:
+        tps = [TopicPartition(t, p) for t in raw + internal for p in range(n)]
+        ends = cons.end_offsets(tps)
+        commit = {}
+        for tp in tps:
+            if tp.topic in internal:
+                off = ends[tp]
+            else:
+                off = rebuilt.offsets.get((tp.topic, tp.partition), 0)
+            commit[tp] = OffsetAndMetadata(off, "kneeload rebuild-state", -1)
+        cons.assign(tps)
+        cons.commit(commit)
+    finally:
+        cons.close()
+    counts["offsets"] = len(commit)
+    return counts
