@@ -59,32 +59,6 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, description="Token for the admin HTTP paths (required to use them)")
     log_level: str = Field("INFO", description="Log level of the services")
 
-    # --- notify ---------------------------------------------------------------
-    notify_routes_file: Path | None = Field(
-        None, description="JSON file routing alerts to channels per team/clinic (README 'Dashboards and alerts')"
-    )
-    notify_routes: str | None = Field(
-        None, description="The same routing document inline as JSON (wins over notify_routes_file)"
-    )
-    notify_group_id: str = Field("kneeload-notify", description="Kafka consumer group of the notifier")
-    notify_max_attempts: int = Field(6, description="Delivery attempts per (alert, channel) before dead-lettering")
-    notify_backoff_base_s: float = Field(2.0, description="First retry delay; doubles per attempt")
-    notify_backoff_max_s: float = Field(300.0, description="Upper bound of a retry delay")
-    notify_timeout_s: float = Field(10.0, description="Timeout of one webhook/SMTP delivery attempt")
-    notify_lease_s: float = Field(60.0, description="A claimed delivery not finished within this is retried (crashed notifier)")
-    notify_rate_limit_window_s: float = Field(300.0, description="Per-recipient rate-limit window")
-    notify_rate_limit_count: int = Field(3, description="Messages per recipient per window; the rest fold into one digest")
-    notify_poll_s: float = Field(0.5, description="How often the delivery loop looks for due deliveries")
-    notify_smtp_host: str = Field("127.0.0.1", description="SMTP server for email channels")
-    notify_smtp_port: int = Field(8025, description="SMTP port")
-    notify_smtp_from: str = Field("kneeload@localhost", description="From address of alert emails")
-    notify_ack_token: str | None = Field(
-        None, description="Bearer token of POST /alerts/{id}/ack (falls back to admin_token; unset disables the endpoint)"
-    )
-    notify_ack_host: str = Field("127.0.0.1", description="Bind address of the acknowledgement endpoint")
-    notify_ack_port: int = Field(8090, description="Port of the acknowledgement endpoint")
-    grafana_datasource_uid: str = Field("kneeload-pg", description="UID of the PostgreSQL data source the dashboards use")
-
     # --- storage --------------------------------------------------------------
     storage_timescale: str = Field(
         "auto", description="TimescaleDB path: auto (use it when the extension is available) | on | off"
