@@ -1,10 +1,11 @@
 """The one settings object.
 
 Every value comes from the environment, prefixed ``KNEELOAD_`` (for example
-``KNEELOAD_KAFKA_BOOTSTRAP``). ``make up`` writes the local stack's connection
-details, including a generated database password, to ``var/kneeload.env``; that
-file is read as a fallback so that the CLI works after ``make up`` without
-exporting anything. Real environment variables always win.
+``KNEELOAD_KAFKA_BOOTSTRAP``). Defaults point at the local stack; ``make up`` writes
+the local database's generated password to libpq's password file ``var/pg/pgpass``,
+which a password-less database URL uses, so the CLI works after ``make up`` without
+exporting anything. ``var/kneeload.env`` (optional, KEY=value lines) is read as a
+fallback; real environment variables always win.
 
 Nothing here is a secret baked into code: the local stack's password is generated
 on first start and lives only under the git-ignored ``var/``.

@@ -2,8 +2,8 @@
 
 PostgreSQL refuses to run as root, and sessions and CI run as root, so the cluster runs as the
 ``postgres`` system user (created by Debian's package). The superuser ``kneeload`` gets a random
-password generated on first start; it is written with the connection URL to ``var/kneeload.env``
-and never appears in code. Health is ``pg_isready``.
+password generated on first start; it is written to libpq's password file ``var/pg/pgpass`` and
+never appears in code. Health is ``pg_isready``.
 """
 
 from __future__ import annotations
@@ -220,24 +220,31 @@ def _ensure_database(p: dict[str, Path], host: str, port: int, db: str, user: st
 
 
 def _write_env(s: Settings) -> None:
-    """Record the local stack's connection URL (with its generated password) for the CLI."""
+    """Record the generated password in libpq's password file ``var/pg/pgpass``.
+
+    The settings object points a password-less ``KNEELOAD_DATABASE_URL`` at this file, so the
+    CLI works after ``make up`` with nothing exported. Only host, port and user are matched:
+    the URL's database name stays whatever the caller chose (a test's or the demo's database
+    never leaks into a file that outlives it). An older ``var/kneeload.env`` line holding a URL
+    is removed.
+    """
     p = _paths(s)
     if not p["pw"].exists():
         return
-    host, port, db, user = _endpoint(s)
+    host, port, _db, user = _endpoint(s)
     password = p["pw"].read_text().strip()
-    env = s.var_dir / "kneeload.env"
-    lines = [
-        ln
-        for ln in (env.read_text().splitlines() if env.exists() else [])
-        if not ln.startswith("KNEELOAD_DATABASE_URL=")
-    ]
-    lines.append(f"KNEELOAD_DATABASE_URL=postgresql://{user}:{password}@{host}:{port}/{db}")
-    env.write_text("\n".join(lines) + "\n")
-    os.chmod(env, 0o600)
     pgpass = p["root"] / "pgpass"
     pgpass.write_text(f"{host}:{port}:*:{user}:{password}\n")
     os.chmod(pgpass, 0o600)
+    env = s.var_dir / "kneeload.env"
+    if env.exists():
+        lines = [
+            ln for ln in env.read_text().splitlines() if not ln.startswith("KNEELOAD_DATABASE_URL=")
+        ]
+        if lines:
+            env.write_text("\n".join(lines) + "\n")
+        else:
+            env.unlink()
 
 
 def stop(s: Settings) -> bool:
