@@ -166,8 +166,10 @@ def test_killed_between_db_commit_and_offset_commit_no_duplicates(
         _out, err = p.communicate(timeout=90)
         assert p.returncode == 17, err[-2000:]
         assert "exiting before the offset commit" in err
+    # Which topics' records the first two commits held depends on fetch order across
+    # partitions (samples may not be among them); the window itself is checked just below.
     stored = _count(db, samples_sql, athlete)
-    assert 0 < stored < 300
+    assert stored < 300
     # The last run died inside the window: the database is ahead of Kafka's committed offsets.
     db_offsets = _db_offsets(db, group)
     committed = _kafka_committed(s, group)

@@ -5,6 +5,7 @@ from the database, a new worker fed more data → the uninterrupted run's number
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -92,7 +93,9 @@ def test_rebuild_state_from_the_database_continues_like_an_uninterrupted_run(
             timeout=WAIT_S,
         )
         assert out.returncode == 0, out.stderr
-        assert "rebuilt 3 athlete(s)" in out.stdout, out.stdout
+        # the session's database is shared with earlier tests: at least this run's 3 athletes
+        rebuilt = re.search(r"rebuilt (\d+) athlete\(s\)", out.stdout)
+        assert rebuilt is not None and int(rebuilt.group(1)) >= 3, out.stdout
         w = Worker(env, tmp_path / "w2.log")
         _send(k, second)
         _wait_expected(c, expected)
