@@ -149,6 +149,23 @@ class Gateway:
         except AuthError as exc:
             raise HTTPError(exc.status, exc.code, exc.message) from exc
 
+    def authenticate_athlete_device(self, request: Request) -> dict[str, Any]:
+        """A watch or app key that belongs to an athlete (samples, uploads, pain)."""
+        device = self.authenticate(request, _WATCH_KINDS)
+        if not device.get("athlete_id"):
+            raise HTTPError(403, "device_without_athlete", "the device is not linked to an athlete")
+        return device
+
+    @staticmethod
+    def parse_object(body: bytes, what: str) -> dict[str, Any]:
+        """The body as a JSON object, else a 422 saying what was expected."""
+        payload = Gateway.parse(body)
+        if not isinstance(payload, dict):
+            raise HTTPError(
+                422, "invalid_request", what, [FieldError("", "type", "expected an object")]
+            )
+        return payload
+
     @staticmethod
     def parse(body: bytes) -> Any:
         try:
@@ -216,17 +233,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ watch
     async def watch_samples(self, request: Request, body: bytes, source: str = "http") -> Response:
-        device = self.authenticate(request, _WATCH_KINDS)
-        if not device.get("athlete_id"):
-            raise HTTPError(403, "device_without_athlete", "the device is not linked to an athlete")
-        payload = self.parse(body)
-        if not isinstance(payload, dict):
-            raise HTTPError(
-                422,
-                "invalid_request",
-                "the body must be a JSON object with 'samples'",
-                [FieldError("", "type", "expected an object")],
-            )
+        device = self.authenticate_athlete_device(request)
+        payload = self.parse_object(body, "the body must be a JSON object with 'samples'")
         extra = [k for k in payload if k not in ("session_id", "sub_sport", "samples")]
         if extra:
             raise HTTPError(
@@ -274,9 +282,7 @@ class Gateway:
 
     # ------------------------------------------------------------------ activities
     async def activity(self, request: Request, body: bytes) -> Response:
-        device = self.authenticate(request, _WATCH_KINDS)
-        if not device.get("athlete_id"):
-            raise HTTPError(403, "device_without_athlete", "the device is not linked to an athlete")
+        device = self.authenticate_athlete_device(request)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         fmt = act.sniff_format(body)
         if fmt is None:
@@ -407,17 +413,8 @@ class Gateway:
         return self.reply(out)
 
     async def pain(self, request: Request, body: bytes) -> Response:
-        device = self.authenticate(request, _WATCH_KINDS)
-        if not device.get("athlete_id"):
-            raise HTTPError(403, "device_without_athlete", "the device is not linked to an athlete")
-        payload = self.parse(body)
-        if not isinstance(payload, dict):
-            raise HTTPError(
-                422,
-                "invalid_request",
-                "a pain report is a JSON object",
-                [FieldError("", "type", "expected an object")],
-            )
+        device = self.authenticate_athlete_device(request)
+        payload = self.parse_object(body, "a pain report is a JSON object")
         out = await self.ingestor.records(PAIN, [payload], device=device, source="http")
         return self.reply(out)
 

@@ -33,6 +33,8 @@ TUNING = {
     "max_connections": "200",
     "wal_compression": "on",
     "log_min_duration_statement": "2000",
+    # time-partitioned tables: one query can touch hundreds of partitions (and their indexes)
+    "max_locks_per_transaction": "1024",
 }
 
 
@@ -162,14 +164,13 @@ def start(s: Settings) -> bool:
             pwfile.unlink(missing_ok=True)
         if out.returncode != 0:
             raise StackError(f"postgres: initdb failed:\n{out.stdout}\n{out.stderr}")
-        conf = "\n".join(f"{k} = '{v}'" for k, v in TUNING.items())
-        with open(p["data"] / "postgresql.conf", "a") as f:
-            f.write(f"\n# kneeload local stack\n{conf}\n")
     log = p["log"]
     if not log.exists():
         log.touch()
     os.chown(log, uid, gid)
-    opts = f"-p {port} -c listen_addresses={host} -k {p['run']}"
+    # the tuning is given at every start, so a cluster made by an older kneeload gets it too
+    tuning = " ".join(f"-c {k}={v}" for k, v in TUNING.items())
+    opts = f"-p {port} -c listen_addresses={host} -k {p['run']} {tuning}"
     out = _as_postgres(
         [
             _bin("pg_ctl"),
