@@ -75,6 +75,22 @@ def drop_database(base_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def bench_database(database_url: str, name: str) -> Iterator[str]:
+    """The database a component bench writes to: KNEELOAD_DATABASE_URL as it is when
+    loadtests/run_all.py isolated the bench (KNEELOAD_BENCH_ISOLATED=1, the runner drops it),
+    else a throwaway ``kneeload_bench_<name>_<id>`` on the same server, dropped afterwards."""
+    if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
+        yield database_url
+        return
+    db_name = f"kneeload_bench_{name}_{uuid.uuid4().hex[:8]}"
+    url = create_database(database_url, db_name)
+    try:
+        yield url
+    finally:
+        drop_database(database_url, db_name)
+
+
 def delete_topics(bootstrap: str, prefix: str) -> int:
     """Delete every topic (and consumer group) whose name starts with ``prefix``."""
     from kafka import KafkaAdminClient

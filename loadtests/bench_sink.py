@@ -7,7 +7,8 @@ Three figures, medians of R runs, fresh record ids every run:
 * ``sink_samples_per_s`` — the real sink (:class:`kneeload.storage.sink.Sink`, in process)
   consuming pre-produced ``watch.samples`` batches from the real broker: fetch, decode, check,
   COPY into the partitioned table, offsets in the same transaction, commit, Kafka commit.
-  Timed from the first batch handed to the writer to the last commit.
+  Timed from the first batch fetched to the last commit (the sink formats batch N+1 while
+  batch N is in the database).
 * ``writer_samples_per_s`` — the same database path without Kafka (decode + writer).
 * ``bare_copy_samples_per_s`` — the baseline: a bare ``COPY`` of the same rows, already
   formatted as CSV (by the writer's own formatter, outside the timing), into the same table,
@@ -22,45 +23,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
+import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
 
 from kneeload.settings import Settings, get_settings
 from kneeload.storage import migrate
-from kneeload.storage.writer import Message, Writer, decode, format_watch
+from kneeload.storage.sink import _DbThread
+from kneeload.storage.writer import SAMPLE_TOPICS, Message, Writer, decode, format_watch
 
-COLS = (
-    "time, record_id, athlete_id, device_id, session_id, batch_id, cadence_spm, speed_mps, "
-    "ground_contact_ms, vertical_oscillation_mm, vertical_ratio_pct, step_length_mm, power_w, "
-    "heart_rate_bpm, grade_pct, distance_m, vertical_load_bw"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baseline_raw as br
 
-
-@contextmanager
-def database(s: Settings) -> Iterator[str]:
-    if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
-        yield s.database_url
-        return
-    name = f"kneeload_bench_sink_{uuid.uuid4().hex[:8]}"
-    u = urlsplit(s.database_url)
-    admin = urlunsplit(u._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(u._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+COLS = ", ".join(SAMPLE_TOPICS["watch.samples"][1])  # the writer's own column order
 
 
 def make_batches(run: str, samples: int, per_batch: int, athletes: int = 200) -> list[bytes]:
@@ -106,18 +88,37 @@ def make_batches(run: str, samples: int, per_batch: int, athletes: int = 200) ->
 
 
 async def writer_run(url: str, batches: list[bytes], chunk: int) -> float:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        w = Writer(conn, "bench-writer")
-        await w.setup()
+    """Decode + writer, pipelined as the sink runs it: batch N+1 is decoded and formatted
+    (:meth:`Writer.prepare`) on this thread while batch N is written by the database thread."""
+    db = _DbThread()
+    try:
+
+        async def connect() -> Writer:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+            w = Writer(conn, "bench-writer")
+            await w.setup()
+            return w
+
+        w = await db.call(connect())
         t = time.perf_counter()
+        inflight: Any = None
         for i in range(0, len(batches), chunk):
             msgs = []
             for j, raw in enumerate(batches[i : i + chunk]):
                 m = Message("watch.samples", 0, i + j, None, raw, "bench.watch.samples")
                 if decode(m) is None:
                     msgs.append(m)
-            await w.write(msgs, (), {("bench.watch.samples", 0): i + chunk})
-        return time.perf_counter() - t
+            batch = w.prepare(msgs, (), {("bench.watch.samples", 0): i + chunk})
+            if inflight is not None:
+                await inflight
+            inflight = db.submit(w.write_prepared(batch))
+        if inflight is not None:
+            await inflight
+        dt = time.perf_counter() - t
+        await db.call(w.conn.close())
+        return dt
+    finally:
+        db.stop()
 
 
 def bare_copy_run(url: str, batches: list[bytes], chunk: int) -> float:
@@ -167,15 +168,19 @@ async def kafka_run(s: Settings, url: str, batches: list[bytes], run: str) -> fl
     sink = Sink(s2, topics=("watch.samples",))
     first: list[float] = []
     last: list[float] = []
-    handle = sink.handle
+    prepare, finish = sink.prepare, sink._finish
 
-    async def timed(records: Any) -> None:
+    def timed_prepare(records: Any) -> Any:
         if not first:
             first.append(time.perf_counter())
-        await handle(records)
+        return prepare(records)
+
+    async def timed_finish(batch: Any, written: Any) -> None:
+        await finish(batch, written)
         last.append(time.perf_counter())
 
-    sink.handle = timed  # type: ignore[method-assign]
+    sink.prepare = timed_prepare  # type: ignore[method-assign]
+    sink._finish = timed_finish  # type: ignore[method-assign]
     await sink.run(idle_exit_s=5)
     from kneeload.topics.admin import delete_topics
 
@@ -199,7 +204,7 @@ def main() -> None:
     s = get_settings()
     chunk = s.storage_sink_max_records
     res: dict[str, list[float]] = {"sink": [], "writer": [], "bare": []}
-    with database(s) as url:
+    with br.bench_database(s.database_url, "sink") as url:
         migrate(url, s)
         for r in range(args.runs):
             tag = uuid.uuid4().hex[:6]

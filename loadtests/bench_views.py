@@ -14,21 +14,21 @@ row-level security. Baseline: a primary-key lookup on the same database. Last li
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
+import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
 
-from kneeload.settings import Settings, get_settings
+from kneeload.settings import get_settings
 from kneeload.storage import migrate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baseline_raw as br
 
 SEED = (Path(__file__).with_name("seed_views.sql")).read_text()
 
@@ -70,23 +70,6 @@ BASELINE = "SELECT * FROM kneeload.athletes WHERE athlete_id = %(athlete)s"
 PARAMS = {"team": "team-07", "athlete": "ath-0010", "clinic": "clinic-2"}
 
 
-@contextmanager
-def database(s: Settings) -> Iterator[str]:
-    if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
-        yield s.database_url
-        return
-    name = f"kneeload_bench_views_{uuid.uuid4().hex[:8]}"
-    u = urlsplit(s.database_url)
-    admin = urlunsplit(u._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(u._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def timings(conn: psycopg.Connection[Any], sql: str, runs: int) -> dict[str, float]:
     for _ in range(3):
         conn.execute(sql, PARAMS).fetchall()
@@ -112,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     s = get_settings()
     role = f"kl_bench_coach_{uuid.uuid4().hex[:8]}"
-    with database(s) as url:
+    with br.bench_database(s.database_url, "views") as url:
         migrate(url, s)
         t = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as c:

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kneeload.storage.writer import format_load, format_watch
+import orjson
+import pytest
+
+from kneeload.storage.writer import (
+    LoadBatchDoc,
+    Message,
+    WatchBatchDoc,
+    decode,
+    format_load,
+    format_watch,
+)
+from kneeload.topics.catalogue import LOAD_SAMPLES, WATCH_SAMPLES
 
 
 def _sample(rid: str, **kw: Any) -> dict[str, Any]:
@@ -26,10 +37,10 @@ def test_watch_rows_null_and_separator() -> None:
     data, n = format_watch(docs, safe=True)
     assert n == 2
     assert data.split(b"\n") == [
-        b'"2026-01-01T00:00:00Z","r1","a","d",null,"b",170,3.25,'
-        b"null,null,null,null,null,null,null,12.5,null",
-        b'"2026-01-01T00:00:00Z","r],[2","a","d",null,"b",170,3.25,'
-        b"null,null,null,null,null,null,null,null,null",
+        b'"2026-01-01T00:00:00Z","r1",170,3.25,'
+        b'null,null,null,null,null,null,null,12.5,null,"a","d",null,"b"',
+        b'"2026-01-01T00:00:00Z","r],[2",170,3.25,'
+        b'null,null,null,null,null,null,null,null,null,"a","d",null,"b"',
         b"",
     ]
     fast, _ = format_watch([{**docs[0], "samples": docs[0]["samples"][:1]}])
@@ -43,5 +54,40 @@ def test_load_rows_booleans() -> None:
     data, n = format_load([{"athlete_id": "a", "session_id": "s", "samples": [s]}])
     assert n == 1
     assert data == (
-        b'"2026-01-01T00:00:00Z","r","a","s",3.25,170,240,true,0,null,null,9.5,4.0,false\n'
+        b'"2026-01-01T00:00:00Z","r",3.25,170,240,true,0,null,null,9.5,4.0,false,"a","s"\n'
     )
+
+
+@pytest.mark.parametrize("safe", [False, True])
+def test_typed_fast_path_formats_the_same_rows(safe: bool) -> None:
+    """The msgspec-decoded batch (the sink's fast path) gives the same CSV as the dict path."""
+    watch = {
+        "batch_id": "b", "athlete_id": "a", "device_id": "d", "team_id": None,
+        "session_id": "s1", "source": "watch", "sub_sport": None,
+        "received_at": "2026-01-01T00:00:05Z",
+        "samples": [_sample("r1", distance_m=12.5, heart_rate_bpm=151), _sample("r2")],
+    }  # fmt: skip
+    raw = orjson.dumps(watch)
+    m = Message(WATCH_SAMPLES, 0, 0, None, raw)
+    assert decode(m) is None and isinstance(m.doc, WatchBatchDoc)
+    assert format_watch([m.doc], safe) == format_watch([watch], safe)
+    s = {**_sample("r"), "ground_contact_ms": 240.5, "ground_contact_estimated": True,
+         "grade_pct": -2, "bws_pct": None, "unit_id": "u1", "peak_pfj_stress_mpa": 9.5,
+         "pfj_impulse_mpa_s": 4.0, "late": False}  # fmt: skip
+    load = {"batch_id": "b", "athlete_id": "a", "team_id": "t", "session_id": None,
+            "estimate": True, "samples": [s, {**s, "record_id": "r9", "late": True}]}  # fmt: skip
+    m = Message(LOAD_SAMPLES, 0, 0, None, orjson.dumps(load))
+    assert decode(m) is None and isinstance(m.doc, LoadBatchDoc)
+    assert format_load([m.doc], safe) == format_load([load], safe)
+
+
+def test_typed_decoder_refusal_falls_back_to_the_schema() -> None:
+    """A batch the typed decoder refuses is checked against its JSON Schema in full: a dead
+    letter naming the schema, not a crash."""
+    bad = {"batch_id": "b", "athlete_id": "a", "device_id": "d",
+           "samples": [{"time": "2026-01-01T00:00:00Z", "record_id": "r", "cadence_spm": "fast",
+                        "speed_mps": 3.0}]}  # fmt: skip
+    m = Message(WATCH_SAMPLES, 0, 0, None, orjson.dumps(bad))
+    dead = decode(m)
+    assert dead is not None and dead["reason_code"] == "schema_invalid"
+    assert isinstance(m.doc, dict)

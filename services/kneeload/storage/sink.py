@@ -1,14 +1,16 @@
 """``kneeload sink``: Kafka (raw and derived topics) → PostgreSQL.
 
-The loop: ``getmany`` a batch → decode/validate (bad messages become dead letters) → one
-database transaction with the rows, the dead letters and the next offsets
+The loop: ``getmany`` a batch → decode/validate (bad messages become dead letters) and format
+(:meth:`Sink.prepare`, overlapping the previous batch's database work) → one database
+transaction with the rows, the dead letters and the next offsets
 (:class:`~kneeload.storage.writer.Writer`) → dead letters to the dead-letter topic → Kafka offset
 commit. Kafka offsets are committed only after the database commit; the database's own offset
 table makes the window between the two harmless (a restarted sink skips what is stored), and
 natural-id primary keys make any replay a no-op anyway.
 
 A database error (outage, restart, failover) backs off exponentially (capped) and retries the
-same batch on a new connection; nothing is fetched meanwhile and nothing is lost. SIGTERM/SIGINT
+same batch on a new connection; at most one more batch is fetched and held meanwhile, and
+nothing is lost. SIGTERM/SIGINT
 finish the batch in hand, commit, and exit 0.
 """
 
@@ -19,10 +21,11 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,7 +33,15 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from kneeload import contracts
 from kneeload.settings import Settings, get_settings
-from kneeload.storage.writer import KINDS, SAMPLE_TOPICS, Message, Writer, decode
+from kneeload.storage.writer import (
+    KINDS,
+    SAMPLE_TOPICS,
+    Message,
+    Prepared,
+    Writer,
+    WriteResult,
+    decode,
+)
 from kneeload.topics.catalogue import (
     DEADLETTER,
     topic_name,
@@ -39,6 +50,8 @@ from kneeload.topics.catalogue import (
 log = logging.getLogger("kneeload.sink")
 
 __all__ = ["SINK_TOPICS", "Sink", "SinkStats", "run_sink"]
+
+T = TypeVar("T")
 
 #: Every topic the sink stores.
 SINK_TOPICS: tuple[str, ...] = (*SAMPLE_TOPICS, *KINDS)
@@ -65,14 +78,47 @@ class SinkStats:
         }
 
 
+class _DbThread:
+    """The sink's database connection lives on a thread of its own with its own event loop.
+
+    The main loop fetches from Kafka, decodes and formats (CPU, holding the GIL); this thread
+    feeds COPY data to PostgreSQL and waits on the socket (GIL released) — so the two overlap on
+    two cores. Measured on this 2-core machine: 300,000 samples through the writer at 105-120k
+    samples/s threaded against 76-88k/s with both halves on one loop (loadtests/bench_sink.py)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="kneeload-sink-db", daemon=True
+        )
+        self.thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Start ``coro`` on the database thread now; the future is awaitable from the
+        calling loop. (Submitting synchronously matters: the CPU work that follows must not
+        delay the start of the database work.)"""
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the database thread and wait for it."""
+        return await self.submit(coro)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
+        await self.sink.drain()  # the batch in flight lands (and commits) before others take over
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.sink.drain()
         await self.sink.seek_to_stored(assigned)
 
 
@@ -92,6 +138,17 @@ class Sink:
         self.writer: Writer | None = None
         self.stored: dict[tuple[str, int], int] = {}
         self._crash_after = self.s.storage_sink_crash_after_db_commit
+        self._inflight: asyncio.Task[None] | None = None
+        self._db: _DbThread | None = None
+
+    def _submit_db(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Start a database coroutine on the database thread (started on first use)."""
+        if self._db is None:
+            self._db = _DbThread()
+        return self._db.submit(coro)
+
+    async def _on_db(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await self._submit_db(coro)
 
     # database ------------------------------------------------------------------------------
     async def _connect(self) -> Writer:
@@ -118,16 +175,18 @@ class Sink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.s.storage_backoff_max_s)
 
-    async def seek_to_stored(self, assigned: Any) -> None:
-        """Start each assigned partition where the database says the sink stopped."""
+    async def _stored_offsets(self) -> dict[tuple[str, int], int]:
         if self.writer is None:
             self.writer = await self._connect()
         while True:
             try:
-                self.stored = await self.writer.stored_offsets()
-                break
+                return await self.writer.stored_offsets()
             except psycopg.OperationalError:
                 await self._reconnect()
+
+    async def seek_to_stored(self, assigned: Any) -> None:
+        """Start each assigned partition where the database says the sink stopped."""
+        self.stored = await self._on_db(self._stored_offsets())
         assert self.consumer is not None
         catch_up = {}
         for tp in assigned:
@@ -149,7 +208,9 @@ class Sink:
         self.writer = await self._connect()
 
     # one batch -----------------------------------------------------------------------------
-    async def handle(self, records: dict[TopicPartition, list[Any]]) -> None:
+    def prepare(self, records: dict[TopicPartition, list[Any]]) -> Prepared | None:
+        """The CPU half of a batch, no I/O: decode and check every record (bad ones become dead
+        letters), note the next offsets, format the COPY data. None when nothing was fetched."""
         msgs: list[Message] = []
         dead: list[dict[str, Any]] = []
         offsets: dict[tuple[str, int], int] = {}
@@ -167,14 +228,18 @@ class Sink:
                 else:  # (a malformed dead letter is stored, never re-published: see _publish_dead)
                     dead.append(bad)
         if not offsets:
-            return
+            return None
+        return Writer.prepare(msgs, dead, offsets)
+
+    async def _write(self, batch: Prepared) -> WriteResult:
+        """On the database thread: one transaction, retried on a new connection with capped
+        exponential back-off while the database is unavailable."""
         delay = self.s.storage_backoff_initial_s
         while True:
             if self.writer is None:
                 self.writer = await self._connect()
             try:
-                result = await self.writer.write(msgs, dead, offsets)
-                break
+                return await self.writer.write_prepared(batch)
             except psycopg.OperationalError as exc:
                 self.stats.db_errors += 1
                 log.warning(
@@ -187,10 +252,19 @@ class Sink:
                 self.writer = None
                 await asyncio.sleep(delay)  # not interruptible: the batch must land before exiting
                 delay = min(delay * 2, self.s.storage_backoff_max_s)
+
+    async def store(self, batch: Prepared) -> None:
+        """The I/O half: one database transaction (on the database thread, see :meth:`_write`),
+        then the dead-letter topic, then the Kafka offset commit."""
+        await self._finish(batch, self._submit_db(self._write(batch)))
+
+    async def _finish(self, batch: Prepared, written: asyncio.Future[WriteResult]) -> None:
+        result = await written
+        offsets = batch.offsets or {}
         for key, off in offsets.items():
             self.stored[key] = off
         self.stats.batches += 1
-        self.stats.messages += len(msgs)
+        self.stats.messages += len(batch.msgs)
         self.stats.rows += sum(result.rows.values())
         self.stats.dead_letters += len(result.dead_letters)
         if (
@@ -210,6 +284,18 @@ class Sink:
         except Exception as exc:  # a rebalance: the database offsets still hold
             log.warning("sink: Kafka offset commit failed (%s); the database offsets hold", exc)
 
+    async def handle(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """One batch start to finish (prepare, then store), without overlap."""
+        batch = self.prepare(records)
+        if batch is not None:
+            await self.store(batch)
+
+    async def drain(self) -> None:
+        """Wait for the batch being stored (before a rebalance moves partitions, and at exit)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            await task
+
     async def _publish_dead(self, dead: Sequence[dict[str, Any]]) -> None:
         if not dead or self.producer is None:
             return
@@ -222,7 +308,7 @@ class Sink:
 
     # lifecycle -----------------------------------------------------------------------------
     async def run(self, *, idle_exit_s: float | None = None) -> SinkStats:
-        self.writer = await self._connect()
+        self.writer = await self._on_db(self._connect())
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.s.kafka_bootstrap,
             group_id=self.s.storage_sink_group,
@@ -248,16 +334,24 @@ class Sink:
         log.info("sink: consuming %d topics as group %s", len(self.full), self.s.storage_sink_group)
         idle_since = time.monotonic()
         try:
+            # Pipelined: batch N+1 is fetched, decoded and formatted while batch N is in the
+            # database (one transaction at a time, in offset order; at most one in flight).
             while not self.stopping.is_set():
                 records = await self.consumer.getmany(
                     timeout_ms=self.s.storage_sink_poll_ms,
                     max_records=self.s.storage_sink_max_records,
                 )
-                if records:
-                    await self.handle(records)
+                batch = self.prepare(records) if records else None
+                if batch is not None:
+                    await self.drain()
+                    written = self._submit_db(self._write(batch))  # starts now, on its thread
+                    self._inflight = asyncio.create_task(self._finish(batch, written))
                     idle_since = time.monotonic()
+                elif self._inflight is not None and self._inflight.done():
+                    await self.drain()  # surface its exception, if any
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
+            await self.drain()
         finally:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
@@ -265,7 +359,10 @@ class Sink:
                 await self.producer.stop()
             if self.writer is not None:
                 with contextlib.suppress(Exception):
-                    await self.writer.conn.close()
+                    await self._on_db(self.writer.conn.close())
+            if self._db is not None:
+                self._db.stop()
+                self._db = None
         return self.stats
 
 

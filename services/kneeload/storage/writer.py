@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb
@@ -52,7 +53,7 @@ from kneeload.topics.catalogue import (
 
 log = logging.getLogger("kneeload.sink")
 
-__all__ = ["KINDS", "Message", "WriteResult", "Writer", "decode"]
+__all__ = ["KINDS", "Message", "Prepared", "WriteResult", "Writer", "decode"]
 
 Row = tuple[Any, ...]
 
@@ -76,6 +77,20 @@ class WriteResult:
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0  # already in the database (offset below kneeload.sink_offsets)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A batch made ready for the database without touching it (:meth:`Writer.prepare`): the
+    messages grouped by topic and the per-sample topics' COPY data already formatted, so a
+    sink can format batch N+1 while the database is still busy with batch N."""
+
+    msgs: Sequence[Message]
+    dead: Sequence[dict[str, Any]]
+    offsets: dict[tuple[str, int], int] | None
+    by_topic: dict[str, list[Message]]
+    copy_data: dict[str, tuple[bytes, int]]  # per-sample topic -> (CSV, rows)
+    partition_times: dict[str, list[str]]  # partitioned table -> event times it must hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,13 +679,9 @@ BATCH_KIND = Kind(
 
 # --- the per-sample fast path ----------------------------------------------------------------
 
-_WATCH_COLS = (
+_WATCH_COLS = (  # the sample's own fields (in :class:`WatchSampleRow` order), then the batch's
     "time",
     "record_id",
-    "athlete_id",
-    "device_id",
-    "session_id",
-    "batch_id",
     "cadence_spm",
     "speed_mps",
     "ground_contact_ms",
@@ -682,12 +693,14 @@ _WATCH_COLS = (
     "grade_pct",
     "distance_m",
     "vertical_load_bw",
+    "athlete_id",
+    "device_id",
+    "session_id",
+    "batch_id",
 )
-_LOAD_COLS = (
+_LOAD_COLS = (  # the sample's own fields (in :class:`LoadSampleRow` order), then the batch's
     "time",
     "record_id",
-    "athlete_id",
-    "session_id",
     "speed_mps",
     "cadence_spm",
     "ground_contact_ms",
@@ -698,13 +711,91 @@ _LOAD_COLS = (
     "peak_pfj_stress_mpa",
     "pfj_impulse_mpa_s",
     "late",
+    "athlete_id",
+    "session_id",
 )
+Num = int | float
+
+
+class _Doc(msgspec.Struct):
+    """A per-sample message decoded by msgspec (the sink's fast path), readable like the dict
+    :func:`kneeload.contracts.loads` would have returned (``d.get(name)``, ``d[name]``)."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+
+class WatchSampleRow(_Doc):
+    """One watch sample; field order = the first columns of ``_WATCH_COLS``."""
+
+    time: str
+    record_id: str
+    cadence_spm: Num
+    speed_mps: Num
+    ground_contact_ms: Num | None = None
+    vertical_oscillation_mm: Num | None = None
+    vertical_ratio_pct: Num | None = None
+    step_length_mm: Num | None = None
+    power_w: Num | None = None
+    heart_rate_bpm: Num | None = None
+    grade_pct: Num | None = None
+    distance_m: Num | None = None
+    vertical_load_bw: Num | None = None
+
+
+class WatchBatchDoc(_Doc):
+    batch_id: str
+    athlete_id: str
+    device_id: str
+    samples: list[WatchSampleRow]
+    team_id: str | None = None
+    session_id: str | None = None
+    source: str | None = None
+    sub_sport: str | None = None
+    received_at: str | None = None
+
+
+class LoadSampleRow(_Doc):
+    """One per-sample load estimate; field order = the first columns of ``_LOAD_COLS``."""
+
+    time: str
+    record_id: str
+    speed_mps: Num
+    cadence_spm: Num
+    ground_contact_ms: Num
+    ground_contact_estimated: bool
+    grade_pct: Num
+    bws_pct: Num | None
+    unit_id: str | None
+    peak_pfj_stress_mpa: Num
+    pfj_impulse_mpa_s: Num
+    late: bool
+
+
+class LoadBatchDoc(_Doc):
+    batch_id: str
+    athlete_id: str
+    samples: list[LoadSampleRow]
+    team_id: str | None = None
+    session_id: str | None = None
+
+
 SAMPLE_TOPICS = {
     WATCH_SAMPLES: ("kneeload.watch_samples", _WATCH_COLS),
     LOAD_SAMPLES: ("kneeload.sample_load", _LOAD_COLS),
 }
 _COPY_OPTS = "(FORMAT csv, NULL 'null')"
 _dumps = orjson.dumps
+_encode = msgspec.json.Encoder().encode
+_astuple = msgspec.structs.astuple
+#: typed decoders of the per-sample topics (structure and types; unknown fields ignored)
+_FAST_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    WATCH_SAMPLES: msgspec.json.Decoder(WatchBatchDoc),
+    LOAD_SAMPLES: msgspec.json.Decoder(LoadBatchDoc),
+}
 
 
 def _csv(rows: list[tuple[Any, ...]], safe: bool) -> bytes:
@@ -723,45 +814,77 @@ def _csv(rows: list[tuple[Any, ...]], safe: bool) -> bytes:
     return _dumps(rows)[2:-2].replace(b"],[", b"\n") + b"\n"
 
 
+def _struct_rows(samples: Sequence[_Doc], tail: Sequence[Any], safe: bool) -> bytes:
+    """CSV of msgspec-decoded samples, each row followed by the batch-level ``tail`` values:
+    one encode of the rows as JSON arrays, the ``],[`` separators become ``,<tail>\n``."""
+    end = b"," + _dumps(tail)[1:-1] + b"\n"
+    if safe:
+        return b"".join(_encode(_astuple(x))[1:-1] + end for x in samples)
+    return _encode([_astuple(x) for x in samples])[2:-2].replace(b"],[", end) + end
+
+
 def format_watch(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
-    """COPY data (see :func:`_csv`) and row count of every sample of every watch batch."""
+    """COPY data (``_WATCH_COLS``, see :func:`_csv`) and row count of every sample of every
+    watch batch; ``docs`` are dicts or :class:`WatchBatchDoc` (the fast path: 2.5 against
+    5.5 µs per sample decoded and formatted, measured)."""
+    parts: list[bytes] = []
     rows: list[tuple[Any, ...]] = []
     add = rows.append
+    n = 0
     for d in docs:
         a, dev, ses, bat = d["athlete_id"], d["device_id"], d["session_id"], d["batch_id"]
+        if isinstance(d, WatchBatchDoc):
+            parts.append(_struct_rows(d.samples, (a, dev, ses, bat), safe))
+            n += len(d.samples)
+            continue
         for s in d["samples"]:
             g = s.get
             add(
                 (
-                    s["time"], s["record_id"], a, dev, ses, bat, s["cadence_spm"],
-                    s["speed_mps"], g("ground_contact_ms"), g("vertical_oscillation_mm"),
-                    g("vertical_ratio_pct"), g("step_length_mm"), g("power_w"),
-                    g("heart_rate_bpm"), g("grade_pct"), g("distance_m"), g("vertical_load_bw"),
+                    s["time"], s["record_id"], s["cadence_spm"], s["speed_mps"],
+                    g("ground_contact_ms"), g("vertical_oscillation_mm"), g("vertical_ratio_pct"),
+                    g("step_length_mm"), g("power_w"), g("heart_rate_bpm"), g("grade_pct"),
+                    g("distance_m"), g("vertical_load_bw"), a, dev, ses, bat,
                 )
             )  # fmt: skip
-    return _csv(rows, safe), len(rows)
+    parts.append(_csv(rows, safe))
+    return b"".join(parts), n + len(rows)
 
 
 def format_load(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
-    """COPY data and row count of every sample of every sample_load batch (see
-    :func:`format_watch`)."""
+    """COPY data (``_LOAD_COLS``) and row count of every sample of every sample_load batch
+    (dicts or :class:`LoadBatchDoc`; see :func:`format_watch`)."""
+    parts: list[bytes] = []
     rows: list[tuple[Any, ...]] = []
     add = rows.append
+    n = 0
     for d in docs:
         a, ses = d["athlete_id"], d["session_id"]
+        if isinstance(d, LoadBatchDoc):
+            parts.append(_struct_rows(d.samples, (a, ses), safe))
+            n += len(d.samples)
+            continue
         for s in d["samples"]:
             add(
                 (
-                    s["time"], s["record_id"], a, ses, s["speed_mps"], s["cadence_spm"],
+                    s["time"], s["record_id"], s["speed_mps"], s["cadence_spm"],
                     s["ground_contact_ms"], s["ground_contact_estimated"], s["grade_pct"],
                     s["bws_pct"], s.get("unit_id"), s["peak_pfj_stress_mpa"],
-                    s["pfj_impulse_mpa_s"], s["late"],
+                    s["pfj_impulse_mpa_s"], s["late"], a, ses,
                 )
             )  # fmt: skip
-    return _csv(rows, safe), len(rows)
+    parts.append(_csv(rows, safe))
+    return b"".join(parts), n + len(rows)
 
 
 _FORMATTERS = {WATCH_SAMPLES: format_watch, LOAD_SAMPLES: format_load}
+
+
+def _format_samples(topic: str, msgs: Sequence[Message]) -> tuple[bytes, int]:
+    """COPY data of the per-sample ``topic``'s messages (``safe`` when some raw message holds the
+    row separator inside a string: see :func:`_csv`)."""
+    safe = any(m.value is not None and b"],[" in m.value for m in msgs)
+    return _FORMATTERS[topic]([m.doc for m in msgs], safe)
 
 
 # --- decoding and validation -------------------------------------------------------------------
@@ -790,7 +913,11 @@ def decode(msg: Message, validate: str = "low_volume") -> dict[str, Any] | None:
 
     ``validate``: ``all`` checks every message against its JSON Schema; ``low_volume`` (default)
     all topics except the two per-sample ones, whose producers validated each sample — those get a
-    structural check here and the database's column types; ``none`` only decodes."""
+    structural and type check here (msgspec decoding into :class:`WatchBatchDoc` /
+    :class:`LoadBatchDoc`, the COPY fast path) and the database's column types; ``none`` only
+    decodes. A per-sample message the typed decoder refuses, or holding a backslash (a string
+    may hold a quote or control character), is decoded to a dict and checked against its
+    schema in full."""
     if msg.value is None:
         kind = KINDS.get(msg.topic)
         if kind is not None and kind.registry and msg.key is not None:
@@ -798,6 +925,16 @@ def decode(msg: Message, validate: str = "low_volume") -> dict[str, Any] | None:
         return _dead(
             msg, "null_value", "a message without a value on a topic that takes no tombstones"
         )
+    fast = _FAST_DECODERS.get(msg.topic)
+    if fast is not None and validate != "all" and b"\\" not in msg.value:
+        try:
+            typed = fast.decode(msg.value)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            typed = None  # the full check below says what is wrong
+        if typed is not None and typed.samples:
+            msg.doc = typed
+            return None
+        validate = "all"
     try:
         doc = contracts.loads(msg.value)
     except contracts.JSONError as exc:
@@ -904,7 +1041,7 @@ class Writer:
         units: dict[str, str | None] = {}
         for m in msgs:
             d = m.doc
-            if not isinstance(d, dict) or m.topic in (
+            if not isinstance(d, dict | _Doc) or m.topic in (
                 DEADLETTER,
                 REGISTRY_DEVICES,
                 REGISTRY_ATHLETES,
@@ -948,7 +1085,7 @@ class Writer:
     def _remember_dimensions(self, msgs: Sequence[Message]) -> None:
         for m in msgs:
             d = m.doc
-            if isinstance(d, dict):
+            if isinstance(d, dict | _Doc):
                 if isinstance(d.get("athlete_id"), str):
                     self._known_athletes.add(d["athlete_id"])
                 if isinstance(d.get("unit_id"), str):
@@ -976,11 +1113,11 @@ class Writer:
             n += 1
         return n
 
-    async def _samples(self, topic: str, msgs: Sequence[Message]) -> int:
+    async def _samples(
+        self, topic: str, msgs: Sequence[Message], pre: tuple[bytes, int] | None = None
+    ) -> int:
         table, cols = SAMPLE_TOPICS[topic]
-        docs = [m.doc for m in msgs]
-        safe = any(m.value is not None and b"],[" in m.value for m in msgs)
-        data, rows = _FORMATTERS[topic](docs, safe)
+        data, rows = pre if pre is not None else _format_samples(topic, msgs)
         async with self.conn.cursor() as cur:
             try:
                 async with (
@@ -1006,30 +1143,43 @@ class Writer:
             await self._generic(BATCH_KIND, msgs)
         return n
 
-    async def _write_kind(self, topic: str, msgs: Sequence[Message]) -> int:
+    async def _write_kind(
+        self, topic: str, msgs: Sequence[Message], pre: tuple[bytes, int] | None = None
+    ) -> int:
         if topic in SAMPLE_TOPICS:
-            return await self._samples(topic, msgs)
+            return await self._samples(topic, msgs, pre)
         return await self._generic(KINDS[topic], msgs)
 
-    async def _prepare_partitions(self, by_topic: dict[str, list[Message]]) -> None:
-        for topic, msgs in by_topic.items():
+    @staticmethod
+    def prepare(
+        msgs: Sequence[Message],
+        dead: Sequence[dict[str, Any]] = (),
+        offsets: dict[tuple[str, int], int] | None = None,
+    ) -> Prepared:
+        """Everything :meth:`write_prepared` needs that takes CPU and no database: grouping by
+        topic, the per-sample topics' COPY data, the event times partitions must cover."""
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for m in msgs:
+            by_topic[m.topic].append(m)
+        copy_data: dict[str, tuple[bytes, int]] = {}
+        times: dict[str, list[str]] = {}
+        for topic, group in by_topic.items():
             if topic in SAMPLE_TOPICS:
-                table = SAMPLE_TOPICS[topic][0]
-                times = (
-                    s.get("time", "")
-                    for m in msgs
+                copy_data[topic] = _format_samples(topic, group)
+                ts = (
+                    s.get("time")
+                    for m in group
                     for s in (m.doc["samples"][0], m.doc["samples"][-1])
                 )
-                await self.ensure_partitions(table, [t for t in times if isinstance(t, str)])
+                times[SAMPLE_TOPICS[topic][0]] = [t for t in ts if isinstance(t, str)]
                 continue
             kind = KINDS[topic]
             if kind.partitioned and kind.time_index is not None:
-                ts = [
-                    r[kind.time_index] for m in msgs if m.doc is not None for r in kind.rows(m.doc)
-                ]
-                await self.ensure_partitions(
-                    kind.partitioned[0], [t for t in ts if isinstance(t, str)]
+                ts = (
+                    r[kind.time_index] for m in group if m.doc is not None for r in kind.rows(m.doc)
                 )
+                times[kind.partitioned[0]] = [t for t in ts if isinstance(t, str)]
+        return Prepared(msgs, dead, offsets, by_topic, copy_data, times)
 
     async def write(
         self,
@@ -1041,19 +1191,26 @@ class Writer:
         ``dead`` in one transaction, recording ``offsets`` ({(full topic, partition): next offset}).
 
         A kind whose rows the database refuses is retried message by message (savepoints); the
-        refused messages become dead letters in the same transaction (and in the result)."""
+        refused messages become dead letters in the same transaction (and in the result).
+        Same as ``write_prepared(prepare(msgs, dead, offsets))``."""
+        return await self.write_prepared(self.prepare(msgs, dead, offsets))
+
+    async def write_prepared(self, batch: Prepared) -> WriteResult:
+        """The database half of :meth:`write` (one transaction; see there)."""
+        msgs, by_topic = batch.msgs, batch.by_topic
         result = WriteResult(messages=len(msgs))
-        by_topic: dict[str, list[Message]] = defaultdict(list)
-        for m in msgs:
-            by_topic[m.topic].append(m)
-        await self._prepare_partitions(by_topic)
-        dead_rows = list(dead)
+        for table, ts in batch.partition_times.items():
+            await self.ensure_partitions(table, ts)
+        dead_rows = list(batch.dead)
+        offsets = batch.offsets
         async with self.conn.transaction():
             await self._dimensions(msgs)
             for topic, group in by_topic.items():
                 try:
                     async with self.conn.transaction():
-                        result.rows[topic] += await self._write_kind(topic, group)
+                        result.rows[topic] += await self._write_kind(
+                            topic, group, batch.copy_data.get(topic)
+                        )
                 except (
                     psycopg.DataError,
                     psycopg.IntegrityError,
@@ -1066,7 +1223,12 @@ class Writer:
                         try:
                             async with self.conn.transaction():
                                 if topic in SAMPLE_TOPICS and m.doc is not None:
-                                    errs = contracts.get_contract(_schema_of(topic)).errors(m.doc)
+                                    doc = (
+                                        m.doc
+                                        if isinstance(m.doc, dict)
+                                        else orjson.loads(m.value or b"")
+                                    )
+                                    errs = contracts.get_contract(_schema_of(topic)).errors(doc)
                                     if errs:
                                         dead_rows.append(
                                             _dead(
