@@ -8,6 +8,12 @@ partition count (co-partitioning: ``registry.athletes`` with athlete-keyed strea
 Registries are compacted (latest record per key, tombstones delete); streams are
 ``delete`` with a retention. Kafka is not the system of record: PostgreSQL is, so
 stream retention only needs to cover replays and outages.
+
+The stream worker's **internal** topics (re-keying and timer topics between its own
+agents) are listed separately by :func:`internal_catalogue`: they carry no public
+contract (no schema in ``schemas/``; only the worker reads them), so they stay out of
+:func:`catalogue` and the worker reconciles them itself (``kneeload worker`` and
+``kneeload rebuild-state`` do it before they start).
 """
 
 from __future__ import annotations
@@ -35,10 +41,17 @@ __all__ = [
     "TREADMILL_TELEMETRY",
     "UNIT_STATUS",
     "WATCH_SAMPLES",
+    "WORKER_BWS_BY_ATHLETE",
+    "WORKER_DEVICES_BY_UNIT",
+    "WORKER_PAIRS_BY_TEAM",
+    "WORKER_TICK_ATHLETES",
+    "WORKER_TICK_UNITS",
     "CleanupPolicy",
     "Topic",
     "catalogue",
     "get_topic",
+    "internal_catalogue",
+    "internal_logical_names",
     "logical_names",
     "topic_name",
 ]
@@ -59,6 +72,12 @@ CORRELATIONS = "correlations"
 ALERTS = "alerts"
 UNIT_STATUS = "unit.status"
 DEADLETTER = "deadletter"
+# worker-internal (see internal_catalogue)
+WORKER_BWS_BY_ATHLETE = "worker.bws-by-athlete"
+WORKER_TICK_ATHLETES = "worker.tick-athletes"
+WORKER_TICK_UNITS = "worker.tick-units"
+WORKER_PAIRS_BY_TEAM = "worker.pairs-by-team"
+WORKER_DEVICES_BY_UNIT = "worker.devices-by-unit"
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
@@ -139,6 +158,21 @@ _DEFS: tuple[_Def, ...] = (
 )  # fmt: skip
 _BY_NAME = {d.name: d for d in _DEFS}
 
+#: the stream worker's internal topics: keyed like the worker's streams (co-partitioned
+#: with them), one day of retention (the worker's tables hold the state, not these)
+_INTERNAL_DEFS: tuple[_Def, ...] = (
+    _Def(WORKER_BWS_BY_ATHLETE, "athlete_id", "internal", "keyed", _D, _DAY_MS,
+         "Worker: LEVER telemetry and setpoints re-keyed by athlete (BWS enrichment)."),
+    _Def(WORKER_TICK_ATHLETES, "tick", "internal", "keyed", _D, _DAY_MS,
+         "Worker: processing-time ticks, one per assigned athlete partition."),
+    _Def(WORKER_TICK_UNITS, "tick", "internal", "keyed", _D, _DAY_MS,
+         "Worker: processing-time ticks, one per assigned unit partition."),
+    _Def(WORKER_PAIRS_BY_TEAM, "team_id", "internal", "keyed", _D, _DAY_MS,
+         "Worker: each athlete's pain-load pairs (bounded) re-keyed by team, for rmcorr."),
+    _Def(WORKER_DEVICES_BY_UNIT, "unit_id", "internal", "keyed", _D, _DAY_MS,
+         "Worker: LEVER device records (timeout_s, clinic) re-keyed by unit."),
+)  # fmt: skip
+
 
 def logical_names() -> tuple[str, ...]:
     """Logical names of every topic, in catalogue order."""
@@ -166,6 +200,28 @@ def catalogue(settings: Settings | None = None) -> tuple[Topic, ...]:
     """Every topic, resolved against ``settings`` (default: the process settings)."""
     s = settings or get_settings()
     return tuple(_resolve(d, s) for d in _DEFS)
+
+
+def internal_logical_names() -> tuple[str, ...]:
+    """Logical names of the stream worker's internal topics."""
+    return tuple(d.name for d in _INTERNAL_DEFS)
+
+
+def internal_catalogue(settings: Settings | None = None) -> tuple[Topic, ...]:
+    """The stream worker's internal topics, resolved against ``settings``.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Prefix, partitions and replication (default: the process settings).
+
+    Returns
+    -------
+    tuple of Topic
+        One entry per internal topic; ``schema`` is ``"internal"`` (no public contract).
+    """
+    s = settings or get_settings()
+    return tuple(_resolve(d, s) for d in _INTERNAL_DEFS)
 
 
 def get_topic(logical_name: str, settings: Settings | None = None) -> Topic:
