@@ -208,3 +208,66 @@ def test_corrected_day_load_refreshes_the_correlation_pair() -> None:
     assert after == pytest.approx(daily(out)[D0.date().isoformat()], rel=1e-12)
     again = [e for t, _, e in out if t == "correlations"]
     assert {e["id"] for e in again} == {e["id"] for e in first}  # same ids: upserts
+
+
+def _device(uid: str, kind: str = "lever_unit", timeout_s: int | None = 5) -> dict:
+    return {
+        "device_id": uid,
+        "kind": kind,
+        "clinic_id": "c9" if kind == "lever_unit" else None,
+        "athlete_id": None,
+        "api_key_sha256": "0" * 64,
+        "revoked": False,
+        "max_bws_pct": 80.0 if kind == "lever_unit" else None,
+        "timeout_s": timeout_s if kind == "lever_unit" else None,
+        "updated_at": "2024-01-01T00:00:00Z",
+    }
+
+
+def test_device_records_are_re_keyed_by_unit_for_lever_units_only() -> None:
+    from kneeload.worker.fleet import DEVICES_BY_UNIT, device_to_unit
+
+    assert device_to_unit("u7", _device("u7")) == (
+        DEVICES_BY_UNIT,
+        "u7",
+        {"unit_id": "u7", "timeout_s": 5, "clinic_id": "c9"},
+    )
+    assert device_to_unit("w1", _device("w1", kind="watch")) is None
+    assert device_to_unit("w1", _device("w1", kind="app")) is None
+    gone = device_to_unit("u7", None)  # tombstone: the unit falls back to the default
+    assert gone is not None and gone[2]["deleted"] and gone[2]["timeout_s"] is None
+    assert device_to_unit(None, None) is None
+
+
+def _heartbeat(u: dict, f: UnitProcessor, now_ms: int) -> None:
+    f.on_telemetry(
+        u,
+        {"unit_id": u["unit_id"], "clinic_id": None, "time": iso(D0), "kind": "heartbeat"},
+        now_ms,
+    )
+
+
+def test_unit_goes_offline_after_its_registry_timeout_not_the_default() -> None:
+    from kneeload.worker.fleet import device_to_unit
+
+    f = UnitProcessor(unit_timeout_s=60, status_interval_s=30, bws_stale_s=30)
+    u = new_unit("u7")
+    rec = device_to_unit("u7", _device("u7", timeout_s=5))
+    assert rec is not None
+    f.on_device(u, rec[2])
+    assert u["timeout_s"] == 5.0 and u["clinic_id"] == "c9"
+    _heartbeat(u, f, 1000)
+    assert f.on_tick(u, 1000 + 5_000) == []  # not longer than 5 s yet
+    off = f.on_tick(u, 1000 + 5_001)
+    alerts = [e for t, _, e in off if t == "alerts"]
+    assert [a["kind"] for a in alerts] == ["unit_offline"]
+    assert alerts[0]["values"]["timeout_s"] == 5.0 and alerts[0]["clinic_id"] == "c9"
+    # the device record deleted (or its timeout cleared): the setting applies again
+    gone = device_to_unit("u7", None)
+    assert gone is not None
+    f.on_device(u, gone[2])
+    assert u["timeout_s"] is None and u["clinic_id"] == "c9"
+    _heartbeat(u, f, 100_000)
+    assert f.on_tick(u, 100_000 + 30_000) == []
+    off = f.on_tick(u, 100_000 + 60_001)
+    assert [e["values"]["timeout_s"] for t, _, e in off if t == "alerts"] == [60.0]

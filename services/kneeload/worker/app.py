@@ -1,4 +1,4 @@
-"""The Faust app: two agents over co-partitioned topics, plain keyed tables, one timer.
+"""The Faust app: agents over co-partitioned topics, plain keyed tables, one timer.
 
 ``athlete`` agent — one stream over ``watch.samples``, ``registry.athletes``,
 ``pain.reports``, the internal ``worker.bws-by-athlete`` and ``worker.tick-athletes``
@@ -6,13 +6,23 @@
 same worker). It runs :class:`kneeload.worker.athlete.AthleteProcessor`.
 
 ``fleet`` agent — one stream over ``treadmill.telemetry``, ``treadmill.setpoints``,
-``registry.assignments`` and ``worker.tick-units`` (keyed by unit_id); runs
+``registry.assignments``, ``worker.tick-units`` and the internal
+``worker.devices-by-unit`` (keyed by unit_id); runs
 :class:`kneeload.worker.fleet.UnitProcessor` and re-keys treadmill entries by athlete
 into ``worker.bws-by-athlete``.
 
-State: three plain (not windowed) tables with the in-memory store and a changelog
-topic each (``athletes``, ``chunks``, ``units``); a restarted worker replays the
-changelog. Values are orjson bytes; a decoded copy is cached per key and reused while
+``devices`` agent — ``registry.devices`` (one partition, keyed by device id): each LEVER
+unit's record (its ``timeout_s``) re-keyed by unit into ``worker.devices-by-unit``
+(:func:`kneeload.worker.fleet.device_to_unit`), so it reaches the worker that owns the
+unit.
+
+``team`` agent — ``worker.pairs-by-team`` (keyed by team_id): each athlete's paired
+load/pain observations, published by the athlete agent; runs
+:class:`kneeload.worker.team.TeamProcessor` (repeated-measures correlation per team).
+
+State: four plain (not windowed) tables with the in-memory store and a changelog
+topic each (``athletes``, ``chunks``, ``units``, ``teams``); a restarted worker replays
+the changelog. Values are orjson bytes; a decoded copy is cached per key and reused while
 the table still holds the very bytes object written last (identity check), so
 recovery and rebalances are always honoured. Tables use the producer's partitioner
 (murmur2 of the key, as every input topic), so they can be written outside one event.
@@ -48,22 +58,40 @@ from kneeload.topics import (
     PAIN_REPORTS,
     REGISTRY_ASSIGNMENTS,
     REGISTRY_ATHLETES,
+    REGISTRY_DEVICES,
     TREADMILL_SETPOINTS,
     TREADMILL_TELEMETRY,
     WATCH_SAMPLES,
     catalogue,
+    get_topic,
+)
+from kneeload.topics.catalogue import (
+    WORKER_PAIRS_BY_TEAM,
+    WORKER_TICK_ATHLETES,
+    WORKER_TICK_UNITS,
+    internal_catalogue,
+    internal_logical_names,
 )
 from kneeload.worker.athlete import AthleteProcessor, Output, WorkerConfig, new_state
-from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, new_unit
+from kneeload.worker.fleet import (
+    BWS_BY_ATHLETE,
+    DEVICES_BY_UNIT,
+    UnitProcessor,
+    device_to_unit,
+    new_unit,
+)
+from kneeload.worker.team import TeamProcessor
 
 log = logging.getLogger("kneeload.worker")
 
-TICK_ATHLETES = "worker.tick-athletes"
+TICK_ATHLETES = WORKER_TICK_ATHLETES
 #: events per take of the athlete stream, and the longest wait to fill one (s)
 TAKE_MAX_EVENTS = 1000
 TAKE_WITHIN_S = 0.05
-TICK_UNITS = "worker.tick-units"
-INTERNAL_TOPICS = (BWS_BY_ATHLETE, TICK_ATHLETES, TICK_UNITS)
+TICK_UNITS = WORKER_TICK_UNITS
+PAIRS_BY_TEAM = WORKER_PAIRS_BY_TEAM
+#: logical names of the worker's internal topics (topics.catalogue.internal_catalogue)
+INTERNAL_TOPICS = internal_logical_names()
 
 
 def app_id(settings: Settings) -> str:
@@ -113,10 +141,17 @@ class CachedTable(MutableMapping[str, Any]):
 
     # MutableMapping of raw bytes (the chunk store)
     def forget(self, partitions: set[int], n: int) -> None:
-        """Drop the decoded values of keys in ``partitions`` (revoked: another worker may
-        own them next; a later assignment recovers them from the changelog)."""
-        for k in [k for k in self.cache if partition_of(k, n) in partitions]:
+        """Drop the decoded values of keys whose owner is in ``partitions`` (revoked:
+        another worker may own them next; a later assignment recovers them from the
+        changelog)."""
+        for k in [k for k in self.cache if partition_of(owner_of(k), n) in partitions]:
             del self.cache[k]
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (a tombstone in the changelog); absent keys are fine."""
+        self.cache.pop(key, None)
+        with contextlib.suppress(KeyError):
+            del self.table[key.encode()]
 
     def __getitem__(self, key: str) -> Any:
         return self.table[key.encode()]
@@ -141,8 +176,56 @@ class CachedTable(MutableMapping[str, Any]):
         return len(self.table)
 
 
+class StagedTable(MutableMapping[str, Any]):
+    """Decoded values of a :class:`CachedTable` whose writes wait for :meth:`commit`.
+
+    What a plain processor (:class:`kneeload.worker.team.TeamProcessor`) reads and
+    writes during one event; the agent publishes the event's outputs first and then
+    commits the state that accounts for them (as the athlete agent does per take).
+    """
+
+    _GONE: Any = object()
+
+    def __init__(self, table: CachedTable) -> None:
+        self.table = table
+        self.pending: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        v = self.pending[key] if key in self.pending else self.table.load(key)
+        if v is None or v is self._GONE:
+            raise KeyError(key)
+        return v
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.pending[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self[key]  # KeyError if absent
+        self.pending[key] = self._GONE
+
+    def __iter__(self) -> Iterator[str]:
+        keys = set(self.table) | set(self.pending)
+        return iter(sorted(k for k in keys if k in self))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def commit(self) -> None:
+        """Write the held changes to the table (and so its changelog)."""
+        for k, v in self.pending.items():
+            if v is self._GONE:
+                self.table.delete(k)
+            else:
+                self.table.store(k, v)
+        self.pending.clear()
+
+
 def owner_of(key: str) -> str:
-    """The athlete or unit a table key belongs to (chunk keys are ``athlete|session|batch``)."""
+    """The athlete, unit or team a table key belongs to (chunk keys are
+    ``athlete|session|batch``, team entries ``team|athlete``)."""
     return key.split("|", 1)[0]
 
 
@@ -172,7 +255,7 @@ def changelog_topic(settings: Settings, table: str) -> str:
 
 
 #: the worker's tables (each with a changelog topic)
-TABLES = ("athletes", "chunks", "units")
+TABLES = ("athletes", "chunks", "units", "teams")
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -202,14 +285,14 @@ def create_app(settings: Settings) -> faust.App:
     )
     names = {t.logical_name: t.full_name for t in catalogue(settings)}
 
-    def raw_topic(*logical: str) -> Any:
+    def raw_topic(*logical: str, partitions: int = n) -> Any:
         return app.topic(
             *(names.get(x, prefix + x) for x in logical),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
-            partitions=n,
+            partitions=partitions,
         )
 
     def table(name: str) -> Any:
@@ -223,6 +306,7 @@ def create_app(settings: Settings) -> faust.App:
     athletes = CachedTable(table("athletes"))
     chunks = CachedTable(table("chunks"))
     units = CachedTable(table("units"))
+    teams = CachedTable(table("teams"))
     proc = AthleteProcessor(cfg, chunks)
     fleet = UnitProcessor(
         settings.worker_unit_timeout_s, settings.worker_unit_status_interval_s, cfg.bws_stale_s
@@ -254,6 +338,7 @@ def create_app(settings: Settings) -> faust.App:
 
     t_watch, t_reg, t_pain = names[WATCH_SAMPLES], names[REGISTRY_ATHLETES], names[PAIN_REPORTS]
     t_bws, t_tick_a, t_tick_u = prefix + BWS_BY_ATHLETE, prefix + TICK_ATHLETES, prefix + TICK_UNITS
+    t_dev, t_pairs = prefix + DEVICES_BY_UNIT, prefix + PAIRS_BY_TEAM
     t_tel, t_set, t_asg = (
         names[TREADMILL_TELEMETRY],
         names[TREADMILL_SETPOINTS],
@@ -332,8 +417,11 @@ def create_app(settings: Settings) -> faust.App:
                 athletes.flush(aid)
 
     @app.agent(
-        raw_topic(TREADMILL_TELEMETRY, TREADMILL_SETPOINTS, REGISTRY_ASSIGNMENTS, TICK_UNITS)
-    )
+        raw_topic(
+            TREADMILL_TELEMETRY, TREADMILL_SETPOINTS, REGISTRY_ASSIGNMENTS, TICK_UNITS,
+            DEVICES_BY_UNIT,
+        )
+    )  # fmt: skip
     async def units_agent(stream: Any) -> None:
         async for event in stream.events():
             topic = event.message.topic
@@ -356,9 +444,16 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             try:
                 uid = doc["unit_id"]
-                u = units.load(uid) or new_unit(uid)
+                u = units.load(uid)
+                if u is None:
+                    if topic == t_dev and doc.get("deleted"):
+                        continue  # a deleted device that never was a unit here
+                    u = new_unit(uid)
                 if topic == t_asg:
                     outs = fleet.on_assignment(u, doc)
+                elif topic == t_dev:
+                    fleet.on_device(u, doc)
+                    outs = []
                 elif topic in (t_tel, t_set):
                     name = "treadmill_telemetry" if topic == t_tel else "bws_setpoint_change"
                     if not is_valid(name, doc):
@@ -374,6 +469,55 @@ def create_app(settings: Settings) -> faust.App:
             units.store(uid, u)
             await publish(outs)
 
+    devices_n = get_topic(REGISTRY_DEVICES, settings).partitions
+
+    @app.agent(raw_topic(REGISTRY_DEVICES, partitions=devices_n))
+    async def devices_agent(stream: Any) -> None:
+        # registry.devices is not co-partitioned with the unit streams (one partition,
+        # keyed by device id): re-key each LEVER unit's record by unit.
+        async for event in stream.events():
+            key, value = event.key, event.value
+            try:
+                doc = orjson.loads(value) if value is not None else None
+            except orjson.JSONDecodeError:
+                log.warning("ignoring a device record that is not JSON (key %r)", key)
+                continue
+            if doc is not None and not is_valid("device_record", doc):
+                log.warning("ignoring an invalid device record (key %r)", key)
+                continue
+            o = device_to_unit(key.decode("utf-8", "replace") if key else None, doc)
+            if o is not None:
+                await publish([o])
+
+    team_proc = TeamProcessor({})
+
+    @app.agent(raw_topic(PAIRS_BY_TEAM))
+    async def team_agent(stream: Any) -> None:
+        async for event in stream.events():
+            topic, key, value = event.message.topic, event.key, event.value
+            try:
+                doc = orjson.loads(value) if value is not None else None
+            except orjson.JSONDecodeError as exc:
+                await publish([reject(topic, key, value, "invalid_json", str(exc))])
+                continue
+            if not (
+                isinstance(doc, dict)
+                and isinstance(doc.get("team_id"), str)
+                and isinstance(doc.get("athlete_id"), str)
+                and isinstance(doc.get("series"), dict)
+            ):
+                await publish([reject(topic, key, value, "invalid_pairs", "team pairs")])
+                continue
+            staged = team_proc.store = StagedTable(teams)
+            try:
+                outs = team_proc.on_pairs(doc)
+            except Exception as exc:
+                log.exception("team agent failed")
+                await publish([reject(topic, key, value, "processing_failed", repr(exc))])
+                continue
+            await publish(outs)  # outputs first, then the state that accounts for them
+            staged.commit()
+
     tick_a, tick_u = raw_topic(TICK_ATHLETES), raw_topic(TICK_UNITS)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # (mode types it narrowly)
@@ -385,6 +529,9 @@ def create_app(settings: Settings) -> faust.App:
         parts = {tp.partition for tp in revoked if tp.topic == t_tel}
         if parts:
             units.forget(parts, n)
+        parts = {tp.partition for tp in revoked if tp.topic == t_pairs}
+        if parts:
+            teams.forget(parts, n)
 
     @app.timer(interval=settings.worker_tick_s)
     async def ticker() -> None:
@@ -398,27 +545,19 @@ def create_app(settings: Settings) -> faust.App:
             elif tp.topic == t_tick_u:
                 await tick_u.send(key=b"tick", value=b"{}", partition=tp.partition)
 
-    app.kneeload_agents = (athlete, units_agent)  # type: ignore[attr-defined]
+    app.kneeload_agents = (athlete, units_agent, devices_agent, team_agent)  # type: ignore[attr-defined]
     return app
 
 
 def ensure_topics(settings: Settings) -> None:
-    """The catalogue's topics (idempotent reconcile) and the worker's internal topics."""
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    """The catalogue's topics and the worker's internal topics (idempotent reconcile).
 
-    from kneeload.topics import admin_client, reconcile
+    Parameters
+    ----------
+    settings : Settings
+        Broker, prefix, partitions and replication.
+    """
+    from kneeload.topics import reconcile
 
     reconcile(settings)
-    with admin_client(settings) as admin:
-        existing = set(admin.list_topics())
-        p, r = settings.topic_partitions, settings.topic_replication
-        day = {"retention.ms": str(86_400_000)}
-        new = [
-            NewTopic(settings.topic_prefix + name, p, r, topic_configs=day)
-            for name in INTERNAL_TOPICS
-            if settings.topic_prefix + name not in existing
-        ]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(new)
+    reconcile(settings, topics=internal_catalogue(settings))

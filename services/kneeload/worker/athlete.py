@@ -60,6 +60,7 @@ from kneeload.topics import (
     PAIN_RESPONSES,
     SESSIONS,
 )
+from kneeload.topics.catalogue import WORKER_PAIRS_BY_TEAM
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
 
 Output = tuple[str, str, dict[str, Any]]  # (logical topic, key, event)
@@ -125,7 +126,9 @@ def new_state(athlete_id: str, cfg: WorkerConfig) -> dict[str, Any]:
         "acwr": AcwrTracker(AcwrConfig(), cfg.acwr_history_days).to_dict(),
         "bws": [],  # [[t_ms, unit_id | None, bws_pct]]
         "pain": [],  # [[t_ms, nrs, context, session_id, report_id]]
-        "corr": {},
+        "corr": {},  # "lag<k>" -> PairedObservations.to_dict()
+        "corr_t": {},  # "lag<k>" -> latest event time (ms) of a change to those pairs
+        "corr_team": None,  # the team the pairs were last shared with
         "cooldown": {},
         "last_proc": 0,
         "last_pub": 0,
@@ -225,12 +228,16 @@ class AthleteProcessor:
 
     # ------------------------------------------------------------------ registry
     def on_registry(self, st: dict[str, Any], rec: dict[str, Any] | None) -> list[Output]:
+        """An ``athlete_record``; a changed team moves the athlete's correlation pairs
+        from the old team's repeated-measures correlation to the new one's."""
         if rec is None:
             return []
         st["team_id"] = rec.get("team_id", st.get("team_id"))
         st["tz"] = rec.get("time_zone") or "UTC"
         st["body_mass_kg"] = rec.get("body_mass_kg")
         st["calibration"] = rec.get("calibration")
+        if st["corr"] and st.get("corr_team") != st["team_id"]:
+            return self.share_pairs(st, st["team_id"])
         return []
 
     # ------------------------------------------------------------------ samples
@@ -1003,7 +1010,65 @@ class AthleteProcessor:
         )
         po.add(day.isoformat(), load, float(nrs))
         st["corr"][key] = po.to_dict()
-        return self._corr_events(st, po, lag, day.isoformat(), iso(t), team)
+        self._touch_corr(st, key, t)
+        out = self._corr_events(st, po, lag, day.isoformat(), iso(t), team)
+        return out + self.share_pairs(st, team)
+
+    @staticmethod
+    def _touch_corr(st: dict[str, Any], key: str, t: int) -> None:
+        """Event time of the latest change to the pairs of ``key`` (never moves back)."""
+        times = st.setdefault("corr_t", {})
+        times[key] = max(int(times.get(key, 0)), t)
+
+    def _pairs_time(self, st: dict[str, Any], pairs: list[list[Any]]) -> int:
+        """Event time for pairs without a recorded change time (state from before
+        ``corr_t`` existed): the end of the latest load day."""
+        return self.cal(st).end_of_day_ms(max(str(p[0]) for p in pairs)) - 1000
+
+    def share_pairs(self, st: dict[str, Any], team: str | None) -> list[Output]:
+        """The athlete's correlation pairs for the team agent (topic ``worker.pairs-by-team``,
+        key team_id).
+
+        Each message is a snapshot of every series (metric × lag) the athlete has, each
+        bounded by :class:`kneeload.core.correlation.PairedObservations` (at most
+        ``max_pairs`` pairs), so the latest message per athlete is all a team needs
+        (:class:`kneeload.worker.team.TeamProcessor`). When the athlete's team changed,
+        the old team first gets an empty snapshot (the athlete leaves it).
+
+        Parameters
+        ----------
+        st : dict
+            The athlete's state; ``corr_team`` is updated.
+        team : str or None
+            The team to share with; None shares with nobody (and leaves the old team).
+
+        Returns
+        -------
+        list of Output
+            Zero, one or two ``(worker.pairs-by-team, team_id, message)`` entries.
+        """
+        aid = st["athlete_id"]
+        out: list[Output] = []
+        prev = st.get("corr_team")
+        if prev is not None and prev != team:
+            out.append(
+                (WORKER_PAIRS_BY_TEAM, prev, {"team_id": prev, "athlete_id": aid, "series": {}})
+            )
+        st["corr_team"] = team
+        if team is not None:
+            times = st.get("corr_t") or {}
+            series = {
+                f"{METRIC}:{key[3:]}": {
+                    "t": int(times.get(key) or self._pairs_time(st, raw["pairs"])),
+                    "pairs": raw["pairs"],
+                }
+                for key, raw in sorted(st["corr"].items())
+                if raw["pairs"]
+            }
+            out.append(
+                (WORKER_PAIRS_BY_TEAM, team, {"team_id": team, "athlete_id": aid, "series": series})
+            )
+        return out
 
     def _corr_events(
         self,
@@ -1064,7 +1129,10 @@ class AthleteProcessor:
                 st["corr"][key] = po.to_dict()
                 d = max(changed)
                 t = self.cal(st).end_of_day_ms(d) - 1000
+                self._touch_corr(st, key, t)
                 out += self._corr_events(st, po, int(key[3:]), d, iso(t), st["team_id"])
+        if out:
+            out += self.share_pairs(st, st["team_id"])
         return out
 
 

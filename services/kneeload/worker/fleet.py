@@ -6,6 +6,13 @@ event-time clock): the worker's timer calls :meth:`UnitProcessor.on_tick`, which
 unit offline when nothing arrived for its timeout (registry ``timeout_s``, else the
 setting) and raises core's ``unit_offline`` alert (:func:`check_unit_silent`) with a
 dedup key bucketed by the last event time: one silence, one alert id.
+
+The registry's device records reach a unit's state through :func:`device_to_unit`:
+``registry.devices`` is keyed by device id (a LEVER unit's device id *is* its unit id)
+but has a single partition, so it is not co-partitioned with the unit-keyed streams.
+The worker re-keys each ``lever_unit`` record (and each tombstone) into the internal
+``worker.devices-by-unit`` topic, partitioned like the unit's telemetry, and the unit
+agent applies it with :meth:`UnitProcessor.on_device`.
 Minutes used are credited per UTC day between consecutive in-use telemetry records
 (gaps capped at one minute).
 """
@@ -17,11 +24,14 @@ from typing import Any
 
 from kneeload.core import alerts as core_alerts
 from kneeload.topics import UNIT_STATUS
+from kneeload.topics.catalogue import WORKER_BWS_BY_ATHLETE, WORKER_DEVICES_BY_UNIT
 from kneeload.worker.athlete import Output, alert_out
 from kneeload.worker.timeutil import iso, parse_ms, to_dt
 
 #: logical name of the internal re-keying topic (treadmill entries keyed by athlete)
-BWS_BY_ATHLETE = "worker.bws-by-athlete"
+BWS_BY_ATHLETE = WORKER_BWS_BY_ATHLETE
+#: logical name of the internal re-keying topic (LEVER device records keyed by unit)
+DEVICES_BY_UNIT = WORKER_DEVICES_BY_UNIT
 
 _GAP_CAP_MS = 60_000
 
@@ -57,8 +67,21 @@ class UnitProcessor:
         return []
 
     def on_device(self, u: dict[str, Any], rec: dict[str, Any]) -> None:
-        if rec.get("timeout_s"):
-            u["timeout_s"] = float(rec["timeout_s"])
+        """Apply a unit's device record (as :func:`device_to_unit` re-keys it).
+
+        Parameters
+        ----------
+        u : dict
+            The unit's state (:func:`new_unit`), changed in place.
+        rec : dict
+            ``{"unit_id", "timeout_s", "clinic_id"}``; ``timeout_s`` None (or 0, or a
+            deleted device) means the worker's default
+            (``KNEELOAD_WORKER_UNIT_TIMEOUT_S``) applies again.
+        """
+        t = rec.get("timeout_s")
+        u["timeout_s"] = float(t) if t else None
+        if rec.get("clinic_id"):
+            u["clinic_id"] = rec["clinic_id"]
 
     def on_telemetry(self, u: dict[str, Any], rec: dict[str, Any], now_ms: int) -> list[Output]:
         """Telemetry, heartbeat or setpoint change of one unit."""
@@ -167,3 +190,36 @@ class UnitProcessor:
         if a is not None:
             out.append(alert_out(a))
         return out
+
+
+def device_to_unit(key: str | None, rec: dict[str, Any] | None) -> Output | None:
+    """A ``registry.devices`` record as an entry for the unit agent, or None.
+
+    Parameters
+    ----------
+    key : str or None
+        The record's Kafka key (the device id; used only for tombstones, which carry
+        no record).
+    rec : dict or None
+        The ``device_record``; None for a tombstone (device deleted).
+
+    Returns
+    -------
+    Output or None
+        ``(worker.devices-by-unit, unit_id, {"unit_id", "timeout_s", "clinic_id"})``
+        for a LEVER unit; for a tombstone the same with ``"deleted": True`` (a unit
+        falls back to the default timeout; an id that is no unit is ignored); None for
+        watches and apps, and for a record without an id.
+    """
+    if rec is None:
+        if not key:
+            return None
+        ev = {"unit_id": key, "timeout_s": None, "clinic_id": None, "deleted": True}
+        return (DEVICES_BY_UNIT, key, ev)
+    if rec.get("kind") != "lever_unit":
+        return None
+    uid = rec.get("device_id") or key
+    if not uid:
+        return None
+    ev = {"unit_id": uid, "timeout_s": rec.get("timeout_s"), "clinic_id": rec.get("clinic_id")}
+    return (DEVICES_BY_UNIT, uid, ev)
