@@ -241,6 +241,15 @@ COMPONENTS: tuple[Component, ...] = (
                 higher_is_better=False,
             ),
             Figure(
+                "`kneeload acwr --method all` command (new process)",
+                ("cli_all_methods_csv_s",),
+                ("baseline_process_read_write_csv_s",),
+                "new process: import polars, read+write the same CSV",
+                "s",
+                5,  # issue #3: 10,000 athletes x 365 days "in a few seconds"
+                higher_is_better=False,
+            ),
+            Figure(
                 "PFJ per sample",
                 ("pfj_sample_us",),
                 ("baseline_trivial_call_us",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -190,11 +191,25 @@ def acwr_cmd(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--input") from exc
     if output_path is None:
-        sys.stdout.write(out.write_csv())
+        _write_csv_stdout(out)
     elif output_path.suffix.lower() in (".parquet", ".pq"):
         out.write_parquet(output_path)
     else:
         out.write_csv(output_path)
+
+
+def _write_csv_stdout(df: pl.DataFrame) -> None:
+    """CSV bytes straight to stdout (no whole-file string); a reader that stops early
+    (``| head``) ends the command quietly, as Unix filters do."""
+    sys.stdout.flush()
+    try:
+        df.write_csv(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except (BrokenPipeError, OSError) as exc:
+        if not isinstance(exc, BrokenPipeError) and "Broken pipe" not in str(exc):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        sys.exit(141)  # 128 + SIGPIPE, what the shell reports for a filter cut off by head
 
 
 def register(group: click.Group) -> None:

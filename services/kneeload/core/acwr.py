@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -460,17 +460,16 @@ class AcwrTracker:
 
 
 class _Daily(NamedTuple):
-    """Zero-filled daily series, flat in (athlete, date) order, with the block layout."""
+    """Zero-filled daily series, flat in (athlete, date) order, and its block layout."""
 
-    frame: pl.DataFrame  # athlete_id, date, load, day_index
-    load: np.ndarray  # float64, flat
-    day_index: np.ndarray  # int64, flat
-    code: np.ndarray  # athlete ordinal per row
-    offsets: np.ndarray  # first flat row per athlete
-    lengths: np.ndarray  # days per athlete
+    athlete_id: pl.Series  # String, one per row
+    date: pl.Series  # Date, one per row
+    load: np.ndarray  # float64, one per row (0.0 on days without a row)
+    lengths: np.ndarray  # int64, days per athlete, athletes in sorted order
 
 
 def _daily(df: pl.DataFrame | pl.LazyFrame) -> _Daily:
+    """Validate, sort (only when needed), sum a day's rows and zero-fill each athlete's span."""
     src = (
         df.lazy()
         .select(
@@ -480,12 +479,7 @@ def _daily(df: pl.DataFrame | pl.LazyFrame) -> _Daily:
         )
         .collect()
     )
-    # most inputs arrive sorted already: check (cheap) before sorting (not cheap)
-    aid, day = pl.col("athlete_id"), pl.col("date")
-    in_order = (aid < aid.shift(-1)) | ((aid == aid.shift(-1)) & (day <= day.shift(-1)))
-    if src.height > 1 and not src.select(in_order.head(src.height - 1).all()).item():
-        src = src.sort("athlete_id", "date")
-    load_in = src["load"].to_numpy()
+    load_in = src["load"].to_numpy()  # a null load becomes NaN here and fails the check
     if src.height and (
         src["athlete_id"].null_count()
         or src["date"].null_count()
@@ -502,29 +496,45 @@ def _daily(df: pl.DataFrame | pl.LazyFrame) -> _Daily:
             "load: every row needs athlete_id, date and a finite load ≥ 0; "
             f"first bad row {bad.row(0) if bad.height else '?'}"
         )
-    code_in = src["athlete_id"].rle_id().to_numpy().astype(np.int64)
-    days_in = src["date"].cast(pl.Int32).to_numpy().astype(np.int64)
-    n_ath = int(code_in[-1]) + 1 if src.height else 0
-    first_row = np.flatnonzero(np.r_[True, code_in[1:] != code_in[:-1]]) if src.height else code_in
-    last_row = np.r_[first_row[1:] - 1, src.height - 1] if src.height else code_in
-    first_day = days_in[first_row]
-    lengths = days_in[last_row] - first_day + 1
-    offsets = np.r_[0, np.cumsum(lengths)[:-1]] if n_ath else lengths
-    total = int(lengths.sum()) if n_ath else 0
-    pos = offsets[code_in] + (days_in - first_day[code_in])
-    # bincount sums the rows of a day (0.0 + x is exact for a single row)
+    if src.height == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Daily(src["athlete_id"], src["date"], np.zeros(0), empty)
+    # most inputs arrive sorted already: check (cheap) before sorting (not cheap)
+    aid = src["athlete_id"]
+    days = src["date"].cast(pl.Int32).to_numpy().astype(np.int64)
+    code = aid.rle_id().to_numpy()
+    same = code[1:] == code[:-1]
+    step = days[1:] - days[:-1]
+    if not (aid.is_sorted() and bool(np.all(~same | (step >= 0)))):
+        src = src.sort("athlete_id", "date")
+        aid = src["athlete_id"]
+        load_in = src["load"].to_numpy()
+        days = src["date"].cast(pl.Int32).to_numpy().astype(np.int64)
+        code = aid.rle_id().to_numpy()
+        same = code[1:] == code[:-1]
+        step = days[1:] - days[:-1]
+    first_row = np.flatnonzero(np.r_[True, ~same])
+    last_row = np.r_[first_row[1:] - 1, src.height - 1]
+    first_day = days[first_row]
+    lengths = days[last_row] - first_day + 1
+    if bool(np.all(~same | (step == 1))):
+        # one row per day, no gaps: the rows are the series (0.0 + x as bincount gives it,
+        # which only turns −0.0 into 0.0)
+        return _Daily(aid, src["date"], load_in + 0.0, lengths)
+    offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+    total = int(lengths.sum())
+    code = code.astype(np.int64)
+    pos = offsets[code] + (days - first_day[code])
+    # bincount sums the rows of a day in row order (0.0 + x is exact for a single row)
     load = np.bincount(pos, weights=load_in, minlength=total).astype(np.float64)
-    code = np.repeat(np.arange(n_ath, dtype=np.int64), lengths)
-    day_index = np.arange(total, dtype=np.int64) - offsets[code]
-    frame = pl.DataFrame(
-        {
-            "athlete_id": src["athlete_id"].gather(first_row[code]),
-            "date": pl.Series(first_day[code] + day_index, dtype=pl.Int32).cast(pl.Date),
-            "load": load,
-            "day_index": day_index,
-        }
+    athlete = np.repeat(np.arange(lengths.shape[0]), lengths)
+    day_index = np.arange(total, dtype=np.int64) - offsets[athlete]
+    return _Daily(
+        aid.gather(first_row[athlete]),
+        pl.Series("date", first_day[athlete] + day_index, dtype=pl.Int32).cast(pl.Date),
+        load,
+        lengths,
     )
-    return _Daily(frame, load, day_index, code, offsets, lengths)
 
 
 def daily_load_frame(df: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -534,130 +544,232 @@ def daily_load_frame(df: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     must be finite and ≥ 0). Output: ``athlete_id`` (str), ``date`` (Date), ``load``
     (Float64), ``day_index`` (days since the athlete's first day).
     """
-    return _daily(df).frame
+    d = _daily(df)
+    starts = np.r_[0, np.cumsum(d.lengths)[:-1]]
+    day_index = np.arange(d.load.shape[0], dtype=np.int64) - np.repeat(starts, d.lengths)
+    return pl.DataFrame(
+        [
+            d.athlete_id.alias("athlete_id"),
+            d.date.alias("date"),
+            pl.Series("load", d.load),
+            pl.Series("day_index", day_index),
+        ]
+    )
 
 
-_BLOCK_CELLS = 1 << 22
+#: Cells (athlete-days, padding included) per block of athletes computed together:
+#: blocks of ~2 MB per array stay in cache while the day-by-day recurrences run.
+_BLOCK_CELLS = 1 << 18
 
 
-def _kernel(
-    d: _Daily, config: AcwrConfig, methods: Sequence[str], companions: bool
+def _blocks(lengths: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """Consecutive athlete ranges ``[c0, c1)`` and their longest span, ≤ _BLOCK_CELLS cells."""
+    n_ath = int(lengths.shape[0])
+    if n_ath and int(lengths.min()) == int(lengths.max()):
+        span = int(lengths[0])
+        per = max(1, _BLOCK_CELLS // span)
+        for c0 in range(0, n_ath, per):
+            yield c0, min(c0 + per, n_ath), span
+        return
+    c0 = 0
+    while c0 < n_ath:
+        span, c1 = int(lengths[c0]), c0 + 1
+        while c1 < n_ath:
+            widest = max(span, int(lengths[c1]))
+            if widest * (c1 + 1 - c0) > _BLOCK_CELLS:
+                break
+            span, c1 = widest, c1 + 1
+        yield c0, c1, span
+        c0 = c1
+
+
+def _ewma_rows(x_t: np.ndarray, lam: float) -> np.ndarray:
+    """``E_t = E_{t−1} + λ·(x_t − E_{t−1})``, ``E_0 = x_0``, down a (days × athletes) array.
+
+    The same IEEE operations, in the same order, as :meth:`AcwrState.step`.
+    """
+    e = np.empty_like(x_t)
+    tmp = np.empty(x_t.shape[1])
+    e[0] = x_t[0]
+    for t in range(1, x_t.shape[0]):
+        np.subtract(x_t[t], e[t - 1], out=tmp)
+        np.multiply(lam, tmp, out=tmp)
+        np.add(e[t - 1], tmp, out=e[t])
+    return e
+
+
+def _fitness_rows(x_t: np.ndarray, tau_days: int) -> np.ndarray:
+    """``X_t = X_{t−1} + (x_t − X_{t−1})/τ``, ``X_{−1} = 0``, down a (days × athletes) array.
+
+    The same IEEE operations, in the same order, as :meth:`AcwrState.step` (ATL, CTL).
+    """
+    e = np.empty_like(x_t)
+    tmp = np.empty(x_t.shape[1])
+    prev = np.zeros(x_t.shape[1])
+    for t in range(x_t.shape[0]):
+        np.subtract(x_t[t], prev, out=tmp)
+        np.divide(tmp, tau_days, out=tmp)
+        np.add(prev, tmp, out=e[t])
+        prev = e[t]
+    return e
+
+
+def _window_sum(cum: np.ndarray, k: int) -> np.ndarray:
+    """``C_t − C_{t−k}`` per row (C before the first day = 0): the trailing k-day sum."""
+    s = cum.copy()
+    if k < cum.shape[1]:
+        s[:, k:] -= cum[:, : cum.shape[1] - k]
+    return s
+
+
+def _divisors(count: int, cap: int) -> np.ndarray:
+    """``min(1…count, cap)`` as floats: days actually averaged."""
+    return np.minimum(np.arange(1, count + 1), cap).astype(np.float64)
+
+
+def _block_kernel(
+    x: np.ndarray, config: AcwrConfig, methods: Sequence[str], companions: bool
 ) -> dict[str, np.ndarray]:
-    """The day-by-day recurrences of :meth:`AcwrState.step`, vectorised over athletes.
+    """All batch quantities of one block of athletes, (athletes × days), NaN = undefined.
 
-    Athletes are laid out as columns of (days × athletes) blocks; every arithmetic
-    operation is the same IEEE operation in the same order as the scalar form, so the
-    results are bit-identical. Undefined values are NaN (→ null).
+    Vectorised over athletes and days, except the EWMA and ATL/CTL recurrences (a loop
+    over days, vectorised over athletes). Every value is the same IEEE operation in the
+    same order as :meth:`AcwrState.step` (cumulative sums accumulate day by day; no
+    pairwise summation), hence bit-identical.
     """
     a, nc, w = config.acute_days, config.chronic_days, config.week_days
-    lam_a, lam_c = ewma_lambda(a), ewma_lambda(nc)
-    names: list[str] = []
-    if "ewma" in methods:
-        names += ["acute_ewma", "chronic_ewma"]
-    if "rac" in methods or "rau" in methods:
-        names += ["acute_ra"]
-    if "rac" in methods:
-        names += ["chronic_rac"]
-    if "rau" in methods:
-        names += ["chronic_rau"]
-    if companions:
-        names += ["weekly_load", "wow_change_pct", "monotony", "strain", "atl", "ctl", "tsb"]
-    total = d.load.shape[0]
-    out = {k: np.full(total, np.nan) for k in names}
-    n_ath = d.lengths.shape[0]
-    c0 = 0
+    span = x.shape[1]
     nan = np.nan
-    while c0 < n_ath:
-        max_len = int(d.lengths[c0])
-        c1 = c0 + 1
-        while c1 < n_ath:
-            m = max(max_len, int(d.lengths[c1]))
-            if m * (c1 + 1 - c0) > _BLOCK_CELLS:
-                break
-            max_len, c1 = m, c1 + 1
-        cols = c1 - c0
-        rows = slice(int(d.offsets[c0]), int(d.offsets[c1 - 1] + d.lengths[c1 - 1]))
-        code = d.code[rows] - c0
-        di = d.day_index[rows]
-        x = np.zeros((max_len, cols))
-        x[di, code] = d.load[rows]
-        res = {k: np.full((max_len, cols), nan) for k in names}
-        cum = np.zeros((max_len, cols))
-        run = np.zeros(cols)
-        for t in range(max_len):
-            run = run + x[t]
-            cum[t] = run
-        zero = np.zeros(cols)
-
-        def back(t: int, k: int, cum: np.ndarray = cum, zero: np.ndarray = zero) -> np.ndarray:
-            return cum[t - k] if t >= k else zero
-
-        ea = ec = atl = ctl = zero
-        for t in range(max_len):
-            n = t + 1
-            xt = x[t]
-            if "ewma" in methods:
-                if t == 0:
-                    ea = ec = xt
-                else:
-                    ea = ea + lam_a * (xt - ea)
-                    ec = ec + lam_c * (xt - ec)
-                res["acute_ewma"][t] = ea
-                res["chronic_ewma"][t] = ec
-            if "acute_ra" in res:
-                res["acute_ra"][t] = (cum[t] - back(t, a)) / min(n, a)
-            if "rac" in methods:
-                res["chronic_rac"][t] = (cum[t] - back(t, nc)) / min(n, nc)
-            if "rau" in methods and t >= a:
-                res["chronic_rau"][t] = (back(t, a) - back(t, nc)) / min(n - a, nc - a)
-            if companions:
-                weekly = cum[t] - back(t, w)
-                res["weekly_load"][t] = weekly
-                if t >= 2 * w - 1:
-                    prev = back(t, w) - back(t, 2 * w)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        wow = (weekly - prev) / prev * 100.0
-                    res["wow_change_pct"][t] = np.where(prev > 0.0, wow, nan)
-                if t >= w - 1:
-                    mean = weekly / w
-                    ss = zero
-                    for j in range(t - w + 1, t + 1):
-                        dev = x[j] - mean
-                        ss = ss + dev * dev
-                    sd = np.sqrt(ss / (w - config.monotony_ddof))
-                    ok = sd > _SD_EPS * mean
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        mono = np.where(ok, mean / sd, nan)
-                    res["monotony"][t] = mono
-                    res["strain"][t] = weekly * mono
-                atl = atl + (xt - atl) / config.atl_days
-                ctl = ctl + (xt - ctl) / config.ctl_days
-                res["atl"][t] = atl
-                res["ctl"][t] = ctl
-                res["tsb"][t] = ctl - atl
-        for k in names:
-            out[k][rows] = res[k][di, code]
-        c0 = c1
-    return out
+    res: dict[str, np.ndarray] = {}
+    x_t = np.ascontiguousarray(x.T) if ("ewma" in methods or companions) else x
+    if "ewma" in methods:
+        res["acute_ewma"] = _ewma_rows(x_t, ewma_lambda(a)).T
+        res["chronic_ewma"] = _ewma_rows(x_t, ewma_lambda(nc)).T
+    cum = np.cumsum(x, axis=1)  # sequential per athlete: C_t = C_{t−1} + x_t
+    if "rac" in methods or "rau" in methods:
+        res["acute_ra"] = _window_sum(cum, a) / _divisors(span, a)
+    if "rac" in methods:
+        res["chronic_rac"] = _window_sum(cum, nc) / _divisors(span, nc)
+    if "rau" in methods:
+        rau = np.full_like(x, nan)
+        if span > a:
+            num = cum[:, : span - a].copy()  # C_{t−a}
+            if span > nc:
+                num[:, nc - a :] -= cum[:, : span - nc]  # − C_{t−N}
+            rau[:, a:] = num / _divisors(span - a, nc - a)
+        res["chronic_rau"] = rau
+    if companions:
+        weekly = _window_sum(cum, w)
+        res["weekly_load"] = weekly
+        wow = np.full_like(x, nan)
+        if span > 2 * w - 1:
+            prev = cum[:, w - 1 : span - w].copy()  # C_{t−w}
+            if span > 2 * w:
+                prev[:, 1:] -= cum[:, : span - 2 * w]  # − C_{t−2w}
+            now = weekly[:, 2 * w - 1 :]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                wow[:, 2 * w - 1 :] = np.where(prev > 0.0, (now - prev) / prev * 100.0, nan)
+        res["wow_change_pct"] = wow
+        mono = np.full_like(x, nan)
+        if span >= w:
+            cols = span - w + 1
+            mean = weekly[:, w - 1 :] / w
+            ss = np.zeros_like(mean)
+            for k in range(w):  # oldest day first, as the scalar ring
+                dev = x[:, k : k + cols] - mean
+                ss = ss + dev * dev
+            sd = np.sqrt(ss / (w - config.monotony_ddof))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mono[:, w - 1 :] = np.where(sd > _SD_EPS * mean, mean / sd, nan)
+        res["monotony"] = mono
+        res["strain"] = weekly * mono
+        atl = _fitness_rows(x_t, config.atl_days).T
+        ctl = _fitness_rows(x_t, config.ctl_days).T
+        res["atl"], res["ctl"], res["tsb"] = atl, ctl, ctl - atl
+    return res
 
 
-def _ratio_expr(
-    acute: pl.Expr, chronic: pl.Expr, n: pl.Expr, cover: int
-) -> tuple[pl.Expr, pl.Expr]:
-    short = (n < cover) if cover else pl.lit(False)
-    value = (
-        pl.when(short | chronic.is_null() | (chronic == 0.0)).then(None).otherwise(acute / chronic)
-    )
-    reason = (
-        pl.when(short)
-        .then(pl.format(f"{REASON_HISTORY}: {{}} of {cover} days", n))
-        .when(chronic.is_null())
-        .then(pl.lit(REASON_NO_WINDOW))
-        .when(chronic == 0.0)
-        .then(pl.lit(REASON_ZERO))
-        .otherwise(None)
-    )
-    return value, reason
+def _reason_categories(cover: int) -> list[str]:
+    """Every reason a ratio can be withheld for; a reason's code is its index here."""
+    history = [f"{REASON_HISTORY}: {n} of {cover} days" for n in range(1, cover)]
+    return [REASON_NO_WINDOW, REASON_ZERO, *history]
+
+
+def _ratio_block(
+    acute: np.ndarray, chronic: np.ndarray, no_window_days: int, cover: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``acute / chronic`` and a reason code per cell (−1: shown), rules in the scalar order.
+
+    Codes index :func:`_reason_categories`: the coverage rule (day n < ``cover``, code
+    n + 1) wins over "no uncoupled window" (day index < ``no_window_days``, code 0),
+    which wins over "chronic load is zero" (code 1) — as :func:`_ratio`.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        value = acute / chronic  # inf where a float division overflows, as in Python
+    code = np.where(chronic == 0.0, 1, -1).astype(np.int32)
+    span = acute.shape[1]
+    if no_window_days:
+        code[:, : min(no_window_days, span)] = 0
+    short = min(cover - 1, span) if cover else 0
+    if short > 0:
+        code[:, :short] = np.arange(2, short + 2, dtype=np.int32)
+    return value, code
+
+
+_COMPANIONS = ("weekly_load", "wow_change_pct", "monotony", "strain", "atl", "ctl", "tsb")
+
+
+def _columns(
+    d: _Daily, config: AcwrConfig, methods: Sequence[Method], companions: bool
+) -> list[pl.Series]:
+    """The computed output columns, flat in (athlete, date) order, ready for a DataFrame."""
+    cover = config.coverage_days
+    keys = [f"{p}_{m}" for m in methods for p in ("acute", "chronic", "acwr", "code")]
+    keys += list(_COMPANIONS) if companions else []
+    pieces: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    offsets = np.r_[0, np.cumsum(d.lengths)]
+    for c0, c1, span in _blocks(d.lengths):
+        lengths = d.lengths[c0:c1]
+        flat = d.load[int(offsets[c0]) : int(offsets[c1])]
+        if bool(np.all(lengths == span)):
+            x = flat.reshape(-1, span)
+            mask = None
+        else:
+            mask = np.arange(span) < lengths[:, None]
+            x = np.zeros(mask.shape)
+            x[mask] = flat  # row-major boolean order = (athlete, day) order
+        res = _block_kernel(x, config, methods, companions)
+        for m in methods:
+            res[f"acute_{m}"] = res["acute_ewma"] if m == "ewma" else res["acute_ra"]
+            no_window = config.acute_days if m == "rau" else 0
+            res[f"acwr_{m}"], res[f"code_{m}"] = _ratio_block(
+                res[f"acute_{m}"], res[f"chronic_{m}"], no_window, cover
+            )
+        for k in keys:
+            pieces[k].append(res[k].reshape(-1) if mask is None else res[k][mask])
+    flat_of: dict[str, np.ndarray] = {
+        k: (v[0] if len(v) == 1 else np.concatenate(v))
+        if v
+        else np.zeros(0, dtype=np.int32 if k.startswith("code_") else np.float64)
+        for k, v in pieces.items()
+    }
+    reasons = pl.Enum(_reason_categories(cover))
+    dictionary = pl.Series(_reason_categories(cover), dtype=reasons)
+    cols: list[pl.Series] = []
+    for m in methods:
+        code = flat_of[f"code_{m}"]
+        withheld = code >= 0
+        cols += [
+            pl.Series(f"acute_{m}", flat_of[f"acute_{m}"]),
+            pl.Series(f"chronic_{m}", flat_of[f"chronic_{m}"], nan_to_null=True),
+            pl.Series(f"acwr_{m}", np.ma.masked_array(flat_of[f"acwr_{m}"], withheld)),
+            dictionary.gather(
+                pl.Series(np.ma.masked_array(code.astype(np.uint32), ~withheld))
+            ).alias(f"acwr_reason_{m}"),
+        ]
+    if companions:
+        cols += [pl.Series(k, flat_of[k], nan_to_null=True) for k in _COMPANIONS]
+    return cols
 
 
 def acwr_frame(
@@ -674,37 +786,25 @@ def acwr_frame(
     floating-point results, bit for bit, as :class:`AcwrState` (equations in the
     module docstring; sources DOMAIN.md §2). ``acwr_<m>`` is null with a reason while
     the coverage rule withholds it, before the uncoupled window exists, or when the
-    chronic load is zero.
+    chronic load is zero; ``acwr_reason_<m>`` is a ``pl.Enum`` of those reasons.
+
+    Cost: linear in athlete-days. Athletes are computed in blocks of consecutive
+    athletes (athletes × days arrays); rolling sums are differences of cumulative
+    sums over whole blocks, the EWMA (and ATL/CTL) recurrences a loop over days
+    vectorised across the athletes of a block.
     """
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"method={m!r}: must be one of {', '.join(METHODS)}")
     d = _daily(df)
-    arrays = _kernel(d, config, methods, companions)
-    cols: dict[str, pl.Series] = {}
-    for m in methods:
-        acute = arrays["acute_ewma"] if m == "ewma" else arrays["acute_ra"]
-        cols[f"acute_{m}"] = pl.Series(f"acute_{m}", acute)
-        cols[f"chronic_{m}"] = pl.Series(f"chronic_{m}", arrays[f"chronic_{m}"], nan_to_null=True)
-    comp = ["weekly_load", "wow_change_pct", "monotony", "strain", "atl", "ctl", "tsb"]
-    if companions:
-        for k in comp:
-            cols[k] = pl.Series(k, arrays[k], nan_to_null=True)
-    out = d.frame.with_columns(list(cols.values()))
-    n = pl.col("day_index") + 1
-    ratio_cols: list[pl.Expr] = []
-    for m in methods:
-        value, reason = _ratio_expr(
-            pl.col(f"acute_{m}"), pl.col(f"chronic_{m}"), n, config.coverage_days
-        )
-        ratio_cols += [value.alias(f"acwr_{m}"), reason.alias(f"acwr_reason_{m}")]
-    out = out.with_columns(ratio_cols)
-    keep = ["athlete_id", "date", "load"]
-    for m in methods:
-        keep += [f"acute_{m}", f"chronic_{m}", f"acwr_{m}", f"acwr_reason_{m}"]
-    if companions:
-        keep += comp
-    return out.select(keep)
+    return pl.DataFrame(
+        [
+            d.athlete_id.alias("athlete_id"),
+            d.date.alias("date"),
+            pl.Series("load", d.load),
+            *_columns(d, config, methods, companions),
+        ]
+    )
 
 
 def load_metrics_frame(
