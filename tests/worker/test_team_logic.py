@@ -232,3 +232,24 @@ def test_team_change_in_the_registry_moves_the_pairs() -> None:
     moved = [(t, k, bool(m["series"])) for t, k, m in out]
     assert moved == [(PAIRS, "t1", False), (PAIRS, "t2", True)]
     assert p.on_registry(s, athlete_record("c1", "t2")) == []  # no change, nothing shared
+
+
+def test_rebuilt_team_table_equals_the_live_one() -> None:
+    """rebuild-state's team table (each athlete's final snapshot through the team
+    processor) holds what the live team agent built from every message on the way, and
+    gives the same event."""
+    from kneeload.worker.rebuild import rebuild_teams
+
+    live: dict[str, Any] = {}
+    tp = TeamProcessor(live)
+    athletes: dict[str, dict[str, Any]] = {}
+    proc: AthleteProcessor | None = None
+    for i, aid in enumerate(("r1", "r2", "r3")):
+        proc, s, out = _athlete_run(aid, level=i)
+        athletes[aid] = s
+        for _, _, msg in (o for o in out if o[0] == PAIRS):
+            tp.on_pairs(msg)
+    assert proc is not None
+    rebuilt = rebuild_teams(proc, athletes)
+    assert rebuilt == live
+    assert TeamProcessor(rebuilt).event("t1", KEY) == tp.event("t1", KEY)

@@ -1056,19 +1056,28 @@ class AthleteProcessor:
             )
         st["corr_team"] = team
         if team is not None:
-            times = st.get("corr_t") or {}
-            series = {
-                f"{METRIC}:{key[3:]}": {
-                    "t": int(times.get(key) or self._pairs_time(st, raw["pairs"])),
-                    "pairs": raw["pairs"],
-                }
-                for key, raw in sorted(st["corr"].items())
-                if raw["pairs"]
-            }
-            out.append(
-                (WORKER_PAIRS_BY_TEAM, team, {"team_id": team, "athlete_id": aid, "series": series})
-            )
+            out.append((WORKER_PAIRS_BY_TEAM, team, self.pairs_snapshot(st, team)))
         return out
+
+    def pairs_snapshot(self, st: dict[str, Any], team: str) -> dict[str, Any]:
+        """The message :meth:`share_pairs` sends to ``team`` (no side effects).
+
+        Returns
+        -------
+        dict
+            ``{"team_id", "athlete_id", "series": {"<metric>:<lag>": {"t": ms,
+            "pairs": [[load day, load, pain], ...]}}}``.
+        """
+        times = st.get("corr_t") or {}
+        series = {
+            f"{METRIC}:{key[3:]}": {
+                "t": int(times.get(key) or self._pairs_time(st, raw["pairs"])),
+                "pairs": raw["pairs"],
+            }
+            for key, raw in sorted(st["corr"].items())
+            if raw["pairs"]
+        }
+        return {"team_id": team, "athlete_id": st["athlete_id"], "series": series}
 
     def _corr_events(
         self,

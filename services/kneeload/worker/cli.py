@@ -104,8 +104,9 @@ def rebuild_state_cmd(yes: bool, from_topics: bool) -> None:
     counts = rebuild.write(s, built)
     click.echo(
         f"rebuilt {counts['athletes']} athlete(s), {counts['chunks']} chunk(s), "
-        f"{counts['units']} unit(s) from the database ({built.replayed_batches} batch(es) "
-        f"replayed); group {app_id(s)} set at {counts['offsets']} partition offset(s)"
+        f"{counts['units']} unit(s), {counts['teams']} team record(s) from the database "
+        f"({built.replayed_batches} batch(es) replayed); "
+        f"group {app_id(s)} set at {counts['offsets']} partition offset(s)"
     )
 
 

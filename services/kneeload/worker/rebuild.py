@@ -15,7 +15,11 @@ Stop-the-world (every worker stopped). In one REPEATABLE READ snapshot of the da
    :class:`UnitProcessor`) in event-time order through the worker's own
    :class:`AthleteProcessor` — sessions, chunks, minutes, days exactly as the worker
    builds them; outputs are discarded.
-5. Reconciled with the derived tables: revisions continue above the stored ones (the
+5. The team table from the rebuilt athletes: each athlete's pairs snapshot
+   (:meth:`AthleteProcessor.pairs_snapshot`) through the team agent's own
+   :class:`TeamProcessor` (:func:`rebuild_teams`); the team correlations it computes are
+   the stored ones, so nothing is re-published.
+6. Reconciled with the derived tables: revisions continue above the stored ones (the
    sink keeps only newer revisions), what the database already holds is not re-published,
    what it lacks stays dirty and is published by the next worker; alert cooldowns from
    the stored alerts.
@@ -49,6 +53,7 @@ from kneeload.topics import (
 )
 from kneeload.worker.athlete import METRIC, AthleteProcessor, WorkerConfig, new_state
 from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, new_unit
+from kneeload.worker.team import TeamProcessor
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms
 
 DAY_MS = 86_400_000
@@ -67,6 +72,7 @@ class Rebuilt:
     athletes: dict[str, dict[str, Any]] = field(default_factory=dict)
     chunks: dict[str, bytes] = field(default_factory=dict)
     units: dict[str, dict[str, Any]] = field(default_factory=dict)
+    teams: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: (full topic name, partition) -> next offset the database covers
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     replayed_batches: int = 0
@@ -249,7 +255,25 @@ def build(conn: Any, settings: Settings, now_ms: int | None = None) -> Rebuilt:
                 st["cooldown"][k] = v
         st["last_proc"] = now
         out.athletes[aid] = st
+    out.teams = rebuild_teams(proc, out.athletes)
     return out
+
+
+def rebuild_teams(proc: AthleteProcessor, athletes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``teams`` table from rebuilt athlete states: each athlete's latest pairs snapshot,
+    which is all the team agent keeps of it (:class:`kneeload.worker.team.TeamProcessor`).
+
+    Athletes go in id order; the team's state depends only on the set of snapshots. The
+    events the team processor returns are discarded: the database already holds them.
+    """
+    store: dict[str, Any] = {}
+    teams = TeamProcessor(store)
+    for aid in sorted(athletes):
+        st = athletes[aid]
+        team = st.get("corr_team")
+        if team is not None:
+            teams.on_pairs(proc.pairs_snapshot(st, team))
+    return store
 
 
 def _sod(c: DayCalendar, date_iso: str) -> int:
@@ -364,6 +388,7 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
             ("athletes", ((k, orjson.dumps(v)) for k, v in rebuilt.athletes.items())),
             ("chunks", iter(rebuilt.chunks.items())),
             ("units", ((k, orjson.dumps(v)) for k, v in rebuilt.units.items())),
+            ("teams", ((k, orjson.dumps(v)) for k, v in rebuilt.teams.items())),
         ):
             topic = changelog_topic(settings, table)
             c = 0
