@@ -104,6 +104,17 @@ def test_lever_sessions_have_changing_bws_setpoints(sc: Scenario) -> None:
         assert set(np.unique(plan.samples().bws_pct)) <= set(pcts)
 
 
+@pytest.mark.parametrize("hour", range(0, 24, 1))
+def test_nothing_lies_after_the_end_whatever_the_time_of_day(hour: int) -> None:
+    """The demo ends at 'now': a report after a run that ended just before it (up to
+    45 min later) would be in the gateway's future and rejected (seen at 18:07 UTC)."""
+    end = dt.datetime(2026, 12, 2, hour, 7, tzinfo=dt.UTC)
+    small = build_scenario(SimConfig(end=end, athletes=6, units=2, weeks=2, duration_scale=0.2))
+    assert all(s.end <= end for s in small.sessions)
+    assert all(p.time <= end for p in small.pain)
+    assert all(m.time <= end for m in small.heartbeats)
+
+
 def test_pain_reports_during_after_and_next_morning(sc: Scenario) -> None:
     contexts = {p.context for p in sc.pain}
     assert contexts == {"during", "after", "next_morning", "rest"}

@@ -835,18 +835,19 @@ def _pain(
             )
         rpe = round(float(np.clip(rng.normal(4 + 2 * heavy, 1), 1, 10)), 1)
         t_after = (s.end + dt.timedelta(minutes=float(rng.uniform(10, 45)))).replace(microsecond=0)
-        out.append(
-            PainEntry(
-                rid(a.athlete_id),
-                a.athlete_id,
-                t_after,
-                after,
-                "after",
-                s.session_id,
-                session_rpe=rpe,
-                swelling=bool(bad and after >= 6),
+        if t_after <= cfg.end:  # a run that ended minutes before 'now' has no report yet
+            out.append(
+                PainEntry(
+                    rid(a.athlete_id),
+                    a.athlete_id,
+                    t_after,
+                    after,
+                    "after",
+                    s.session_id,
+                    session_rpe=rpe,
+                    swelling=bool(bad and after >= 6),
+                )
             )
-        )
         tz = ZoneInfo(a.time_zone)
         next_day = s.end.astimezone(tz).date() + dt.timedelta(days=1)
         t_morning = dt.datetime.combine(next_day, dt.time(7, 30), tzinfo=tz).astimezone(UTC)
