@@ -205,7 +205,7 @@ def _write_csv_stdout(df: pl.DataFrame) -> None:
     try:
         df.write_csv(sys.stdout.buffer)
         sys.stdout.buffer.flush()
-    except (BrokenPipeError, OSError) as exc:
+    except OSError as exc:  # polars reports a closed pipe as a plain OSError
         if not isinstance(exc, BrokenPipeError) and "Broken pipe" not in str(exc):
             raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
