@@ -468,6 +468,17 @@ class _Daily(NamedTuple):
     lengths: np.ndarray  # int64, days per athlete, athletes in sorted order
 
 
+def _runs(
+    src: pl.DataFrame,
+) -> tuple[pl.Series, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(athlete ids, day numbers, athlete run ordinal per row, "same athlete as the row
+    before" and the day step from the row before) — the layout :func:`_daily` reads."""
+    aid = src["athlete_id"]
+    days = src["date"].cast(pl.Int32).to_numpy().astype(np.int64)
+    code = aid.rle_id().to_numpy()
+    return aid, days, code, code[1:] == code[:-1], days[1:] - days[:-1]
+
+
 def _daily(df: pl.DataFrame | pl.LazyFrame) -> _Daily:
     """Validate, sort (only when needed), sum a day's rows and zero-fill each athlete's span."""
     src = (
@@ -500,19 +511,12 @@ def _daily(df: pl.DataFrame | pl.LazyFrame) -> _Daily:
         empty = np.zeros(0, dtype=np.int64)
         return _Daily(src["athlete_id"], src["date"], np.zeros(0), empty)
     # most inputs arrive sorted already: check (cheap) before sorting (not cheap)
-    aid = src["athlete_id"]
-    days = src["date"].cast(pl.Int32).to_numpy().astype(np.int64)
-    code = aid.rle_id().to_numpy()
-    same = code[1:] == code[:-1]
-    step = days[1:] - days[:-1]
+    aid, days, code, same, step = _runs(src)
     if not (aid.is_sorted() and bool(np.all(~same | (step >= 0)))):
-        src = src.sort("athlete_id", "date")
-        aid = src["athlete_id"]
+        # stable: rows of one day keep their input order, so their float sum is repeatable
+        src = src.sort("athlete_id", "date", maintain_order=True)
         load_in = src["load"].to_numpy()
-        days = src["date"].cast(pl.Int32).to_numpy().astype(np.int64)
-        code = aid.rle_id().to_numpy()
-        same = code[1:] == code[:-1]
-        step = days[1:] - days[:-1]
+        aid, days, code, same, step = _runs(src)
     first_row = np.flatnonzero(np.r_[True, ~same])
     last_row = np.r_[first_row[1:] - 1, src.height - 1]
     first_day = days[first_row]
