@@ -212,7 +212,7 @@ def render(sql: str, flavour: Flavour) -> str:
 
 
 def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = None) -> Flavour:
-    """TimescaleDB when the extension is available (``storage_timescale=auto``), else plain.
+    """TimescaleDB when the server has the extension preloaded (``storage_timescale=auto``).
 
     A database keeps the flavour it was first migrated with (recorded per migration)."""
     s = settings or get_settings()
@@ -228,6 +228,9 @@ def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = No
         "name = 'timescaledb'"
     ).fetchone()
     version = ts[0] if ts else None
+    preloaded = "timescaledb" in str(
+        (conn.execute("SHOW shared_preload_libraries").fetchone() or ("",))[0]
+    )
     if row is not None:
         name = row[0]
     elif s.storage_timescale == "off":
@@ -239,7 +242,9 @@ def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = No
             )
         name = "timescale"
     else:
-        name = "timescale" if version else "plain"
+        # "auto": only when the running server has the library loaded; an extension that is
+        # merely installed on disk cannot be created (``must be preloaded``)
+        name = "timescale" if version and preloaded else "plain"
     return Flavour(name, version if name == "timescale" else None, s.storage_premake_days)
 
 
