@@ -80,8 +80,9 @@ lint:  ## ruff and mypy
 	@$(BIN)/ruff check services tests loadtests
 	@$(BIN)/mypy
 
-lock:  ## re-resolve pinned dependencies from pyproject.toml
+lock:  ## re-resolve pinned dependencies: requirements.lock (with dev tools) and requirements-prod.lock (the image's, same pins)
 	@$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version $(PY_VERSION) -o requirements.lock
+	@$(BIN)/uv pip compile -q pyproject.toml --python-version $(PY_VERSION) -c requirements.lock -o requirements-prod.lock
 
 clean-var: down  ## delete all local stack data
 	rm -rf var
