@@ -28,9 +28,10 @@ from kneeload.dashboards.sql import SQL, datasource_ref
 
 __all__ = ["DASHBOARDS", "SCHEMA_VERSION", "build_all"]
 
-#: Dashboard JSON schema version of current Grafana (12.x; LATEST_VERSION in Grafana's
-#: apps/dashboard/pkg/migration/schemaversion). Newer Grafana migrates it on load.
-SCHEMA_VERSION = 42
+#: Dashboard JSON schema version of the Grafana line the pinned SDK build was generated for
+#: (grafana-foundation-sdk ...!11.6.0 -> Grafana 11.6.x, the one infra/compose.yaml ships: 41).
+#: Taken from the SDK so the pin and the JSON cannot disagree; newer Grafana migrates on load.
+SCHEMA_VERSION: int = dm.Dashboard().schema_version
 DS_UID = "kneeload-pg"
 DS = datasource_ref(DS_UID)
 TAGS = ["kneeload"]
