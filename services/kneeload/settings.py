@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Repository root when running from a checkout (services/kneeload/settings.py -> ../../)
@@ -155,6 +156,15 @@ class Settings(BaseSettings):
     notify_smtp_host: str = Field("127.0.0.1", description="SMTP server for email channels")
     notify_smtp_port: int = Field(8025, description="SMTP port")
     notify_smtp_from: str = Field("kneeload@localhost", description="From address of alert emails")
+    notify_smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "none", description="SMTP transport: starttls (port 587) | ssl (implicit TLS, port 465) | none (a local relay only)"
+    )
+    notify_smtp_username: str | None = Field(None, description="SMTP login (AUTH); needs starttls or ssl unless the server is on loopback")
+    notify_smtp_password: SecretStr | None = Field(None, description="SMTP password (secret: printed and logged masked)")
+    notify_smtp_ca_file: Path | None = Field(None, description="PEM CA bundle to trust for the SMTP server's certificate (default: the system's)")
+    notify_retry_after_max_s: float = Field(
+        3600.0, description="Longest Retry-After (429/503 from a webhook or Slack) the notifier honours (s)"
+    )
     notify_ack_token: str | None = Field(
         None, description="Bearer token of POST /alerts/{id}/ack (falls back to admin_token; unset disables the endpoint)"
     )

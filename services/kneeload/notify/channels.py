@@ -4,31 +4,45 @@ Every message carries an idempotency key: ``X-Kneeload-Alert-Id`` on webhooks (t
 alert id, or ``digest-<hash>`` for a digest, whose member ids are listed in
 ``X-Kneeload-Alert-Ids``) and a deterministic ``Message-ID`` on email, so a receiver
 can drop the one resend a crash can cause.
+
+Transport: webhooks and Slack over httpx; a 429 or 503 answer's ``Retry-After`` (seconds or
+an HTTP date, RFC 9110 §10.2.3) travels on the :class:`DeliveryError` so the retry waits at
+least that long. Email over SMTP with implicit TLS (``ssl``, port 465), ``starttls`` (587)
+or plain (``none``, for a local relay), and LOGIN/PLAIN authentication when a username is
+set — never over an unencrypted connection to another host. Error texts never carry a
+channel's URL (a Slack webhook URL is its credential).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
+import ipaddress
 import smtplib
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate
-from typing import Any
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 import orjson
 
 from kneeload.notify.routing import Channel
+from kneeload.settings import Settings
 
 __all__ = [
     "DeliveryError",
     "Message",
+    "SmtpConfig",
     "digest_id",
     "render_email",
     "render_slack",
     "render_webhook",
+    "retry_after_s",
     "send",
 ]
 
@@ -38,11 +52,51 @@ _SEVERITY_ICON = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
 
 
 class DeliveryError(Exception):
-    """A delivery attempt failed; ``permanent`` means retrying cannot help."""
+    """A delivery attempt failed; ``permanent`` means retrying cannot help; ``retry_after_s``
+    is the receiver's own wait (``Retry-After``), which the next attempt must not precede."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after_s = retry_after_s
+
+
+SmtpSecurity = Literal["none", "starttls", "ssl"]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """How email leaves: server, TLS mode, login, sender. The password stays a secret."""
+
+    host: str
+    port: int
+    sender: str
+    security: SmtpSecurity = "none"
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> SmtpConfig:
+        return cls(
+            host=s.notify_smtp_host,
+            port=s.notify_smtp_port,
+            sender=s.notify_smtp_from,
+            security=s.notify_smtp_security,
+            username=s.notify_smtp_username,
+            password=(
+                s.notify_smtp_password.get_secret_value() if s.notify_smtp_password else None
+            ),
+            ca_file=s.notify_smtp_ca_file,
+        )
+
+    def __repr__(self) -> str:  # never the password
+        return (
+            f"SmtpConfig({self.host}:{self.port}, {self.security}, user={self.username!r}, "
+            f"password={'***' if self.password else None})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +216,27 @@ def headers_for(msg: Message) -> dict[str, str]:
     return h
 
 
+def retry_after_s(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: delay-seconds or an HTTP date; None
+    when absent or unreadable (a date in the past means 0)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def _without(text: str, secret: str | None) -> str:
+    return text.replace(secret, "<channel url>") if secret else text
+
+
 async def _post(
     client: httpx.AsyncClient, channel: Channel, body: dict[str, Any], msg: Message
 ) -> None:
@@ -170,15 +245,55 @@ async def _post(
     try:
         resp = await client.post(channel.url, content=orjson.dumps(body), headers=headers)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        raise DeliveryError(_without(f"{type(exc).__name__}: {exc}", channel.url)) from exc
     if 200 <= resp.status_code < 300:
         return
     permanent = 400 <= resp.status_code < 500 and resp.status_code not in (408, 409, 425, 429)
-    raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:300]}", permanent=permanent)
+    wait = None
+    if resp.status_code in (429, 503):
+        wait = retry_after_s(resp.headers.get("retry-after"))
+    raise DeliveryError(
+        _without(f"HTTP {resp.status_code}: {resp.text[:300]}", channel.url)
+        + (f" (Retry-After {wait:g} s)" if wait is not None else ""),
+        permanent=permanent,
+        retry_after_s=wait,
+    )
 
 
-def _smtp_send(host: str, port: int, timeout: float, em: EmailMessage) -> None:
-    with smtplib.SMTP(host, port, timeout=timeout) as smtp:
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _smtp_send(cfg: SmtpConfig, timeout: float, em: EmailMessage) -> None:
+    if cfg.username and cfg.security == "none" and not _is_loopback(cfg.host):
+        raise DeliveryError(
+            f"refusing to log in to {cfg.host} over unencrypted SMTP: set "
+            "KNEELOAD_NOTIFY_SMTP_SECURITY=starttls (port 587) or ssl (port 465)",
+            permanent=True,
+        )
+    context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+    smtp: smtplib.SMTP
+    if cfg.security == "ssl":
+        smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=timeout, context=context)
+    else:
+        smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=timeout)
+    with smtp:
+        if cfg.security == "starttls":
+            smtp.ehlo()
+            if not smtp.has_extn("starttls"):
+                raise DeliveryError(
+                    f"{cfg.host}:{cfg.port} does not offer STARTTLS (security=starttls)",
+                    permanent=True,
+                )
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if cfg.username:
+            smtp.login(cfg.username, cfg.password or "")
         smtp.send_message(em)
 
 
@@ -187,9 +302,7 @@ async def send(
     msg: Message,
     *,
     http: httpx.AsyncClient,
-    smtp_host: str,
-    smtp_port: int,
-    smtp_from: str,
+    smtp: SmtpConfig,
     timeout_s: float,
 ) -> None:
     """Deliver ``msg`` to ``channel`` once; raise :class:`DeliveryError` on failure."""
@@ -198,10 +311,20 @@ async def send(
     elif channel.type == "slack":
         await _post(http, channel, render_slack(msg), msg)
     else:
-        em = render_email(msg, channel, smtp_from)
+        em = render_email(msg, channel, smtp.sender)
         try:
-            await asyncio.to_thread(_smtp_send, smtp_host, smtp_port, timeout_s, em)
+            await asyncio.to_thread(_smtp_send, smtp, timeout_s, em)
         except smtplib.SMTPRecipientsRefused as exc:
             raise DeliveryError(f"recipients refused: {exc}", permanent=True) from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(
+                f"SMTP login as {smtp.username!r} refused: {exc.smtp_code}", permanent=True
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryError(
+                f"TLS certificate of {smtp.host} not trusted ({exc.verify_message}); "
+                "KNEELOAD_NOTIFY_SMTP_CA_FILE names a private CA",
+                permanent=True,
+            ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc

@@ -190,6 +190,21 @@ async def defer(
     )
 
 
+async def postpone(
+    conn: psycopg.AsyncConnection[Any], channel: str, alert_ids: Sequence[str], delay_s: float
+) -> None:
+    """Claimed but not sent (the recipient asked to wait, ``Retry-After``): give the attempt
+    back, keep the message id, come back after ``delay_s``."""
+    async with conn.transaction():
+        await conn.execute(
+            """UPDATE notify.deliveries
+               SET attempts = greatest(attempts - 1, 0), lease_until = NULL,
+                   next_attempt_at = now() + make_interval(secs => %s)
+               WHERE channel = %s AND alert_id = ANY(%s)""",
+            (delay_s, channel, list(alert_ids)),
+        )
+
+
 async def mark_sent(
     conn: psycopg.AsyncConnection[Any], channel: str, message_id: str, alert_ids: Sequence[str]
 ) -> None:

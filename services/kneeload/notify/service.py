@@ -33,13 +33,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from kneeload import contracts
 from kneeload.notify import ledger
-from kneeload.notify.channels import DeliveryError, Message, digest_id, send
+from kneeload.notify.channels import DeliveryError, Message, SmtpConfig, digest_id, send
 from kneeload.notify.ledger import Delivery
 from kneeload.notify.routing import Channel, Routing, load_routing
 from kneeload.settings import Settings
 from kneeload.topics import ALERTS, DEADLETTER, get_topic
 
-__all__ = ["Notifier", "NotifierStats", "backoff_delay"]
+__all__ = ["Notifier", "NotifierStats", "backoff_delay", "retry_delay"]
 
 log = logging.getLogger("kneeload.notify")
 
@@ -47,6 +47,15 @@ log = logging.getLogger("kneeload.notify")
 def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
     """Delay before retry number ``attempt`` (1-based): base, 2·base, 4·base, … capped."""
     return float(min(max_s, base_s * (2 ** max(0, attempt - 1))))
+
+
+def retry_delay(err: DeliveryError, attempt: int, s: Settings) -> float:
+    """The backoff, or the receiver's ``Retry-After`` when that is longer (honoured up to
+    ``notify_retry_after_max_s``: a receiver cannot park a channel for days)."""
+    backoff = backoff_delay(attempt, s.notify_backoff_base_s, s.notify_backoff_max_s)
+    if err.retry_after_s is None:
+        return backoff
+    return max(backoff, min(err.retry_after_s, s.notify_retry_after_max_s))
 
 
 @dataclass
@@ -84,6 +93,9 @@ class Notifier:
         self.deadletter_topic = get_topic(DEADLETTER, settings).full_name
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._smtp = SmtpConfig.from_settings(settings)
+        # channel -> loop time before which nothing goes to it (its Retry-After)
+        self._paused_until: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -236,7 +248,10 @@ class Notifier:
     async def deliver_due(self, conn: psycopg.AsyncConnection[Any], http: httpx.AsyncClient) -> int:
         """One pass: plan and claim what is due, send it, record outcomes. Messages sent."""
         plan: list[_Planned] = []
+        now = asyncio.get_running_loop().time()
         for name in await ledger.due_channels(conn):
+            if self._paused_until.get(name, 0.0) > now:
+                continue  # the receiver asked us to wait (Retry-After)
             channel = self.routing.channels.get(name)
             async with conn.transaction():
                 rows = await ledger.lock_due(conn, name)
@@ -269,8 +284,13 @@ class Notifier:
         record_lock: asyncio.Lock,
     ) -> int:
         sent = 0
+        pause_s: float | None = None
         for p in plan:
             ids = [m.alert_id for m in p.members]
+            if pause_s is not None:  # the receiver said wait: the rest of this pass waits too
+                async with record_lock:
+                    await ledger.postpone(conn, p.channel.name, ids, pause_s)
+                continue
             try:
                 await self._send(p, http)
                 err: DeliveryError | None = None
@@ -291,11 +311,13 @@ class Notifier:
                 if err.permanent or p.attempt >= self.s.notify_max_attempts:
                     await self._dead(conn, p.channel.name, p.members, f"attempt {p.attempt}: {err}")
                 else:
-                    delay = backoff_delay(
-                        p.attempt, self.s.notify_backoff_base_s, self.s.notify_backoff_max_s
-                    )
+                    delay = retry_delay(err, p.attempt, self.s)
                     await ledger.mark_retry(conn, p.channel.name, ids, delay, str(err))
                     self.stats.retries += 1
+                    if err.retry_after_s is not None:
+                        pause_s = delay
+                        loop_time = asyncio.get_running_loop().time()
+                        self._paused_until[p.channel.name] = loop_time + delay
         return sent
 
     async def _plan_channel(
@@ -339,15 +361,7 @@ class Notifier:
 
     async def _send(self, p: _Planned, http: httpx.AsyncClient) -> None:
         msg = Message(p.message_id, [m.alert for m in p.members])
-        await send(
-            p.channel,
-            msg,
-            http=http,
-            smtp_host=self.s.notify_smtp_host,
-            smtp_port=self.s.notify_smtp_port,
-            smtp_from=self.s.notify_smtp_from,
-            timeout_s=self.s.notify_timeout_s,
-        )
+        await send(p.channel, msg, http=http, smtp=self._smtp, timeout_s=self.s.notify_timeout_s)
 
     async def _dead(
         self,
