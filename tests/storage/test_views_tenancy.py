@@ -368,9 +368,8 @@ def test_coach_reading_another_team_gets_zero_rows(roles: dict[str, str], seeded
         "v-ann",
         "v-ben",
     }
-    assert _as(
-        seeded, a, "SELECT count(*) FROM kneeload.daily_load WHERE athlete_id = 'v-cai'"
-    ) == [(0,)]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # views only (migration 0009)
+        _as(seeded, a, "SELECT count(*) FROM kneeload.daily_load WHERE athlete_id = 'v-cai'")
     b = roles["coach_b"]
     assert {r[0] for r in _as(seeded, b, "SELECT athlete_id FROM kneeload_api.team_overview")} == {
         "v-cai"

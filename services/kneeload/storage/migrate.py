@@ -280,6 +280,13 @@ def migrate(conninfo: str | None = None, settings: Settings | None = None) -> Mi
                         (m.version, m.name, flavour.name, m.checksum),
                     )
                 report.applied.append(f"{m.version:04d}_{m.name}")
+            # Readers reach tables only through kneeload_api views with the rights of
+            # kneeload_api_owner (0009): re-applied here, so a view a later migration creates
+            # or replaces follows the rule too.
+            if conn.execute("SELECT to_regprocedure('kneeload.secure_api_views()')").fetchone() != (
+                None,
+            ):
+                conn.execute("SELECT kneeload.secure_api_views()")
             # Keep partitions ahead on every run (cheap when they exist).
             if not flavour.timescale:
                 conn.execute(
