@@ -23,6 +23,9 @@ def root() -> None:
     Every PFJ figure kneeload prints is a model ESTIMATE, not a measurement.
     Configuration comes from KNEELOAD_* environment variables (see `kneeload settings`).
     """
+    from kneeload.logs import install
+
+    install()  # from here on no log line of any service carries a secret
 
 
 def _discover() -> None:
@@ -40,22 +43,41 @@ def _discover() -> None:
 
 @root.command("settings")
 def settings_cmd() -> None:
-    """Print the effective settings (secrets masked) and where each comes from."""
-    import orjson
+    """Print the effective settings, where each comes from, and what it means. Secrets are
+    masked: SecretStr values, passwords inside URLs, the routing document's webhook URLs."""
+    import os
 
-    from kneeload.settings import Settings, get_settings
+    import orjson
+    from pydantic import SecretStr
+
+    from kneeload.logs import known_secrets, redact
+    from kneeload.settings import Settings, _env_file, get_settings
 
     s = get_settings()
+    secrets = known_secrets(s)
+    env_file = _env_file()
+    in_file = set()
+    if env_file.exists():
+        in_file = {
+            ln.split("=", 1)[0].strip() for ln in env_file.read_text().splitlines() if "=" in ln
+        }
     out = {}
     for name, field in Settings.model_fields.items():
+        key = f"KNEELOAD_{name.upper()}"
         value = getattr(s, name)
-        text = str(value) if value is not None else None
-        if text and ("token" in name or "password" in name):
-            text = "***"
-        if text and name == "database_url" and "@" in text and ":" in text.split("@")[0][13:]:
-            user_part, host_part = text.split("@", 1)
-            text = user_part.rsplit(":", 1)[0] + ":***@" + host_part
-        out[f"KNEELOAD_{name.upper()}"] = {"value": text, "help": field.description}
+        secret = isinstance(value, SecretStr)
+        if value is None:
+            text = None
+        elif secret:
+            text = "**********"
+        else:
+            text = redact(str(value), secrets)
+        source = (
+            "environment" if key in os.environ else str(env_file) if key in in_file else "default"
+        )
+        if source == "default" and value is not None and name in ("mqtt_username", "mqtt_password"):
+            source = "KNEELOAD_MQTT_URL"
+        out[key] = {"value": text, "source": source, "secret": secret, "help": field.description}
     click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 
 

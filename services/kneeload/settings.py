@@ -9,6 +9,14 @@ fallback; real environment variables always win.
 
 Nothing here is a secret baked into code: the local stack's password is generated
 on first start and lives only under the git-ignored ``var/``.
+
+Secrets are held as :class:`pydantic.SecretStr` (tokens, passwords, the notification routing
+document with its webhook URLs): their ``repr``/``str`` print ``**********``, and code reads them
+with :func:`reveal` at the point of use. Credentials given inside ``KNEELOAD_MQTT_URL`` are moved
+into ``mqtt_username``/``mqtt_password``. The database password is not a setting at all: libpq
+reads it from its password file (the local stack's ``var/pg/pgpass``) or ``PGPASSWORD`` (compose);
+a URL that embeds one anyway is masked by ``kneeload settings`` and in logs
+(:mod:`kneeload.logs`).
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Repository root when running from a checkout (services/kneeload/settings.py -> ../../)
@@ -40,9 +49,14 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(19093, description="Local KRaft controller port (local stack only)")
     database_url: str = Field(
         "postgresql://kneeload@127.0.0.1:55432/kneeload",
-        description="PostgreSQL URL (libpq form). The local stack writes one with its generated password.",
+        description="PostgreSQL URL (libpq form) without the password: libpq takes it from its password file "
+        "(the local stack's var/pg/pgpass) or PGPASSWORD",
     )
-    mqtt_url: str = Field("mqtt://127.0.0.1:11883", description="MQTT broker URL (mqtt://user:pass@host:port)")
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:11883", description="MQTT broker URL mqtt://host:port (user:password@ in it move to the two settings below)"
+    )
+    mqtt_username: str | None = Field(None, description="MQTT login of this process (the bridge: its service account)")
+    mqtt_password: SecretStr | None = Field(None, description="MQTT password (secret)")
     schemas_dir: Path | None = Field(
         None, description="Directory of the event JSON Schemas (default: schemas/ of the checkout)"
     )
@@ -58,7 +72,7 @@ class Settings(BaseSettings):
     # --- services -----------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Ingest gateway bind address")
     http_port: int = Field(8080, description="Ingest gateway port")
-    admin_token: str | None = Field(None, description="Token for the admin HTTP paths (required to use them)")
+    admin_token: SecretStr | None = Field(None, description="Token for the admin HTTP paths (secret; required to use them)")
     log_level: str = Field("INFO", description="Log level of the services")
 
     # --- storage --------------------------------------------------------------
@@ -141,8 +155,8 @@ class Settings(BaseSettings):
     notify_routes_file: Path | None = Field(
         None, description="JSON file routing alerts to channels per team/clinic (README 'Dashboards and alerts')"
     )
-    notify_routes: str | None = Field(
-        None, description="The same routing document inline as JSON (wins over notify_routes_file)"
+    notify_routes: SecretStr | None = Field(
+        None, description="The same routing document inline as JSON (secret: it holds webhook URLs; wins over notify_routes_file)"
     )
     notify_group_id: str = Field("kneeload-notify", description="Kafka consumer group of the notifier")
     notify_max_attempts: int = Field(6, description="Delivery attempts per (alert, channel) before dead-lettering")
@@ -165,12 +179,33 @@ class Settings(BaseSettings):
     notify_retry_after_max_s: float = Field(
         3600.0, description="Longest Retry-After (429/503 from a webhook or Slack) the notifier honours (s)"
     )
-    notify_ack_token: str | None = Field(
-        None, description="Bearer token of POST /alerts/{id}/ack (falls back to admin_token; unset disables the endpoint)"
+    notify_ack_token: SecretStr | None = Field(
+        None, description="Bearer token of POST /alerts/{id}/ack (secret; falls back to admin_token; unset disables the endpoint)"
     )
     notify_ack_host: str = Field("127.0.0.1", description="Bind address of the acknowledgement endpoint")
     notify_ack_port: int = Field(8090, description="Port of the acknowledgement endpoint")
     grafana_datasource_uid: str = Field("kneeload-pg", description="UID of the PostgreSQL data source the dashboards use")
+
+    @model_validator(mode="after")
+    def _mqtt_credentials_out_of_the_url(self) -> Settings:
+        """``mqtt://user:pass@host`` -> plain URL + username + secret password."""
+        u = urlsplit(self.mqtt_url)
+        if u.username is None and u.password is None:
+            return self
+        if self.mqtt_username is None and u.username:
+            self.mqtt_username = unquote(u.username)
+        if self.mqtt_password is None and u.password is not None:
+            self.mqtt_password = SecretStr(unquote(u.password))
+        self.mqtt_url = urlunsplit(u._replace(netloc=u.netloc.rsplit("@", 1)[1]))
+        return self
+
+
+def reveal(value: SecretStr | str | None) -> str | None:
+    """The plain text of a secret setting, at the point of use (a ``model_copy`` may have put
+    a plain string there: both are accepted)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
 
 
 def _load() -> Settings:

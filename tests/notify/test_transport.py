@@ -7,10 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import itertools
+import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -365,3 +369,54 @@ async def test_retry_after_reported_in_the_error_without_the_url(throttling: Thr
                        smtp=SmtpConfig("127.0.0.1", 25, "x@y"), timeout_s=5)  # fmt: skip
     assert err.value.retry_after_s == 12.0 and not err.value.permanent
     assert "secret-token" not in str(err.value)
+
+
+# ----------------------------------------------------------------------- logs of a service
+
+
+async def test_running_notifier_logs_no_channel_secret(
+    settings: Settings, throttling: Throttling
+) -> None:
+    """`kneeload notify` at INFO: httpx logs every request with its URL — the channel's URL is
+    its credential (a Slack webhook), so the log shows scheme and host only; the 429's
+    Retry-After warning and the Authorization header value stay out too."""
+    team = unique("team")
+    secret_path = f"/{team}/services/T0/B0/s3cr3t-webhook-token"
+    throttling.retry_after[secret_path] = "1"
+    doc = {
+        "channels": {
+            f"{team}-slack": {
+                "type": "slack",
+                "url": throttling.url(secret_path),
+                "headers": {"Authorization": "Bearer header-secret-123456"},
+            }
+        },
+        "routes": [{"team_id": team, "channels": [f"{team}-slack"]}],
+    }
+    env = os.environ | {
+        "KNEELOAD_NOTIFY_ROUTES": orjson.dumps(doc).decode(),
+        "KNEELOAD_NOTIFY_GROUP_ID": unique("notify-logs"),
+        "KNEELOAD_NOTIFY_POLL_S": "0.05",
+        "KNEELOAD_NOTIFY_BACKOFF_BASE_S": "0.2",
+        "KNEELOAD_LOG_LEVEL": "INFO",
+    }
+    await produce(settings, [make_alert(team, 0)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kneeload", "notify", "--no-ack-server"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        await wait_for(
+            lambda: (
+                [st for _, st in throttling.hits.get(secret_path, [])] == [429, 200]
+                or proc.poll() is not None
+            ),
+            60,
+            "the throttled delivery and its retry",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert [st for _, st in throttling.hits[secret_path]] == [429, 200], out[-2000:]
+    assert f"HTTP Request: POST http://127.0.0.1:{throttling.port}/***" in out, out[-2000:]
+    assert "s3cr3t-webhook-token" not in out and "header-secret-123456" not in out

@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections import deque
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import aiomqtt
 from aiokafka import AIOKafkaProducer
@@ -34,7 +34,7 @@ from kneeload import contracts
 from kneeload.ingest.pipeline import SETPOINT, TELEMETRY, Ingestor
 from kneeload.registry import RegistryView
 from kneeload.registry.kafkaio import make_producer
-from kneeload.settings import Settings, get_settings
+from kneeload.settings import Settings, get_settings, reveal
 
 __all__ = ["KINDS", "MqttBridge"]
 
@@ -77,8 +77,8 @@ class MqttBridge:
         client = aiomqtt.Client(
             hostname=u.hostname or "127.0.0.1",
             port=u.port or 1883,
-            username=unquote(u.username) if u.username else None,
-            password=unquote(u.password) if u.password else None,
+            username=self.settings.mqtt_username,
+            password=reveal(self.settings.mqtt_password),
             identifier=self.settings.mqtt_bridge_client_id,
             clean_session=False,
             protocol=aiomqtt.ProtocolVersion.V311,

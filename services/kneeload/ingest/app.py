@@ -34,7 +34,7 @@ from kneeload.ingest.pipeline import PAIN, SETPOINT, TELEMETRY, Ingestor, Outcom
 from kneeload.registry import AuthError, RegistryView, RegistryWriter
 from kneeload.registry import ops as regops
 from kneeload.registry.kafkaio import make_producer
-from kneeload.settings import Settings, get_settings
+from kneeload.settings import Settings, get_settings, reveal
 
 __all__ = ["HTTPError", "create_app"]
 
@@ -420,7 +420,7 @@ class Gateway:
 
     # ------------------------------------------------------------------ admin
     def admin(self, request: Request) -> None:
-        token = self.settings.admin_token
+        token = reveal(self.settings.admin_token)
         if not token:
             raise HTTPError(
                 403,

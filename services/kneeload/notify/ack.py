@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from kneeload.settings import Settings
+from kneeload.settings import Settings, reveal
 
 __all__ = ["AckResult", "AlertNotFoundError", "ack_app", "acknowledge"]
 
@@ -86,7 +86,7 @@ def acknowledge(conninfo: str, alert_id: str, by: str) -> AckResult:
 
 def ack_app(settings: Settings) -> Starlette:
     """The acknowledgement endpoint (Bearer token = notify_ack_token or admin_token)."""
-    token = settings.notify_ack_token or settings.admin_token
+    token = reveal(settings.notify_ack_token) or reveal(settings.admin_token)
 
     async def ack(request: Request) -> JSONResponse:
         import asyncio

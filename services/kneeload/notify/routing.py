@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import orjson
 
-from kneeload.settings import Settings
+from kneeload.settings import Settings, reveal
 
 __all__ = ["SEVERITY_RANK", "Channel", "Route", "Routing", "RoutingError", "load_routing"]
 
@@ -174,8 +174,9 @@ def _route(i: int, spec: Any, channels: Mapping[str, Channel]) -> Route:
 
 def load_routing(settings: Settings) -> Routing:
     """The routing of ``settings`` (inline JSON first, then the file; else empty)."""
-    if settings.notify_routes:
-        raw: bytes = settings.notify_routes.encode()
+    inline = reveal(settings.notify_routes)
+    if inline:
+        raw: bytes = inline.encode()
     elif settings.notify_routes_file is not None:
         raw = settings.notify_routes_file.read_bytes()
     else:

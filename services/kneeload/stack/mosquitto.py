@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kneeload.settings import Settings
+from kneeload.settings import Settings, reveal
 from kneeload.stack.procs import (
     StackError,
     port_conflict,
@@ -44,7 +44,7 @@ def _paths(s: Settings) -> dict[str, Path]:
 
 def _endpoint(s: Settings) -> tuple[str, int, str | None, str | None]:
     u = urlsplit(s.mqtt_url)
-    return u.hostname or "127.0.0.1", u.port or 1883, u.username, u.password
+    return u.hostname or "127.0.0.1", u.port or 1883, s.mqtt_username, reveal(s.mqtt_password)
 
 
 def round_trip(s: Settings, timeout_s: float = 3.0) -> bool:
