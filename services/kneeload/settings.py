@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     mqtt_auth_dir: Path | None = Field(
         None, description="Where the broker's device password/ACL files go (default: <var_dir>/mosquitto/conf.d)"
     )
+    mqtt_anonymous: bool = Field(
+        False,
+        description="OPT-OUT of the local stack's MQTT security, for local experiments only: Mosquitto starts "
+        "letting anonymous clients publish anywhere (no per-unit accounts, no ACL). Applies when the broker starts",
+    )
 
     # --- notify ---------------------------------------------------------------
     notify_routes_file: Path | None = Field(

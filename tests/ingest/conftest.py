@@ -32,12 +32,12 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def broker(settings: Settings) -> Iterator[dict[str, Any]]:
     """A Mosquitto of this session, started exactly as the stack starts its own (same binary,
-    same generated mosquitto.conf and conf.d), with kneeload's device authentication enabled.
+    same generated mosquitto.conf and conf.d): secure by default, so kneeload's device
+    authentication is on and the bridge's account exists from the start.
 
     Why not the shared broker: authentication and ACLs are global broker state; switching them
     under colleagues' running tests is unsafe. Everything here is the real broker nonetheless.
     """
-    import secrets
     import shutil
 
     from kneeload.bridge.mqttauth import MqttAuth
@@ -54,14 +54,14 @@ def broker(settings: Settings) -> Iterator[dict[str, Any]]:
     )
     mosquitto.start(s)
     try:
-        password = secrets.token_urlsafe(18)
         auth = MqttAuth(s)
-        auth.set_bridge("kneeload-bridge", password)
-        auth.enable()
-        assert auth.reload()
-        bridge_url = f"mqtt://kneeload-bridge:{password}@127.0.0.1:{port}"
+        assert auth.enabled, "the stack's Mosquitto must start with accounts and ACL"
+        account = auth.account()
+        assert account is not None, "the stack's Mosquitto must start with the bridge's account"
+        user, password = account
+        bridge_url = f"mqtt://{user}:{password}@127.0.0.1:{port}"
         deadline = time.monotonic() + 15
-        while not _can_connect(port, "kneeload-bridge", password):
+        while not _can_connect(port, user, password):
             assert time.monotonic() < deadline, "mosquitto did not load the password file"
             time.sleep(0.2)
         yield {"settings": s, "port": port, "bridge_url": bridge_url, "auth": auth}

@@ -136,19 +136,22 @@ def _reset(base: Settings, paths: DemoPaths, console: Console, name: str = "demo
 
 
 def _mqtt_setup(base: Settings, run_id: str, name: str = "demo") -> tuple[str, str, str]:
-    """(bridge MQTT URL, unit MQTT URL, topic root). With broker authentication on, the
-    bridge gets its own account and the units use the root the broker's ACL allows."""
+    """(bridge MQTT URL, unit MQTT URL, topic root). With the broker's accounts on (the
+    default) the demo's bridge logs in with the stack's bridge account (no credentials in its
+    environment: it finds the stored account, as `kneeload mqtt-bridge` does on the stack)
+    and the units with the keys the registry gives them; the root is the one the ACL allows.
+    Under the anonymous opt-out each run gets a root of its own."""
     from kneeload.bridge.mqttauth import MqttAuth
 
     u = urlsplit(base.mqtt_url)
     plain = f"mqtt://{u.hostname}:{u.port or 1883}"
     auth = MqttAuth(base)
     if not auth.enabled:
-        return base.mqtt_url, plain, f"{name}-{run_id}/lever"
-    user, password = "kneeload-demo-bridge", secrets.token_urlsafe(18)
-    auth.set_bridge(user, password)
-    auth.reload()
-    return f"mqtt://{user}:{password}@{u.hostname}:{u.port or 1883}", plain, base.mqtt_topic_root
+        return plain, plain, f"{name}-{run_id}/lever"
+    if auth.account() is None:  # a broker switched on before accounts were stored
+        auth.ensure_bridge_account()
+        auth.reload()
+    return plain, plain, base.mqtt_topic_root
 
 
 def _environment(

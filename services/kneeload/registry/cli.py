@@ -167,42 +167,94 @@ def mqtt_auth() -> None:
 
 
 @mqtt_auth.command("enable")
-@click.option("--bridge-user", default="kneeload-bridge", show_default=True)
 @click.option(
-    "--bridge-password",
-    envvar="KNEELOAD_MQTT_BRIDGE_PASSWORD",
+    "--bridge-user",
     default=None,
-    help="Password of the bridge's account (generated when omitted).",
+    help="The bridge's account (default: KNEELOAD_MQTT_USERNAME, else kneeload-bridge).",
 )
-def mqtt_enable(bridge_user: str, bridge_password: str | None) -> None:
-    """Turn device authentication on in the local Mosquitto (anonymous clients keep only the
-    health-check topic) and create the bridge's account; prints the bridge's KNEELOAD_MQTT_URL."""
-    import secrets
-    from urllib.parse import urlsplit
+@click.option(
+    "--wait-s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="How long to wait for connected bridges to log in with their account.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Switch even if a connected bridge is still anonymous (it loses messages until it "
+    "reconnects with an account).",
+)
+def mqtt_enable(bridge_user: str | None, wait_s: float, force: bool) -> None:
+    """Per-device MQTT accounts on: each LEVER unit logs in with its device id and API key and
+    publishes only below <root>/<its id>/, anonymous clients keep only the health topic.
 
-    from kneeload.bridge.mqttauth import MqttAuth
-    from kneeload.settings import get_settings
+    \b
+    Safe on a running deployment — no message is lost:
+      1. the bridge's account is created (password: KNEELOAD_MQTT_PASSWORD, else the stored
+         one, else generated and stored in the account file, mode 600 — never printed);
+      2. every bridge connected now is waited for until it is logged in with a bridge account
+         (a bridge without credentials of its own picks the stored account up by itself and
+         logs in again with its persistent session, so queued messages carry over);
+      3. only then is the broker told (password file + ACL, SIGHUP).
+    Units must already send their id and key (the broker ignored them while anonymous).
+    Works without a reachable broker too (compose's init: files only, applied at its start).
+    """
+    import time
+
+    from kneeload.bridge.mqttauth import (
+        BRIDGE_ROLE,
+        BrokerUnreachableError,
+        MqttAuth,
+        connected_bridges,
+    )
+    from kneeload.settings import get_settings, reveal
 
     s = get_settings()
     auth = MqttAuth(s)
-    password = bridge_password or secrets.token_urlsafe(24)
-    auth.set_bridge(bridge_user, password)
-    auth.enable()
-    reloaded = auth.reload()
-    u = urlsplit(s.mqtt_url)
-    _echo(
-        {
-            "enabled": True,
-            "files": str(auth.dir),
-            "broker_reloaded": reloaded,
-            "bridge_mqtt_url": f"mqtt://{bridge_user}:{password}@{u.hostname}:{u.port or 1883}",
-        }
+    user, password = auth.ensure_bridge_account(
+        bridge_user or s.mqtt_username, reveal(s.mqtt_password)
     )
+    report: dict[str, Any] = {"account": user, "files": str(auth.dir)}
+    stored = auth.account()
+    if stored is not None and stored[0] == user:
+        report["account_file"] = str(auth.account_file)
+    if auth.enabled:
+        report["already_enabled"] = True
+    else:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                bridges = connected_bridges(s, username=user, password=password)
+            except BrokerUnreachableError as exc:
+                report["broker"] = f"not reachable ({exc}): files written, applied when it starts"
+                break
+            logins = {u for u, v in auth.users().items() if v["role"] == BRIDGE_ROLE}
+            waiting = sorted(c for c, b in bridges.items() if b.get("username") not in logins)
+            report["bridges"] = {c: b.get("username") or "anonymous" for c, b in bridges.items()}
+            if not bridges:
+                report["warning"] = (
+                    "no bridge is connected: one that connects later with an account loses "
+                    "nothing; an offline anonymous session's queued messages are not delivered"
+                )
+            if not waiting or force:
+                break
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"bridge(s) {', '.join(waiting)} still connected without a bridge account "
+                    f"after {wait_s:g} s; nothing was switched. Give them KNEELOAD_MQTT_USERNAME/"
+                    f"_PASSWORD of account {user!r} (or let them use {auth.account_file}) and "
+                    "run this again, or --force to switch anyway (they lose messages)."
+                )
+            time.sleep(1.0)
+    changed = auth.enable()
+    report |= {"enabled": True, "changed": changed, "broker_reloaded": auth.reload()}
+    _echo(report)
 
 
 @mqtt_auth.command("disable")
 def mqtt_disable() -> None:
-    """Back to anonymous MQTT (the users file is kept)."""
+    """Back to anonymous MQTT on the local broker (accounts are kept for the next enable)."""
     from kneeload.bridge.mqttauth import MqttAuth
 
     auth = MqttAuth()
@@ -231,15 +283,27 @@ def mqtt_sync() -> None:
 
 @mqtt_auth.command("status")
 def mqtt_status() -> None:
-    """Whether authentication is on, and which accounts exist."""
-    from kneeload.bridge.mqttauth import MqttAuth
+    """Whether authentication is on, which accounts exist, which bridges are connected as whom."""
+    from kneeload.bridge.mqttauth import BrokerUnreachableError, MqttAuth, bridge_credentials
+    from kneeload.bridge.mqttauth import connected_bridges as bridges_now
+    from kneeload.settings import get_settings
 
-    auth = MqttAuth()
+    s = get_settings()
+    auth = MqttAuth(s)
+    user, password, _ = bridge_credentials(s)
+    try:
+        bridges: Any = {
+            c: b.get("username") or "anonymous"
+            for c, b in bridges_now(s, username=user, password=password).items()
+        }
+    except BrokerUnreachableError as exc:
+        bridges = f"broker not reachable: {exc}"
     _echo(
         {
             "enabled": auth.enabled,
             "dir": str(auth.dir),
             "accounts": {u: v["role"] for u, v in auth.users().items()},
+            "bridges_connected": bridges,
         }
     )
 

@@ -1,8 +1,17 @@
 """Mosquitto MQTT broker (Debian's package) on its own port, configured under ``var/mosquitto``.
 
+Secure by default: the broker starts with kneeload's per-device accounts and ACL
+(:mod:`kneeload.bridge.mqttauth`) — a LEVER unit logs in with its device id and API key and
+may publish only below ``<root>/<its id>/``; the bridge has its own account (generated here,
+kept in ``conf.d/kneeload-bridge.account.json``); anonymous clients may only use
+``kneeload/health/#`` (the health check below). Units get accounts when the registry creates
+or rotates their keys. ``KNEELOAD_MQTT_ANONYMOUS=true`` is the explicit opt-out for local
+experiments: anonymous clients may then publish anywhere (switch back on a running broker with
+``kneeload registry mqtt-auth enable``, which loses no message).
+
 Health is a real round trip: subscribe to a private topic, publish to it, receive the message.
-Further configuration (device authentication by the ingest service) goes in
-``var/mosquitto/conf.d/*.conf``, which the main configuration includes.
+Further configuration goes in ``var/mosquitto/conf.d/*.conf``, which the main configuration
+includes.
 """
 
 from __future__ import annotations
@@ -120,6 +129,10 @@ def start(s: Settings) -> bool:
                 os.chown(p[key], pw.pw_uid, pw.pw_gid)
     except KeyError:
         user = pwd.getpwuid(os.geteuid()).pw_name
+    from kneeload.bridge.mqttauth import MqttAuth
+
+    auth_dir = MqttAuth(s).dir  # KNEELOAD_MQTT_AUTH_DIR may put the account files elsewhere
+    auth_dir.mkdir(parents=True, exist_ok=True)
     p["conf"].write_text(
         "# Written by kneeload.stack.mosquitto; device authentication goes in conf.d/\n"
         f"user {user}\n"
@@ -128,13 +141,9 @@ def start(s: Settings) -> bool:
         "log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n"
         f"listener {port} {host}\n"
         f"include_dir {p['confd']}\n"
+        + (f"include_dir {auth_dir}\n" if auth_dir != p["confd"] else "")
     )
-    if not any(p["confd"].glob("*.conf")):
-        (p["confd"] / "00-anonymous.conf").write_text(
-            "# Default for a fresh stack: anonymous clients allowed on loopback.\n"
-            "# The ingest service replaces this with per-device password authentication.\n"
-            "allow_anonymous true\n"
-        )
+    _security(s, p["confd"])
     pid = spawn([binary, "-c", str(p["conf"])], log=p["log"], pidfile=p["pid"])
     wait_until(
         lambda: round_trip(s),
@@ -144,6 +153,25 @@ def start(s: Settings) -> bool:
         log=p["log"],
     )
     return True
+
+
+def _security(s: Settings, confd: Path) -> None:
+    """Accounts and ACL (the default), or the explicit anonymous opt-out."""
+    from kneeload.bridge.mqttauth import MqttAuth
+
+    auth = MqttAuth(s)
+    anonymous = confd / "00-anonymous.conf"
+    if s.mqtt_anonymous:
+        anonymous.write_text(
+            "# KNEELOAD_MQTT_ANONYMOUS=true: any client may publish anywhere (local experiments\n"
+            "# only). `kneeload registry mqtt-auth enable` switches to per-device accounts.\n"
+            "allow_anonymous true\n"
+        )
+        auth.disable()
+        return
+    anonymous.unlink(missing_ok=True)
+    auth.ensure_bridge_account()
+    auth.enable()
 
 
 def stop(s: Settings) -> bool:
