@@ -1,10 +1,14 @@
 // composecheck loads and validates a Compose file with compose-go, the library behind
 // `docker compose config`, for machines that have no Docker Compose client (like CI here).
-// Usage: go run ./infra/composecheck infra/compose.yaml
+// Usage: go run ./infra/composecheck [-json] infra/compose.yaml
+// Prints the resolved project (variables interpolated, paths absolute) as YAML, or JSON
+// with -json (what tests/stack/test_compose.py reads to check every referenced file,
+// command and variable).
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,11 +17,13 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: composecheck COMPOSE_FILE")
+	asJSON := flag.Bool("json", false, "print the resolved project as JSON instead of YAML")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: composecheck [-json] COMPOSE_FILE")
 		os.Exit(2)
 	}
-	file, err := filepath.Abs(os.Args[1])
+	file, err := filepath.Abs(flag.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -39,7 +45,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "invalid compose file:", err)
 		os.Exit(1)
 	}
-	out, err := project.MarshalYAML()
+	var out []byte
+	if *asJSON {
+		out, err = project.MarshalJSON()
+	} else {
+		out, err = project.MarshalYAML()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
