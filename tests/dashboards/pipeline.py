@@ -201,15 +201,15 @@ def drive_sessions(p: Pipeline) -> dict[str, dt.datetime]:
 
 
 def drive_pain(p: Pipeline, starts: dict[str, dt.datetime]) -> None:
-    """Pain over HTTP: athlete 1 during (3/10) and after (7/10: over the LEVER limit) the
-    session of yesterday (its id as the pipeline stored it), next morning 2/10; athlete 2
-    after yesterday's session (5/10)."""
+    """Pain over HTTP: athlete 1 during (6/10: over the LEVER limit of 4) and after (7/10)
+    the session of yesterday (its id as the pipeline stored it), next morning 2/10; athlete
+    2 after yesterday's session (5/10)."""
     s1, s2 = starts[f"{ATHLETE}:1"], starts[f"{ATHLETE2}:1"]
     end1 = s1 + dt.timedelta(seconds=SESSION_S)
     [(sid,)] = p.rows("SELECT session_id FROM kneeload_api.athlete_timeline "
                       "WHERE athlete_id = %s AND start_time = %s", ATHLETE, s1)  # fmt: skip
     reports = [
-        (ATHLETE, "p1-during", s1 + dt.timedelta(seconds=60), 3, "during", sid),
+        (ATHLETE, "p1-during", s1 + dt.timedelta(seconds=60), 6, "during", sid),
         (ATHLETE, "p1-after", end1 + dt.timedelta(minutes=10), 7, "after", sid),
         (ATHLETE, "p1-morning", min(end1 + dt.timedelta(hours=14), p.now - dt.timedelta(minutes=5)),
          2, "next_morning", None),

@@ -265,6 +265,16 @@ def pain_response(
         "classification": "stop",
         "reason": "above_limit",
         "preset": "lever",
+        "preset_source": "LEVER product guidance (attributed to Crossley et al. 2016; source "
+        "unconfirmed)",
+        "summary": f"STOP: pain during run {nrs}/10 > 6 [LEVER preset]",
+        "during_max_nrs": float(nrs),
+        "after_max_nrs": None,
+        "next_day_nrs": None,
+        "next_day_status": "pending",
+        "next_day_expected_at": iso(t + timedelta(hours=14)),
+        "next_day_due_by": iso(t + timedelta(hours=36)),
+        "load_suggestion": {"action": "reduce", "reason": "reduce_after_stop"},
         "bws_suggestion": None
         if unit is None
         else {

@@ -326,14 +326,20 @@ def athlete_detail() -> dash.Dashboard:
     bws = SQL(
         """
         SELECT time, pain_nrs AS "pain (NRS)", context, classification, unit_id AS "LEVER unit",
-               action, current_bws_pct AS "current BWS (%)", suggested_bws_pct AS "suggested BWS (%)",
-               suggestion_reason AS "why"
-          FROM kneeload_api.bws_suggestions
+               bws_action AS action, bws_current_pct AS "current BWS (%)",
+               bws_suggested_pct AS "suggested BWS (%)", load_action AS "next session load",
+               next_day_nrs AS "next-day pain (NRS)",
+               CASE next_day_status WHEN 'pending' THEN 'pending, expected '
+                    || to_char(next_day_expected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC'
+                    ELSE next_day_status END AS "next-day report",
+               summary AS "why (preset and source)"
+          FROM kneeload_api.pain_responses
          WHERE athlete_id = '$athlete' AND $__timeFilter(time)
          ORDER BY time DESC
         """,
         expect=["time", "pain (NRS)", "context", "classification", "LEVER unit", "action",
-                "current BWS (%)", "suggested BWS (%)", "why"],
+                "current BWS (%)", "suggested BWS (%)", "next session load", "next-day pain (NRS)",
+                "next-day report", "why (preset and source)"],
     )  # fmt: skip
     alerts = SQL(
         """
@@ -350,7 +356,8 @@ def athlete_detail() -> dash.Dashboard:
         .uid("kneeload-athlete-detail")
         .description("One athlete: session timeline with estimated PFJ load and BWS, ACWR per "
                      "method with the bands, pain against load (same day and next morning) "
-                     "with the correlation and its n, BWS suggestions.")
+                     "with the correlation and its n, pain responses (next-day value, preset and source) "
+                     "and suggestions for the clinician (never applied automatically).")
         .tags(TAGS)
         .time("now-90d", "now")
         .refresh("5m")
@@ -397,7 +404,7 @@ def athlete_detail() -> dash.Dashboard:
             .overrides([_override("r", decimals=2), _override("p", decimals=3)])
         )
         .with_panel(
-            table.Panel().title("BWS suggestions").datasource(DS).with_target(bws)
+            table.Panel().title("Pain responses and suggestions for the clinician").datasource(DS).with_target(bws)
             .grid_pos(_pos(0, 35, 14, 8))
         )
         .with_panel(

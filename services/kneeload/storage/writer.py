@@ -265,6 +265,16 @@ _PAIN_RESPONSE = (
     "bws_current_pct",
     "bws_suggested_pct",
     "bws_reason",
+    "preset_source",
+    "summary",
+    "during_max_nrs",
+    "after_max_nrs",
+    "next_day_nrs",
+    "next_day_status",
+    "next_day_expected_at",
+    "next_day_due_by",
+    "load_action",
+    "load_reason",
 )
 _CORRELATION = (
     "id",
@@ -395,6 +405,7 @@ def _daily_rows(d: Any) -> Iterable[Row]:
 
 def _pain_response_rows(d: Any) -> Iterable[Row]:
     s = d.get("bws_suggestion") or {}
+    ls = d.get("load_suggestion") or {}
     g = d.get
     return (
         (
@@ -415,6 +426,16 @@ def _pain_response_rows(d: Any) -> Iterable[Row]:
             s.get("current_bws_pct"),
             s.get("suggested_bws_pct"),
             s.get("reason"),
+            g("preset_source"),
+            g("summary"),
+            g("during_max_nrs"),
+            g("after_max_nrs"),
+            g("next_day_nrs"),
+            g("next_day_status"),
+            g("next_day_expected_at"),
+            g("next_day_due_by"),
+            ls.get("action"),
+            ls.get("reason"),
         ),
     )
 

@@ -104,11 +104,7 @@ class WorkerConfig:
 
     @property
     def preset(self) -> core_pain.PainPreset:
-        return (
-            core_pain.SILBERNAGEL
-            if self.pain_preset.lower().startswith("silb")
-            else core_pain.LEVER
-        )
+        return core_pain.preset_by_code(self.pain_preset)
 
 
 def new_state(athlete_id: str, cfg: WorkerConfig) -> dict[str, Any]:
@@ -580,11 +576,12 @@ class AthleteProcessor:
         if force or idle or now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000:
             out = self._flush(st, now_ms)
         out += corr_out
+        window_ms = cfg.preset.next_day_window_h * 3_600_000
         for s in closed_now:  # reports that arrived before the session was complete
             a = s["acc"]
             for p in list(st["pain"]):
                 if p[3] == s["sid"] or (
-                    p[3] is None and a["start"] <= p[0] <= a["end"] + 86_400_000
+                    p[3] is None and a["start"] <= p[0] <= a["end"] + window_ms
                 ):
                     out += self.on_pain(st, self._report(st, p), now_ms)
         self._prune(st)
@@ -900,18 +897,31 @@ class AthleteProcessor:
         baseline = core_pain.baseline_nrs(reports, before=when)
         sess = self._session_for(st, rep.get("session_id"), t, ctx, preset)
         this_w, last_w, change = core_pain.weekly_pain_trend(reports, when)
-        during = settle = None
-        hours_after = None
+        sp = core_pain.SessionPain(float(nrs) if ctx == "during" else None, None, None, None)
+        nd_status = expected = due = None
         if sess is not None:
             a = sess["acc"]
-            sp = core_pain.session_pain(
-                reports, to_dt(a["start"]), to_dt(a["end"]), preset, sess["sid"]
-            )
-            during, settle, hours_after = sp.during_max_nrs, sp.settle_nrs, sp.settle_hours
-        elif ctx == "during":
-            during = float(nrs)
-        c = core_pain.classify_session(during, settle, baseline, change, preset)
-        suggestion = None
+            end = to_dt(a["end"])
+            sp = core_pain.session_pain(reports, to_dt(a["start"]), end, preset, sess["sid"])
+            if sp.next_day_nrs is not None:
+                nd_status = "received"
+            else:
+                exp, due_dt = core_pain.next_day_expected(end, st.get("tz") or "UTC", preset)
+                expected, due = (
+                    iso(round(exp.timestamp() * 1000)),
+                    iso(round(due_dt.timestamp() * 1000)),
+                )
+                nd_status = "missed" if when > due_dt else "pending"
+        c = core_pain.classify_session(
+            sp.during_max_nrs, sp.next_day_nrs, baseline, change, preset, this_w
+        )
+        suggestion = load = None
+        if sess is not None:
+            ls = core_pain.suggest_load(c)
+            load = {
+                "action": ls.action.value,
+                "reason": f"{ls.action.value}_after_{c.status.value}",
+            }
         if sess is not None and sess["acc"]["unit"] is not None:
             unit = sess["acc"]["unit"]
             cur = next((e[2] for e in reversed(st["bws"]) if e[1] == unit), 0.0)
@@ -925,13 +935,12 @@ class AthleteProcessor:
                 "suggested_bws_pct": sug.suggested_bws_pct,
                 "reason": f"{sug.action.value}_after_{c.status.value}",
             }
-        preset_code = preset.name.lower()
         out: list[Output] = [
             (
                 PAIN_RESPONSES,
                 aid,
                 {
-                    "id": f"{rep['report_id']}:{preset_code}",
+                    "id": f"{rep['report_id']}:{preset.code}",
                     "report_id": rep["report_id"],
                     "athlete_id": aid,
                     "team_id": team,
@@ -942,7 +951,16 @@ class AthleteProcessor:
                     "baseline_nrs": baseline,
                     "classification": c.status.value,
                     "reason": c.reason_code,
-                    "preset": preset_code,
+                    "preset": preset.code,
+                    "preset_source": preset.source,
+                    "summary": c.reason[:1000],
+                    "during_max_nrs": sp.during_max_nrs,
+                    "after_max_nrs": sp.after_max_nrs,
+                    "next_day_nrs": sp.next_day_nrs,
+                    "next_day_status": nd_status,
+                    "next_day_expected_at": expected,
+                    "next_day_due_by": due,
+                    "load_suggestion": load,
                     "bws_suggestion": suggestion,
                 },
             )
@@ -951,10 +969,17 @@ class AthleteProcessor:
         found: list[core_alerts.Alert | None] = []
         if ctx in ("during", "after"):
             found.append(core_alerts.check_pain(aid, team, when, nrs, ctx, th))
-        if sess is not None and settle is not None and hours_after is not None:
-            found.append(
+        if sess is not None and sp.next_day_nrs is not None and sp.next_day_hours is not None:
+            found.append(  # the next-day value only: an "after" report never stands in for it
                 core_alerts.check_pain_not_settled(
-                    aid, team, when, baseline or 0.0, settle, hours_after, sess["sid"], th
+                    aid,
+                    team,
+                    when,
+                    baseline or 0.0,
+                    sp.next_day_nrs,
+                    sp.next_day_hours,
+                    sess["sid"],
+                    th,
                 )
             )
         found.append(core_alerts.check_weekly_pain_trend(aid, team, when, this_w, last_w, th))
@@ -979,14 +1004,14 @@ class AthleteProcessor:
     ) -> dict[str, Any] | None:
         if sid and sid in st["sessions"] and st["sessions"][sid]["acc"] is not None:
             return st["sessions"][sid]
-        settle_ms = preset.settle_within_h * 3_600_000
+        window_ms = preset.next_day_window_h * 3_600_000
         best = None
         for s in st["sessions"].values():
             a = s["acc"]
             if a is None:
                 continue
             inside = a["start"] <= t <= a["end"]
-            after = a["end"] < t <= a["end"] + settle_ms and ctx != "during"
+            after = a["end"] < t <= a["end"] + window_ms and ctx != "during"
             if (inside or after) and (best is None or a["end"] > best["acc"]["end"]):
                 best = s
         return best
