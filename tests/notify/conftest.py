@@ -4,6 +4,7 @@ and an SMTP server (aiosmtpd), both running in this process on their own threads
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -97,24 +98,32 @@ class Receiver:
         return Starlette(routes=[Route("/{name:path}", hook, methods=["POST"])])
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    rec = Receiver()
+@contextlib.contextmanager
+def serving(app: Starlette, host: str = "127.0.0.1") -> Iterator[int]:
+    """Serve ``app`` with uvicorn on a thread, on an ephemeral port of ``host``; yield the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((rec.host, 0))
-    rec.port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(rec.app(), log_level="warning", lifespan="off"))
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.started, "HTTP receiver did not start"
-    yield rec
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    with serving(rec.app(), rec.host) as rec.port:
+        yield rec
 
 
 class _Inbox:

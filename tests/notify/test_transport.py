@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
@@ -39,7 +38,7 @@ from kneeload.notify.channels import DeliveryError, Message, SmtpConfig, retry_a
 from kneeload.notify.routing import Channel
 from kneeload.settings import Settings
 
-from .conftest import make_alert, produce, unique, wait_for
+from .conftest import make_alert, produce, serving, unique, wait_for
 from .test_delivery import running, tuned
 
 USER, PASSWORD = "alerts@clinic.example", "s3cret-Pa55"
@@ -276,10 +275,13 @@ async def test_retry_after_forms() -> None:
 
 @dataclass
 class Throttling:
-    """An HTTP receiver that answers 429 + Retry-After to the first request of each path."""
+    """An HTTP receiver that answers 429 + Retry-After to the first request of each path:
+    ``retry_after`` as given (delay-seconds), ``retry_at_s`` as an HTTP date that many
+    seconds after the answer (made when answering, as a throttling server would)."""
 
     port: int = 0
     retry_after: dict[str, str] = field(default_factory=dict)
+    retry_at_s: dict[str, float] = field(default_factory=dict)
     hits: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -292,9 +294,15 @@ class Throttling:
             await request.body()
             with self.lock:
                 seen = self.hits.setdefault(path, [])
-                status = 429 if not seen and path in self.retry_after else 200
+                throttled = path in self.retry_after or path in self.retry_at_s
+                status = 429 if not seen and throttled else 200
                 seen.append((time.monotonic(), status))
-            headers = {"Retry-After": self.retry_after[path]} if status == 429 else {}
+            headers = {}
+            if status == 429 and path in self.retry_at_s:
+                at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.retry_at_s[path])
+                headers["Retry-After"] = email.utils.format_datetime(at, usegmt=True)
+            elif status == 429:
+                headers["Retry-After"] = self.retry_after[path]
             return JSONResponse({"ok": status == 200}, status_code=status, headers=headers)
 
         return Starlette(routes=[Route("/{name:path}", hook, methods=["POST"])])
@@ -303,20 +311,8 @@ class Throttling:
 @pytest.fixture
 def throttling() -> Iterator[Throttling]:
     rec = Throttling()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    rec.port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(rec.app(), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield rec
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(rec.app()) as rec.port:
+        yield rec
 
 
 async def test_webhook_and_slack_wait_for_retry_after(
@@ -328,8 +324,7 @@ async def test_webhook_and_slack_wait_for_retry_after(
     team = unique("team")
     hook, slack = f"/{team}/hook", f"/{team}/slack"
     throttling.retry_after[hook] = "3"
-    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
-    throttling.retry_after[slack] = email.utils.format_datetime(at, usegmt=True)
+    throttling.retry_at_s[slack] = 3.0
     alerts = [make_alert(team, i) for i in range(3)]
     await produce(settings, alerts)
     doc = {
