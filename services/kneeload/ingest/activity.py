@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import statistics
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ __all__ = [
     "Record",
     "decode",
     "decode_fit",
+    "decode_gpx",
     "decode_tcx",
     "normalise",
     "sniff_format",
@@ -117,6 +119,7 @@ class Activity:
     headers: int = 1
     sports: list[str] = field(default_factory=list)
     product: str | None = None
+    serial_number: int | None = None  # FIT file_id.serial_number (maps a device to an athlete)
 
 
 @dataclass(slots=True)
@@ -131,8 +134,12 @@ class NormalisedActivity:
 def sniff_format(data: bytes) -> str | None:
     if len(data) >= 12 and data[8:12] == b".FIT":
         return "fit"
-    head = data[:512].lstrip()
-    if head.startswith(b"<?xml") or b"<TrainingCenterDatabase" in data[:2048]:
+    head = data[:2048]
+    if b"<TrainingCenterDatabase" in head:
+        return "tcx"
+    if b"<gpx" in head:
+        return "gpx"
+    if head.lstrip().startswith(b"<?xml"):
         return "tcx"
     return None
 
@@ -143,7 +150,11 @@ def decode(data: bytes, fmt: str | None = None, *, cadence_unit: str = "auto") -
         return decode_fit(data)
     if fmt == "tcx":
         return decode_tcx(data, cadence_unit=cadence_unit)
-    raise ActivityError("unknown_format", "not a FIT file (no '.FIT' header) or a TCX document")
+    if fmt == "gpx":
+        return decode_gpx(data, cadence_unit=cadence_unit)
+    raise ActivityError(
+        "unknown_format", "not a FIT file (no '.FIT' header), a TCX or a GPX document"
+    )
 
 
 # --------------------------------------------------------------------------- FIT
@@ -168,6 +179,7 @@ def decode_fit(data: bytes) -> Activity:
     paused = False
     headers = 0
     product = None
+    serial: int | None = None
     try:
         with fitdecode.FitReader(
             io.BytesIO(data),
@@ -214,6 +226,8 @@ def decode_fit(data: bytes) -> Activity:
                     sessions.append((start, end, _opt(frame, "sport"), _opt(frame, "sub_sport")))
                 elif name == "file_id" and product is None:
                     product = _opt(frame, "garmin_product") or _opt(frame, "manufacturer")
+                    sn = _opt(frame, "serial_number")
+                    serial = sn if isinstance(sn, int) else None
     except fitdecode.FitError as exc:
         raise ActivityError("corrupt_fit", f"corrupt or truncated FIT file: {exc}") from exc
     except Exception as exc:  # fitdecode can raise plain errors on garbage input
@@ -230,6 +244,7 @@ def decode_fit(data: bytes) -> Activity:
         headers=headers,
         sports=[s[2] or "unknown" for s in sessions],
         product=str(product) if product else None,
+        serial_number=serial,
     )
 
 
@@ -391,6 +406,122 @@ def _tcx_cadence_unit(records: list[Record], requested: str, run_cadence: bool) 
         f"median moving cadence {med:g}/min: strides/min (as steps/min it would mean "
         f"{step_if_spm:.1f} m steps), doubled"
     )
+
+
+# --------------------------------------------------------------------------- GPX
+
+_EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
+#: extension element names (local, any namespace) that carry cadence / speed / power:
+#: Garmin TrackPointExtension v1/v2 ``cad``/``speed``, Cluetrust gpxdata ``cadence``,
+#: ``power`` (several vendors)
+_GPX_CAD = {"cad", "cadence", "runcadence"}
+_GPX_SPEED = {"speed"}
+_GPX_POWER = {"power", "powerinwatts", "watts"}
+_GPX_HR = {"hr", "heartrate"}
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine) on a sphere of radius 6,371,008.8 m."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def decode_gpx(data: bytes, *, cadence_unit: str = "auto") -> Activity:
+    """Decode a GPX 1.0/1.1 document: every ``<trkpt>`` of every track is a record.
+
+    Core GPX carries position, elevation and time only. Cadence, speed, power and heart
+    rate come from extensions, matched by local name in any namespace (Garmin
+    TrackPointExtension ``<gpxtpx:cad>``, ``<gpxtpx:hr>``, v2 ``<gpxtpx:speed>``; Cluetrust
+    ``<gpxdata:cadence>``; ``<power>``). A GPX without cadence extensions yields no samples:
+    each point is rejected ``no_cadence``, as for any file (kneeload does not invent a
+    cadence). Distance is the cumulative haversine distance between points; speed, where no
+    extension gives it, comes from that distance track as for TCX. GPX cadence is per
+    minute without a stated unit (Garmin and Strava write strides/min for running): the
+    unit is detected from the data like a plain TCX ``<Cadence>`` unless ``cadence_unit``
+    says. The track's ``<type>`` (``running``, ``run``, ``walking`` ...) sets the sport;
+    without one the track is taken as running.
+    """
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ActivityError("corrupt_gpx", f"GPX is not well-formed XML: {exc}") from exc
+    if _local(root.tag) != "gpx":
+        raise ActivityError("corrupt_gpx", "not a GPX document")
+    records: list[Record] = []
+    sports: list[str] = []
+    for t_index, trk in enumerate(el for el in root if _local(el.tag) == "trk"):
+        kind = next((c.text for c in trk if _local(c.tag) == "type" and c.text), None)
+        sport = _gpx_sport(kind)
+        sports.append(sport)
+        dist = 0.0
+        prev: tuple[float, float] | None = None
+        for pt in trk.iter():
+            if _local(pt.tag) != "trkpt":
+                continue
+            try:
+                lat, lon = float(pt.get("lat", "")), float(pt.get("lon", ""))
+            except ValueError:
+                lat = lon = float("nan")
+            pos = (lat, lon) if lat == lat and lon == lon else None
+            if pos is not None and prev is not None:
+                dist += _haversine_m(prev[0], prev[1], pos[0], pos[1])
+            if pos is not None:
+                prev = pos
+            t: datetime | None = None
+            values: dict[str, Any] = {"distance": dist if pos is not None else None}
+            for child in pt.iter():
+                name = _local(child.tag)
+                if name == "time" and child.text:
+                    try:
+                        t = datetime.fromisoformat(child.text.strip().replace("z", "Z"))
+                        if t.tzinfo is None:
+                            t = t.replace(tzinfo=UTC)
+                    except ValueError:
+                        t = None
+                elif name in _GPX_CAD:
+                    values["cadence"] = _float(child)
+                elif name in _GPX_SPEED:
+                    values["speed"] = _float(child)
+                elif name in _GPX_POWER:
+                    values["power"] = _float(child)
+                elif name in _GPX_HR:
+                    hr = _float(child)
+                    values["heart_rate"] = int(hr) if hr is not None else None
+            records.append(Record(len(records), t, values, sport=sport, session=t_index))
+    if not records:
+        raise ActivityError("empty_activity", "the GPX document has no track points")
+    _tcx_speeds(records)
+    unit, note = _tcx_cadence_unit(records, cadence_unit, False)
+    if not any(r.fields.get("cadence") for r in records):
+        note = "no cadence in the GPX (core GPX has none; no cadence extension found)"
+    for r in records:
+        r.fields["cadence_is_spm"] = unit == "steps_per_min"
+    return Activity(
+        "gpx",
+        hashlib.sha256(data).hexdigest(),
+        records,
+        cadence_unit=unit,
+        cadence_note=note,
+        sports=sports,
+    )
+
+
+def _gpx_sport(kind: str | None) -> str:
+    """The FIT-style sport of a GPX ``<trk><type>`` (free text; Strava writes numbers)."""
+    if kind is None:
+        return RUNNING
+    k = kind.strip().lower()
+    if k in {"9", "running", "run", "trail_running", "treadmill_running", "track_running"}:
+        return RUNNING
+    if "run" in k:
+        return RUNNING
+    return k or RUNNING
 
 
 # --------------------------------------------------------------------------- normalise

@@ -49,6 +49,7 @@ _TCX_TYPES = {
     "text/xml",
     "application/tcx+xml",
 }
+_GPX_TYPES = {"application/gpx+xml", "application/gpx"}
 _WATCH_KINDS = ("watch", "app")
 
 
@@ -292,7 +293,11 @@ class Gateway:
                 )
             if ctype in _TCX_TYPES:
                 raise HTTPError(422, "corrupt_tcx", "not a TCX document")
-            raise HTTPError(415, "unsupported_media_type", "upload a FIT file or a TCX document")
+            if ctype in _GPX_TYPES:
+                raise HTTPError(422, "corrupt_gpx", "not a GPX document")
+            raise HTTPError(
+                415, "unsupported_media_type", "upload a FIT file, a TCX or a GPX document"
+            )
         q = request.query_params
         start_time = None
         if q.get("start_time"):
@@ -326,60 +331,21 @@ class Gateway:
         *,
         session_id: str | None = None,
     ) -> Response:
-        summary = dict(norm.summary)
-        by_reason: dict[str, list[dict[str, Any]]] = {}
-        for r in norm.rejected:
-            by_reason.setdefault(r["reason"], []).append(r)
-        summary["rejected_records"] = {
-            k: {"count": len(v), "indexes": [r["index"] for r in v[:100]], "detail": v[0]["detail"]}
-            for k, v in by_reason.items()
-        }
-        for reason, recs in by_reason.items():  # one dead letter per reason and file
-            await self.ingestor.dead_letter(
-                fmt,
-                reason,
-                f"{len(recs)} record(s) of {fmt} file {norm.summary['file_sha256'][:16]} rejected: "
-                f"{recs[0]['detail']}",
-                contracts.dumps([r["record"] for r in recs]),
-                key=device["device_id"],
-                errors=[
-                    FieldError(f"/records/{r['index']}", reason, r["detail"]) for r in recs[:100]
-                ],
-            )
-        if not norm.samples:
-            code = (
-                "no_running_samples"
-                if norm.skipped["not_running"] and not norm.rejected
-                else "no_usable_samples"
-            )
-            if not by_reason:
-                await self.ingestor.dead_letter(
-                    fmt, code, "file yields no running samples", body, key=device["device_id"]
-                )
+        res = await self.ingestor.activity(device, norm, fmt, body, session_id=session_id)
+        if res.outcome is None:
             return _json(
                 {
                     "error": {
-                        "code": code,
+                        "code": res.error,
                         "message": "the file yields no running samples with cadence",
                         "errors": [],
                     },
-                    "summary": summary,
+                    "summary": res.summary,
                 },
                 422,
             )
-        sessions = norm.sessions
-        if session_id is not None:
-            sessions = [{**s, "session_id": session_id} for s in sessions]
-        out = await self.ingestor.watch_samples(
-            device,
-            norm.samples,
-            source=fmt,
-            sessions=sessions,
-            dlq_source=fmt,
-            batch_id_prefix=f"{fmt}-{norm.summary['file_sha256'][:16]}",
-        )
-        out.extra["summary"] = summary
-        return self.reply(out, details=False)
+        res.outcome.extra["summary"] = res.summary
+        return self.reply(res.outcome, details=False)
 
     # ------------------------------------------------------------------ unit & pain
     def _records(self, payload: Any) -> list[Any]:

@@ -283,12 +283,13 @@ def build_openapi() -> dict[str, Any]:
         },
         "/v1/activities": {
             "post": _op(
-                "Upload a whole activity file (FIT or TCX); its running records become samples with their original times",  # noqa: E501
+                "Upload a whole activity file (FIT, TCX or GPX); its running records become samples with their original times",  # noqa: E501
                 {
                     "application/vnd.ant.fit": {"schema": {"type": "string", "format": "binary"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                     "application/vnd.garmin.tcx+xml": {"schema": {"type": "string"}},
                     "application/xml": {"schema": {"type": "string"}},
+                    "application/gpx+xml": {"schema": {"type": "string"}},
                 },
                 "watch",
                 params=[

@@ -32,6 +32,7 @@ from kneeload.topics import (
 
 __all__ = [
     "MAX_SAMPLES_PER_MESSAGE",
+    "ActivityResult",
     "Ingestor",
     "Outcome",
     "RecordResult",
@@ -149,6 +150,16 @@ class Outcome:
             else [r.as_dict() for r in self.results if r.result != "accepted"]
         )
         return d
+
+
+@dataclass(slots=True)
+class ActivityResult:
+    """What publishing one activity file did: ``outcome`` of its samples (None when the file
+    yields none: ``error`` says why), and the decoder's summary with rejections by reason."""
+
+    outcome: Outcome | None
+    summary: dict[str, Any]
+    error: str | None = None
 
 
 def _reason(errors: list[FieldError]) -> str:
@@ -338,6 +349,65 @@ class Ingestor:
                 recent.add(f"{device_id}\x1f{r.record_id}")
         out.results = [r for r in results if r is not None]
         return out
+
+    # ------------------------------------------------------------------ activity files
+    async def activity(
+        self,
+        device: dict[str, Any],
+        norm: Any,
+        fmt: str,
+        body: bytes | None,
+        *,
+        session_id: str | None = None,
+    ) -> ActivityResult:
+        """Publish a decoded activity file (``norm``: a
+        :class:`kneeload.ingest.activity.NormalisedActivity`) as ``device``: its rejected
+        records dead-lettered once per reason, its samples through :meth:`watch_samples` in
+        batches with ids derived from the file's digest (a re-sync or re-import is a harmless
+        duplicate). Shared by the HTTP upload and ``kneeload import``."""
+        summary = dict(norm.summary)
+        by_reason: dict[str, list[dict[str, Any]]] = {}
+        for r in norm.rejected:
+            by_reason.setdefault(r["reason"], []).append(r)
+        summary["rejected_records"] = {
+            k: {"count": len(v), "indexes": [r["index"] for r in v[:100]], "detail": v[0]["detail"]}
+            for k, v in by_reason.items()
+        }
+        sha = str(norm.summary["file_sha256"])
+        for reason, recs in by_reason.items():  # one dead letter per reason and file
+            await self.dead_letter(
+                fmt,
+                reason,
+                f"{len(recs)} record(s) of {fmt} file {sha[:16]} rejected: {recs[0]['detail']}",
+                contracts.dumps([r["record"] for r in recs]),
+                key=device["device_id"],
+                errors=[
+                    FieldError(f"/records/{r['index']}", reason, r["detail"]) for r in recs[:100]
+                ],
+            )
+        if not norm.samples:
+            code = (
+                "no_running_samples"
+                if norm.skipped["not_running"] and not norm.rejected
+                else "no_usable_samples"
+            )
+            if not by_reason:
+                await self.dead_letter(
+                    fmt, code, "file yields no running samples", body, key=device["device_id"]
+                )
+            return ActivityResult(None, summary, code)
+        sessions = norm.sessions
+        if session_id is not None:
+            sessions = [{**s, "session_id": session_id} for s in sessions]
+        out = await self.watch_samples(
+            device,
+            norm.samples,
+            source=fmt,
+            sessions=sessions,
+            dlq_source=fmt,
+            batch_id_prefix=f"{fmt}-{sha[:16]}",
+        )
+        return ActivityResult(out, summary)
 
     # ------------------------------------------------------------------ unit & pain records
     def build(
