@@ -37,6 +37,8 @@ TEAM, CLINIC = "team-dash", "clinic-dash"
 ATHLETE, ATHLETE2, ATHLETE3 = "ath-dash-1", "ath-dash-2", "ath-dash-3"
 UNIT = "lever-dash-1"
 SESSION_S = 120  # samples per session (1 Hz)
+#: athlete 3's display name: markup and quotes that reports and dashboards must show as text
+HOSTILE_NAME = """Zoë <script>alert("x")</script> O'Neil & <b>co</b>"""
 SERVICES = ("ingest", "worker", "sink")
 
 
@@ -114,13 +116,14 @@ def _run(p: Pipeline, *args: str) -> None:
     assert rc == 0, f"`kneeload {' '.join(args)}` exited {rc}{tail(log, 30)}"
 
 
-def start(settings: Settings, root: Path) -> Pipeline:
-    """Migrate, create the topics and start ingest, worker and sink on ``settings``."""
+def start(settings: Settings, root: Path, sub: str = "dash.") -> Pipeline:
+    """Migrate, create the topics and start ingest, worker and sink on ``settings`` (topics
+    under the sub-prefix ``sub`` of the session's prefix)."""
     t0 = time.monotonic()
     paths = svc.DemoPaths(root)
     for d in (paths.logs, paths.pids):
         d.mkdir(parents=True, exist_ok=True)
-    prefix = f"{settings.topic_prefix}dash."
+    prefix = f"{settings.topic_prefix}{sub}"
     port = svc.free_port()
     token = secrets.token_urlsafe(18)
     env = {
@@ -159,8 +162,9 @@ def register(p: Pipeline) -> None:
     """Three athletes of one team (one without any data), a watch each, one LEVER unit of a
     clinic assigned to the first athlete — all through the gateway's admin paths."""
     for i, aid in enumerate((ATHLETE, ATHLETE2, ATHLETE3), 1):
+        name = HOSTILE_NAME if aid == ATHLETE3 else f"Runner {i}"
         p.admin("PUT", f"/admin/athletes/{aid}", {"team_id": TEAM, "body_mass_kg": 60.0 + 5 * i,
-                "time_zone": "UTC", "display_name": f"Runner {i}", "active": True})  # fmt: skip
+                "time_zone": "UTC", "display_name": name, "active": True})  # fmt: skip
         rec = p.admin("POST", "/admin/devices", {"device_id": f"w-{aid}", "kind": "watch",
                                                  "athlete_id": aid})  # fmt: skip
         p.keys[f"w-{aid}"] = rec["api_key"]

@@ -1,7 +1,8 @@
-"""``kneeload ingest`` (the HTTP gateway) and ``kneeload import-fit``."""
+"""``kneeload ingest`` (the HTTP gateway) and ``kneeload import`` (alias ``import-fit``)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -51,160 +52,169 @@ def ingest_cmd(
     )
 
 
-@click.command("import-fit")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--athlete-id", required=True, help="Athlete the activity belongs to.")
+_IMPORT_HELP = """Import activity history: FIT, TCX and GPX files, folders (recursively), .zip
+archives (Garmin/Strava bulk exports, zips inside zips) and .gz-compressed files.
+
+\b
+  kneeload import ~/anna-history.zip --athlete ath-anna
+  kneeload import exports/ --map team-map.csv --json > summary.json
+
+Each file gets an athlete: a --map CSV (header: athlete, serial or pattern, optional device;
+serial = the FIT file's device serial number, pattern = shell pattern on the file's path)
+or --athlete. Its device (record ids are DEVICE:EPOCH_MS) is the mapping's, --device, or
+the athlete's only registered watch/app. Files are decoded in --jobs processes, then
+published per athlete in time order through the gateway core (validation, dead letters,
+acks=all), straight to Kafka. Re-running imports nothing twice: ids are deterministic and
+a resume ledger (var/import/ledger.sqlite) skips what an earlier, maybe interrupted, run
+did. History older than an athlete's stored data minus the worker's lateness horizon is
+stored but not counted by the running worker: the summary names the `kneeload
+rebuild-state --since DATE` that counts it. GPX has no cadence in its core spec: cadence
+comes from extensions (Garmin TrackPointExtension <cad>); a GPX without it yields no
+samples (no_cadence), as kneeload never invents a cadence.
+
+With --api-key the files are uploaded to a running HTTP gateway as that device instead
+(no Kafka access needed); with --jsonl the samples are printed, nothing is published.
+`kneeload import-fit` is the same command."""
+
+
+@click.command("import", help=_IMPORT_HELP)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--jsonl", is_flag=True, help="Print the normalised samples as JSON lines (no upload)."
+    "--athlete",
+    "--athlete-id",
+    "athlete",
+    default=None,
+    help="Athlete of every file no mapping rule matches.",
 )
 @click.option(
+    "--map",
+    "map_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV mapping: athlete, serial and/or pattern, device.",
+)
+@click.option(
+    "--device",
     "--device-id",
+    "device",
     envvar="KNEELOAD_DEVICE_ID",
     default=None,
-    help="Device uploading (record ids derive from it). Env KNEELOAD_DEVICE_ID.",
+    help="Device of --athlete's files (default: the athlete's only watch/app).",
 )
 @click.option(
-    "--api-key",
-    envvar="KNEELOAD_DEVICE_KEY",
+    "--jobs",
+    type=click.IntRange(1, 64),
     default=None,
-    help="The device's API key. Env KNEELOAD_DEVICE_KEY.",
-)
-@click.option(
-    "--url",
-    default=None,
-    help="Gateway base URL (default http://KNEELOAD_HTTP_HOST:KNEELOAD_HTTP_PORT).",
-)
-@click.option(
-    "--start-time",
-    default=None,
-    help="Absolute time of the first record (FIT files with relative times).",
-)
-@click.option(
-    "--session-id",
-    default=None,
-    help="Session id for all samples (default: derived from the file).",
+    help="Decoding processes (default: the number of CPUs).",
 )
 @click.option(
     "--cadence-unit",
     type=click.Choice(["auto", "spm", "strides"]),
     default="auto",
     show_default=True,
-    help="TCX only: unit of <Cadence>.",
+    help="Unit of TCX <Cadence> / GPX cadence (auto detects).",
 )
-def import_fit_cmd(
-    file: Path,
-    athlete_id: str,
-    jsonl: bool,
-    device_id: str | None,
-    api_key: str | None,
-    url: str | None,
+@click.option(
+    "--start-time",
+    default=None,
+    help="Absolute time of the first record (FIT files with relative times).",
+)
+@click.option("--session-id", default=None, help="One session id for all samples of a file.")
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Resume ledger (default <var_dir>/import/ledger.sqlite).",
+)
+@click.option("--no-ledger", is_flag=True, help="Neither read nor write the resume ledger.")
+@click.option("--dry-run", is_flag=True, help="Decode and summarise; publish nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option(
+    "--summary-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON summary to this file.",
+)
+@click.option(
+    "--jsonl",
+    is_flag=True,
+    help="Print the normalised samples as JSON lines (per-file summary on stderr).",
+)
+@click.option(
+    "--api-key",
+    envvar="KNEELOAD_DEVICE_KEY",
+    default=None,
+    help="Upload through the HTTP gateway as --device with this key.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="Gateway base URL for --api-key (default http://HTTP_HOST:HTTP_PORT).",
+)
+def import_cmd(
+    paths: tuple[Path, ...],
+    athlete: str | None,
+    map_file: Path | None,
+    device: str | None,
+    jobs: int | None,
+    cadence_unit: str,
     start_time: str | None,
     session_id: str | None,
-    cadence_unit: str,
+    ledger_path: Path | None,
+    no_ledger: bool,
+    dry_run: bool,
+    as_json: bool,
+    summary_out: Path | None,
+    jsonl: bool,
+    api_key: str | None,
+    url: str | None,
 ) -> None:
-    """Decode a FIT (or TCX) FILE. With --jsonl print the samples the upload path would
-    publish, one JSON object per line (summary and rejections on stderr); otherwise upload
-    it to a running gateway as --device-id (a watch or app of --athlete-id)."""
-    import orjson
+    from kneeload.ingest import importer
+    from kneeload.ingest.sources import Mapping, MappingError
 
-    from kneeload.ingest import activity as act
-
-    data = file.read_bytes()
+    try:
+        anchor = datetime.fromisoformat(start_time.upper()) if start_time else None
+        if anchor is not None and anchor.tzinfo is None:
+            raise ValueError("no timezone")
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"RFC 3339 with a timezone: {exc}", param_hint="--start-time"
+        ) from exc
+    try:
+        mapping = (
+            Mapping.load(map_file, athlete=athlete, device=device)
+            if map_file
+            else Mapping(athlete=athlete, device=device)
+        )
+    except MappingError as exc:
+        raise click.BadParameter(str(exc), param_hint="--map") from exc
+    if not mapping.rules and athlete is None:
+        raise click.UsageError("give --athlete or a --map file (who do these files belong to?)")
+    if api_key and not device:
+        raise click.UsageError("uploading with --api-key needs --device (the device of that key)")
+    plan = importer.ImportPlan(
+        paths=list(paths),
+        mapping=mapping,
+        cadence_unit=cadence_unit,
+        start_time=anchor,
+        jobs=jobs or max(1, os.cpu_count() or 1),
+        ledger_path=ledger_path,
+        use_ledger=not no_ledger and not jsonl,
+        mapping_text=map_file.read_text(encoding="utf-8-sig") if map_file else "",
+        session_id=session_id,
+    )
     if jsonl:
-        import time
-
-        from kneeload.contracts import sample_contract
-        from kneeload.ingest.pipeline import time_error
-        from kneeload.settings import get_settings
-
-        try:
-            anchor = datetime.fromisoformat(start_time.upper()) if start_time else None
-            norm = act.normalise(
-                act.decode(data, cadence_unit=cadence_unit),
-                device_id=device_id or f"{athlete_id}.file",
-                start_time=anchor,
-            )
-        except act.ActivityError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
-        contract, now, skew = (
-            sample_contract(),
-            time.time(),
-            get_settings().ingest_max_future_skew_s,
-        )
-        out = sys.stdout
-        invalid = 0
-        for sample in norm.samples:
-            errs = contract.errors(sample) or (
-                [e] if (e := time_error(sample["time"], "/time", now, skew)) else []
-            )
-            if errs:
-                invalid += 1
-                click.echo(
-                    f"rejected {sample['record_id']}: "
-                    + "; ".join(f"{x.path} {x.code}" for x in errs),
-                    err=True,
-                )
-                continue
-            out.write(orjson.dumps(sample).decode() + "\n")
-        reasons: dict[str, int] = {}
-        for r in norm.rejected:
-            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-        summary = {**norm.summary, "rejected_by_reason": reasons, "schema_invalid": invalid}
-        click.echo(orjson.dumps(summary).decode(), err=True)
-        return
-    import httpx
-
-    from kneeload.settings import get_settings
-
-    if not device_id or not api_key:
-        raise click.UsageError(
-            "uploading needs --device-id and --api-key (or KNEELOAD_DEVICE_ID / KNEELOAD_DEVICE_KEY)"  # noqa: E501
-        )
-    s = get_settings()
-    base = (url or f"http://{s.http_host}:{s.http_port}").rstrip("/")
-    fmt = act.sniff_format(data)
-    ctype = "application/vnd.garmin.tcx+xml" if fmt == "tcx" else "application/vnd.ant.fit"
-    params = {
-        k: v
-        for k, v in (
-            ("start_time", start_time),
-            ("session_id", session_id),
-            ("cadence_unit", cadence_unit),
-        )
-        if v
-    }
-    try:
-        resp = httpx.post(
-            f"{base}/v1/activities",
-            content=data,
-            params=params,
-            timeout=120,
-            headers={"X-Device-Id": device_id, "X-Api-Key": api_key, "Content-Type": ctype},
-        )
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"gateway at {base} not reachable: {exc}") from exc
-    try:
-        body = resp.json()
-    except ValueError:
-        body = {"raw": resp.text[:2000]}
-    body_for_user = (
-        {k: v for k, v in body.items() if k != "results"} if isinstance(body, dict) else body
-    )
-    if isinstance(body, dict) and body.get("athlete_id") not in (None, athlete_id):
-        click.echo("warning: gateway answered for another athlete", err=True)
-    click.echo(
-        orjson.dumps(
-            {
-                "status": resp.status_code,
-                **(body_for_user if isinstance(body_for_user, dict) else {"body": body_for_user}),
-            },
-            option=orjson.OPT_INDENT_2,
-        ).decode()
-    )
-    if resp.status_code >= 400:
-        raise SystemExit(1)
+        code = importer.run_jsonl(plan)
+    elif api_key:
+        code = importer.run_upload(plan, api_key, url, as_json=as_json, summary_out=summary_out)
+    else:
+        code = importer.run(plan, dry_run=dry_run, as_json=as_json, summary_out=summary_out)
+    if code:
+        raise SystemExit(code)
 
 
 def register(group: click.Group) -> None:
     group.add_command(ingest_cmd)
-    group.add_command(import_fit_cmd)
+    group.add_command(import_cmd)
+    group.add_command(import_cmd, name="import-fit")  # the one-file command it replaced
