@@ -161,11 +161,12 @@ class AthleteProcessor:
         for d, _ in days:
             st["days"][d]["final"] = True
 
-    def settle(self, st: dict[str, Any], now_ms: int) -> None:
+    def settle(self, st: dict[str, Any], now_ms: int) -> list[Output]:
         """``kneeload rebuild-state``: apply pending days and mark everything published
-        (the caller then marks dirty what the database does not hold yet)."""
+        (the caller then marks dirty what the database does not hold yet); returns what
+        that publishing would have sent."""
         self._set_days(st, st.get("dirty_dates") or [])
-        self._flush(st, now_ms)
+        return self._flush(st, now_ms)
 
     # ------------------------------------------------------------------ helpers
     def cal(self, st: dict[str, Any]) -> DayCalendar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from pathlib import Path
@@ -62,10 +63,15 @@ def _worker_class() -> type:
 @click.command("rebuild-state")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+    help="Replay stored samples from this date on (history the running worker did not "
+    "count: imported after live data, older than the lateness horizon).",
+)  # fmt: skip
+@click.option(
     "--from-topics", is_flag=True,
     help="Do not read the database: delete changelogs and group, replay the raw topics.",
 )  # fmt: skip
-def rebuild_state_cmd(yes: bool, from_topics: bool) -> None:
+def rebuild_state_cmd(yes: bool, from_topics: bool, since: dt.datetime | None) -> None:
     """Rebuild the worker's state from PostgreSQL (STOP EVERY WORKER FIRST).
 
     Reads, in one database snapshot, what the per-athlete and per-unit state needs
@@ -79,6 +85,11 @@ def rebuild_state_cmd(yes: bool, from_topics: bool) -> None:
     --from-topics: the old way, no database: deletes the changelogs and the consumer
     group so the next worker replays the raw topics from their earliest retained offsets
     (deterministic ids: the re-published events upsert).
+
+    --since DATE: replay every athlete's stored samples from DATE, and publish the
+    sessions, minute loads and daily loads (with ACWR) of that history the database lacks;
+    no alerts are raised for it. `kneeload import` prints this command when it stored
+    history the running worker did not count.
     """
     from kneeload.settings import get_settings
 
@@ -100,12 +111,13 @@ def rebuild_state_cmd(yes: bool, from_topics: bool) -> None:
     ensure_topics(s)
     with psycopg.connect(s.database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        built = rebuild.build(conn, s)
+        built = rebuild.build(conn, s, since=since.date() if since else None)
     counts = rebuild.write(s, built)
     click.echo(
         f"rebuilt {counts['athletes']} athlete(s), {counts['chunks']} chunk(s), "
         f"{counts['units']} unit(s), {counts['teams']} team record(s) from the database "
-        f"({built.replayed_batches} batch(es) replayed); "
+        f"({built.replayed_batches} batch(es) replayed, {counts.get('published', 0)} derived "
+        "event(s) of history published); "
         f"group {app_id(s)} set at {counts['offsets']} partition offset(s)"
     )
 

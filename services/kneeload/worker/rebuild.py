@@ -43,9 +43,12 @@ import orjson
 
 from kneeload.settings import Settings
 from kneeload.topics import (
+    DAILY_LOAD,
+    LOAD_MINUTE,
     PAIN_REPORTS,
     REGISTRY_ASSIGNMENTS,
     REGISTRY_ATHLETES,
+    SESSIONS,
     TREADMILL_SETPOINTS,
     TREADMILL_TELEMETRY,
     WATCH_SAMPLES,
@@ -76,6 +79,8 @@ class Rebuilt:
     #: (full topic name, partition) -> next offset the database covers
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     replayed_batches: int = 0
+    #: derived events of replayed history the database lacks (``--since``): (topic, key, event)
+    publish: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 def _ms(t: dt.datetime) -> int:
@@ -86,8 +91,16 @@ def _f(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
-def build(conn: Any, settings: Settings, now_ms: int | None = None) -> Rebuilt:
-    """The worker's state from the database (``conn``: a psycopg connection)."""
+def build(
+    conn: Any, settings: Settings, now_ms: int | None = None, since: dt.date | None = None
+) -> Rebuilt:
+    """The worker's state from the database (``conn``: a psycopg connection).
+
+    ``since``: replay every athlete's stored samples from that local date on, not only the
+    recent window. For history stored while the running worker did not count it (imported
+    after live data, older than the lateness horizon): the sessions, minutes and days the
+    replay computes for it and the database lacks (or holds with other values) are returned
+    in :attr:`Rebuilt.publish`; alerts about that history are not raised."""
     cfg = WorkerConfig.from_settings(settings)
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     out = Rebuilt()
@@ -138,6 +151,8 @@ def build(conn: Any, settings: Settings, now_ms: int | None = None) -> Rebuilt:
                 if s0 < w <= s1 + cfg.session_gap_s * 1000:
                     w = _sod(c, c.date_iso(s0))
                     moved = True
+        if since is not None:
+            w = min(w, _sod(c, since.isoformat()))
         window[aid] = w
     w_min = min(window.values(), default=now)
 
@@ -231,6 +246,7 @@ def build(conn: Any, settings: Settings, now_ms: int | None = None) -> Rebuilt:
                 b = {"batch_id": bid, "athlete_id": aid, "team_id": team, "session_id": sid}
                 events.append((_first(rows), 1, "batch", {**b, "samples": rows}))
         events.sort(key=lambda e: (e[0], e[1]))
+        replayed: dict[tuple[str, str], dict[str, Any]] = {}
         pending: list[tuple[str, float]] = []
         for _t, _o, kind, ev in events:
             if kind == "day":
@@ -244,11 +260,13 @@ def build(conn: Any, settings: Settings, now_ms: int | None = None) -> Rebuilt:
             elif kind == "bws":
                 proc.on_bws(st, ev, now)
             else:
-                proc.on_batch(st, ev, now)
+                _keep(replayed, proc.on_batch(st, ev, now), since)
                 out.replayed_batches += 1
         proc.seed_days(st, pending)
-        proc.settle(st, now)
+        _keep(replayed, proc.settle(st, now), since)
         _reconcile(q, st, days_db, sessions_db.get(aid, []))
+        if replayed:
+            out.publish += _missing(q, st, replayed, days_db, sessions_db.get(aid, []))
         for k, v in cooldowns.get(aid, {}).items():
             mine = st["cooldown"].get(k)
             if mine is None or mine[0] < v[0]:
@@ -274,6 +292,69 @@ def rebuild_teams(proc: AthleteProcessor, athletes: dict[str, dict[str, Any]]) -
         if team is not None:
             teams.on_pairs(proc.pairs_snapshot(st, team))
     return store
+
+
+_REPUBLISH = (SESSIONS, LOAD_MINUTE, DAILY_LOAD)
+
+
+def _keep(
+    replayed: dict[tuple[str, str], dict[str, Any]], outs: list[Any], since: dt.date | None
+) -> None:
+    """Remember the latest replayed session, minute and day events (``--since`` only)."""
+    if since is None:
+        return
+    for topic, _key, ev in outs:
+        if topic in _REPUBLISH:
+            replayed[(topic, str(ev.get("id") or ev.get("session_id")))] = ev
+
+
+def _missing(
+    q: Any,
+    st: dict[str, Any],
+    replayed: dict[tuple[str, str], dict[str, Any]],
+    days_db: list[tuple[Any, ...]],
+    sessions: list[tuple[Any, ...]],
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Replayed sessions, minutes and days no longer in the state (the state keeps only the
+    recent window; :func:`_reconcile` handles what it keeps) that the database lacks or holds
+    with other numbers, with revisions above the stored ones."""
+    aid = st["athlete_id"]
+    s_db = {r[1]: (int(r[5]), int(r[6]), r[7]) for r in sessions}
+    d_db = {r[0].isoformat(): (int(r[3]), r[1]) for r in days_db}
+    minute_ids = [k[1] for k in replayed if k[0] == LOAD_MINUTE]
+    m_db = {
+        mid: (int(rev), load)
+        for mid, rev, load in q(
+            "SELECT id, revision, pfj_load_mpa_s FROM kneeload.minute_load WHERE id = ANY(%s)",
+            (minute_ids,),
+        ).fetchall()
+    } if minute_ids else {}  # fmt: skip
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for (topic, key), ev in sorted(replayed.items()):
+        if topic == SESSIONS:
+            if key in st["sessions"]:
+                continue
+            have = s_db.get(key)
+            if have and have[1] == ev["samples"] and _close(have[2], ev["pfj_load_mpa_s"]):
+                continue
+            ev = {**ev, "status": "closed", "revision": max(ev["revision"], (have or (-1,))[0] + 1)}
+        elif topic == DAILY_LOAD:
+            if ev["date"] in st["days"]:
+                continue
+            day = d_db.get(ev["date"])
+            if day and _close(day[1], ev["load"]):
+                continue
+            ev = {**ev, "status": "final", "revision": max(ev["revision"], (day or (-1,))[0] + 1),
+                  "corrected": ev["corrected"] or day is not None}  # fmt: skip
+        else:
+            if ev["session_id"] in st["sessions"]:
+                continue
+            m = m_db.get(key)
+            if m and _close(m[1], ev["pfj_load_mpa_s"]):
+                continue
+            ev = {**ev, "revision": max(ev["revision"], (m or (-1,))[0] + 1)}
+        out.append((topic, aid, ev))
+    return out
 
 
 def _sod(c: DayCalendar, date_iso: str) -> int:
@@ -397,6 +478,10 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
                 prod.send(topic, key=key.encode(), value=value, partition=p)
                 c += 1
             counts[table] = c
+        names = {t.logical_name: t.full_name for t in catalogue(settings)}
+        for topic, key, event in rebuilt.publish:  # history the database lacks (--since)
+            prod.send(names[topic], key=key.encode(), value=orjson.dumps(event))
+        counts["published"] = len(rebuilt.publish)
         prod.flush(timeout_s)
     finally:
         prod.close()
