@@ -42,6 +42,8 @@ def summary(base_settings: object, tmp_path_factory: pytest.TempPathFactory) -> 
     data["_exit_code"] = proc.returncode
     data["_stdout"] = proc.stdout[-3000:]
     assert (out / "team-overview.html").read_text().startswith("<!doctype html>")
+    team = (out / "team-report" / "index.html").read_text()  # `kneeload report team`
+    assert team.startswith("<!doctype html>") and team.count("data:image/png;base64,") == 5 * 3
     return data
 
 

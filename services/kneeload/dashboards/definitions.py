@@ -299,6 +299,19 @@ def athlete_detail() -> dash.Dashboard:
         .format("time_series")
         .ref_id("B")
     )
+    pmc = SQL(
+        """
+        SELECT $__time(date::timestamptz),
+               ctl AS "fitness (CTL, 42 d)", atl AS "fatigue (ATL, 7 d)", tsb AS "form (TSB)"
+          FROM kneeload_api.acwr_history
+         WHERE athlete_id = '$athlete' AND method = 'ewma' AND metric = """
+        + OVERVIEW_METRIC
+        + """
+           AND ctl IS NOT NULL AND $__timeFilter(date::timestamptz)
+         ORDER BY 1
+        """,
+        expect=["time", "fitness (CTL, 42 d)", "fatigue (ATL, 7 d)", "form (TSB)"],
+    ).format("time_series")
     pain = SQL(
         """
         SELECT $__time(date::timestamptz),
@@ -390,8 +403,21 @@ def athlete_detail() -> dash.Dashboard:
             ])
         )
         .with_panel(
+            timeseries.Panel().title("Fitness / fatigue (PMC) — estimated PFJ load").datasource(DS)
+            .description("Performance management chart on the estimated PFJ load: fitness = CTL "
+                         "(42-day exponentially weighted load), fatigue = ATL (7-day), form = "
+                         "TSB = CTL − ATL (negative: more recent load than the knee is used to). "
+                         "Banister's impulse-response idea as GoldenCheetah and intervals.icu "
+                         "show it; here on a model estimate, not a validated injury threshold.")
+            .with_target(pmc).grid_pos(_pos(0, 26, 24, 9)).legend(_legend())
+            .overrides([
+                _override("form (TSB)", custom_drawStyle="bars", custom_fillOpacity=30,
+                          custom_axisPlacement="right"),
+            ])
+        )
+        .with_panel(
             timeseries.Panel().title("Pain vs estimated PFJ load — same day and next morning").datasource(DS)
-            .with_target(pain).grid_pos(_pos(0, 26, 16, 9)).legend(_legend())
+            .with_target(pain).grid_pos(_pos(0, 35, 16, 9)).legend(_legend())
             .overrides([
                 _override("estimated PFJ load", custom_drawStyle="bars", custom_fillOpacity=40, unit="MPa·s"),
                 _override("pain same day (lag 0)", custom_axisPlacement="right", min=0, max=10, custom_showPoints="always"),
@@ -400,16 +426,16 @@ def athlete_detail() -> dash.Dashboard:
         )
         .with_panel(
             table.Panel().title("Pain–load correlation (r with its n)").datasource(DS)
-            .with_target(corr).grid_pos(_pos(16, 26, 8, 9))
+            .with_target(corr).grid_pos(_pos(16, 35, 8, 9))
             .overrides([_override("r", decimals=2), _override("p", decimals=3)])
         )
         .with_panel(
             table.Panel().title("Pain responses and suggestions for the clinician").datasource(DS).with_target(bws)
-            .grid_pos(_pos(0, 35, 14, 8))
+            .grid_pos(_pos(0, 44, 14, 8))
         )
         .with_panel(
             table.Panel().title("Alerts (with acknowledgement)").datasource(DS).with_target(alerts)
-            .grid_pos(_pos(14, 35, 10, 8)).mappings([SEVERITY_MAP])
+            .grid_pos(_pos(14, 44, 10, 8)).mappings([SEVERITY_MAP])
         )
     )  # fmt: skip
 

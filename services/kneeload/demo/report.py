@@ -392,8 +392,8 @@ def render_html(sc: Scenario, summary: dict[str, Any], db: dict[str, Any]) -> st
         kinds = Counter(x["kind"] for x in al)
         pain = ov.get("latest_pain_nrs")
         rows.append(f"""
-<tr><td><b>{html.escape(a.display_name)}</b><br><span class="muted">{a.athlete_id} · {html.escape(a.time_zone)}
- · {a.body_mass_kg:g} kg{(" · LEVER " + a.unit_id) if a.unit_id else ""}</span></td>
+<tr><td><b>{html.escape(a.display_name)}</b><br><span class="muted">{html.escape(a.athlete_id)} · {html.escape(a.time_zone)}
+ · {a.body_mass_kg:g} kg{(" · LEVER " + html.escape(a.unit_id)) if a.unit_id else ""}</span></td>
 <td style="background:{color}" class="num">{"" if acwr is None else f"{acwr:.2f}"}<br><span class="muted">{label}</span></td>
 <td class="num">{"" if pain is None else pain}<br><span class="muted">{html.escape(str(ov.get("pain_trend") or ""))}</span></td>
 <td>{"<br>".join(f"{html.escape(k)} × {n}" for k, n in sorted(kinds.items())) or "—"}</td>
@@ -526,6 +526,27 @@ def print_summary(
         )
 
 
+def team_report(ctx: Any, sc: Scenario, out_dir: Path, console: Console) -> Path | None:
+    """The team report a coach of a real team gets (`kneeload report team`), on the demo's
+    database: the same command, the demo's team and period."""
+    import psycopg
+
+    from kneeload.reports.team import ReportError, load, write
+
+    try:
+        with psycopg.connect(ctx.settings.database_url, connect_timeout=10) as conn:
+            report = load(conn, sc.config.team_id, sc.config.start.date(), sc.config.end.date())
+        page = write(report, out_dir)
+    except (psycopg.Error, ReportError) as exc:
+        console.print(f"[red]team report not written: {exc}[/]")
+        return None
+    console.print(
+        f"wrote [bold]{page}[/] (`kneeload report team --team {sc.config.team_id} "
+        f"--from {sc.config.start.date()} --to {sc.config.end.date()}`)"
+    )
+    return page
+
+
 def finish(
     ctx: Any,
     sc: Scenario,
@@ -541,6 +562,7 @@ def finish(
     json_path.write_bytes(_dump(summary))
     html_path.write_text(render_html(sc, summary, result.get("db", {})))
     print_summary(console, summary, json_path, html_path)
+    team_report(ctx, sc, out / "team-report", console)
     missed = [n for n, v in summary["planted"].items() if not v["caught"]]
     if missed:
         console.print(f"[red bold]planted situations NOT caught: {', '.join(missed)}[/]")
