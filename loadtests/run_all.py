@@ -261,6 +261,24 @@ COMPONENTS: tuple[Component, ...] = (
         quick_args=("--athletes", "1000", "--runs", "3"),
     ),
     Component(
+        "import",
+        "bench_import.py",
+        "`kneeload import` of 1,000 FIT files (300 records each) → Kafka",
+        (
+            Figure(
+                "import 1,000 FIT files",
+                ("import_s",),
+                ("baseline_fitdecode_read_s",),
+                "plain fitdecode read of the same files, one process",
+                "s",
+                higher_is_better=False,
+            ),
+            Figure("import samples/s", ("import_samples_per_s",), unit=SAMPLES_S),
+        ),
+        quick_args=("--files", "100"),
+        timeout_s=3600,
+    ),
+    Component(
         "e2e",
         "bench_e2e.py",
         "HTTP → Kafka → worker → sink → PostgreSQL (real services)",

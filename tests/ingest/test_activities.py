@@ -297,11 +297,13 @@ def test_import_fit_uploads(gateway: Gateway, fleet: dict[str, Any]) -> None:
             fleet["watch"],
             "--api-key",
             fleet["keys"]["watch"],
+            "--json",
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr + out.stdout
-    body = json.loads(out.stdout)
-    assert body["status"] == 200 and body["accepted"] + body["duplicates"] == 18
+    body = json.loads(out.stdout)  # `kneeload import` summary: uploaded through the gateway
+    assert body["mode"] == "upload" and body["files"]["imported"] == 1
+    assert body["samples_accepted"] + body["samples_duplicate"] == 18
