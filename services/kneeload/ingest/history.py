@@ -39,8 +39,6 @@ from kneeload.ingest import activity as act
 from kneeload.ingest.ledger import Ledger
 from kneeload.ingest.sources import Mapping, Source, SourceError, read
 
-SourceError = SourceError  # re-exported for callers of the steps
-
 __all__ = [
     "DecodeJob",
     "FileResult",

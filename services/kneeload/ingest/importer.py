@@ -22,10 +22,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from kneeload.ingest import activity as act
 from kneeload.ingest import history as h
 from kneeload.ingest.history import DecodeJob, FileResult, ImportPlan
 from kneeload.ingest.ledger import Ledger
-from kneeload.ingest.sources import Source, discover, read
+from kneeload.ingest.sources import Source, SourceError, discover, read
 from kneeload.registry.view import RegistryUnavailableError
 
 __all__ = ["ImportPlan", "run", "run_jsonl", "run_upload"]
@@ -287,7 +288,7 @@ def run_upload(
             )
             try:
                 data = read(src)
-                fmt = h.act.sniff_format(data)
+                fmt = act.sniff_format(data)
                 resp = client.post(
                     f"{base}/v1/activities",
                     content=data,
@@ -303,7 +304,7 @@ def run_upload(
                     if resp.headers.get("content-type", "").startswith("application/json")
                     else {}
                 )
-            except h.SourceError as exc:
+            except SourceError as exc:
                 r.status, r.reason, r.detail = "skipped", exc.code, exc.message
             except httpx.HTTPError as exc:
                 raise SystemExit(f"gateway at {base} not reachable: {exc}") from exc

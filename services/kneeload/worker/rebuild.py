@@ -198,11 +198,11 @@ def build(
         w_date = c.date_iso(w)
         events: list[tuple[int, int, str, Any]] = []
         days_db = q(
-            "SELECT date, load, status, revision, corrected FROM kneeload.daily_load "
-            "WHERE athlete_id = %s AND metric = %s ORDER BY date",
+            "SELECT date, load, status, revision, corrected, ewma_acwr, ctl "
+            "FROM kneeload.daily_load WHERE athlete_id = %s AND metric = %s ORDER BY date",
             (aid, METRIC),
         ).fetchall()
-        for d, load, _status, _rev, _corr in days_db:
+        for d, load, *_ in days_db:
             if d.isoformat() < w_date:
                 events.append((_sod(c, d.isoformat()), -1, "day", (d.isoformat(), load)))
         for row in q(
@@ -320,7 +320,7 @@ def _missing(
     with other numbers, with revisions above the stored ones."""
     aid = st["athlete_id"]
     s_db = {r[1]: (int(r[5]), int(r[6]), r[7]) for r in sessions}
-    d_db = {r[0].isoformat(): (int(r[3]), r[1]) for r in days_db}
+    d_db = {r[0].isoformat(): r for r in days_db}
     minute_ids = [k[1] for k in replayed if k[0] == LOAD_MINUTE]
     m_db = {
         mid: (int(rev), load)
@@ -342,9 +342,10 @@ def _missing(
             if ev["date"] in st["days"]:
                 continue
             day = d_db.get(ev["date"])
-            if day and _close(day[1], ev["load"]):
+            if day and _same_day(day, ev["load"], ev["methods"]["ewma"]["acwr"], ev["ctl"]):
                 continue
-            ev = {**ev, "status": "final", "revision": max(ev["revision"], (day or (-1,))[0] + 1),
+            rev = max(ev["revision"], int(day[3]) + 1 if day else 0)
+            ev = {**ev, "status": "final", "revision": rev,
                   "corrected": ev["corrected"] or day is not None}  # fmt: skip
         else:
             if ev["session_id"] in st["sessions"]:
@@ -402,8 +403,18 @@ def _reconcile(
         if db_final:
             day["final"] = True
         day["corrected"] = day["corrected"] or bool(r[4])
-        load = day["out"]["load"] if day["out"] else None
-        day["dirty"] = not (_close(r[1], load) and db_final == day["final"])
+        o = day["out"]
+        same = _same_day(r, o["load"], o["methods"]["ewma"]["acwr"], o["ctl"]) if o else (
+            r[1] is None
+        )  # fmt: skip
+        day["dirty"] = not (same and db_final == day["final"])
+
+
+def _same_day(row: tuple[Any, ...], load: Any, acwr: Any, ctl: Any) -> bool:
+    """A stored daily_load row (date, load, status, revision, corrected, ewma_acwr, ctl) holds
+    these numbers: the load, and the trend history before it shapes (ACWR, CTL) — replayed
+    history changes the later days' ACWR without changing their load."""
+    return _close(row[1], load) and _close(row[5], acwr) and _close(row[6], ctl)
 
 
 def _close(a: Any, b: Any) -> bool:
