@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime as dt
+import importlib
 import os
 import subprocess
 import sys
@@ -39,8 +40,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _build_one(args: tuple[Path, int, int, int]) -> None:
-    from ingest.history_files import fit_session
-
+    # the tests' builder of FIT files from the real ones (tests/ingest/history_files.py)
+    fit_session = importlib.import_module("ingest.history_files").fit_session
     path, day, records, offset = args
     start = dt.datetime(2026, 9, 1, 6, 0, tzinfo=dt.UTC) - dt.timedelta(days=day)
     tmp = path.with_suffix(".tmp")
@@ -108,7 +109,7 @@ def main() -> None:
         run([KNEELOAD, "registry", "add-device", f"bench-w{a}", "--kind", "watch", "--athlete",
              f"bench-a{a}"], env)  # fmt: skip
         lines.append(f"bench-a{a},,a{a}/*,bench-w{a}")
-    mapping = root / "map.csv"
+    mapping = root.parent / f"{root.name}-map.csv"
     mapping.write_text("\n".join(lines) + "\n")
 
     plain_s, records = plain_read(paths)

@@ -68,6 +68,32 @@ def database_url(base_settings: Settings) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture()
+def own_database(settings: Settings) -> Iterator[str]:
+    """A database of the test's own (dropped after it): for tests whose commands read every
+    athlete in the database (rebuild-state) or count whole tables, where the session
+    database holds every earlier test's data."""
+    import time
+
+    import psycopg
+
+    base = urlsplit(settings.database_url)
+    name = f"kneeload_own_{uuid.uuid4().hex[:8]}"
+    admin = urlunsplit(base._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(base._replace(path=f"/{name}"))
+    finally:
+        for attempt in range(20):  # a stopping service may still be reconnecting
+            try:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.5 * (attempt + 1))
+
+
 @pytest.fixture(scope="session")
 def mqtt_url(base_settings: Settings) -> str:
     from kneeload.stack import mosquitto

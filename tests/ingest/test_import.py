@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from dashboards import pipeline
@@ -46,27 +45,6 @@ def test_gpx_cadence_from_extensions_or_none() -> None:
     assert "no cadence" in bare.cadence_note
     norm = act.normalise(bare, device_id="w-1")
     assert not norm.samples and {r["reason"] for r in norm.rejected} == {"no_cadence"}
-
-
-@pytest.fixture()
-def own_database(settings: Settings) -> Iterator[str]:
-    from urllib.parse import urlsplit, urlunsplit
-
-    base = urlsplit(settings.database_url)
-    name = f"kneeload_import_{uuid.uuid4().hex[:8]}"
-    admin = urlunsplit(base._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(base._replace(path=f"/{name}"))
-    finally:
-        for attempt in range(20):  # a stopping service may still be reconnecting
-            try:
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                break
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.5 * (attempt + 1))
 
 
 @pytest.fixture()

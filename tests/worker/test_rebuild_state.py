@@ -9,7 +9,6 @@ import datetime as dt
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +30,6 @@ from .helpers import (
     iso,
 )
 from .test_worker_stream import D0, _check_acwr_equal, _finals, _multi, _send, _wait_expected
-
-
-@pytest.fixture()
-def own_database(settings: Settings) -> Iterator[str]:
-    """A database of this test's own: rebuild-state reads every athlete in the database, and the
-    session database holds every earlier test's data (hundreds of partitions, other athletes)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    base = urlsplit(settings.database_url)
-    name = f"kneeload_rebuild_{uuid.uuid4().hex[:8]}"
-    admin = urlunsplit(base._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(base._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _env(settings: Settings, database_url: str) -> dict[str, str]:

@@ -297,6 +297,17 @@ def _float(el: ET.Element | None) -> float | None:
         return None
 
 
+def _xml_time(text: str | None) -> datetime | None:
+    """An XML (TCX/GPX) timestamp; UTC when it has no offset; None when absent or invalid."""
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
 def decode_tcx(data: bytes, *, cadence_unit: str = "auto") -> Activity:
     """Decode a TCX document. ``cadence_unit``: ``auto`` (detect from the data), ``spm``
     (already steps/min) or ``strides`` (strides/min, doubled)."""
@@ -314,14 +325,7 @@ def decode_tcx(data: bytes, *, cadence_unit: str = "auto") -> Activity:
         sports.append(sport or "unknown")
         for tp in activity.iter(f"{_TCX}Trackpoint"):
             time_el = tp.find(f"{_TCX}Time")
-            t: datetime | None = None
-            if time_el is not None and time_el.text:
-                try:
-                    t = datetime.fromisoformat(time_el.text.strip().replace("z", "Z"))
-                    if t.tzinfo is None:
-                        t = t.replace(tzinfo=UTC)
-                except ValueError:
-                    t = None
+            t = _xml_time(time_el.text if time_el is not None else None)
             hr = tp.find(f"{_TCX}HeartRateBpm/{_TCX}Value")
             values: dict[str, Any] = {
                 "distance": _float(tp.find(f"{_TCX}DistanceMeters")),
@@ -478,12 +482,7 @@ def decode_gpx(data: bytes, *, cadence_unit: str = "auto") -> Activity:
             for child in pt.iter():
                 name = _local(child.tag)
                 if name == "time" and child.text:
-                    try:
-                        t = datetime.fromisoformat(child.text.strip().replace("z", "Z"))
-                        if t.tzinfo is None:
-                            t = t.replace(tzinfo=UTC)
-                    except ValueError:
-                        t = None
+                    t = _xml_time(child.text)
                 elif name in _GPX_CAD:
                     values["cadence"] = _float(child)
                 elif name in _GPX_SPEED:

@@ -261,7 +261,9 @@ def decode_all(
         for j in jobs:
             on_result(decode_job(j))
         return
-    ctx = multiprocessing.get_context("forkserver")
+    # fork: workers start at once with the decoder already imported (forkserver and spawn
+    # re-import the `kneeload` entry point and its command discovery in every worker)
+    ctx = multiprocessing.get_context("fork")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         pending: set[cf.Future[FileResult]] = set()
         it = iter(jobs)
