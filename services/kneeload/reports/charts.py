@@ -117,12 +117,20 @@ def distance_ceiling(
     rows: Sequence[dict[str, Any]],
     span: tuple[dt.date, dt.date],
     ceiling_km: float | None,
+    history: Sequence[dict[str, Any]] = (),
 ) -> bytes:
-    """Session distances (bars) with today's session-spike ceiling (dashed line)."""
-    fig, ax = _axes("session distance (km) and today's session-spike ceiling")
+    """Session distances (bars) with today's session-spike ceiling (dashed line) and, where
+    the database keeps it, each day's ceiling (step line)."""
+    fig, ax = _axes("session distance (km) and the session-spike ceiling")
     x = [r["start_time"] for r in rows]
     ax.bar(x, [(_f(r["distance_m"]) or 0.0) / 1000 for r in rows], color="#0ea5e9",
            alpha=0.7, width=0.5)  # fmt: skip
+    steps = [(dt.datetime.combine(c["date"], dt.time(), dt.UTC), _f(c["ceiling_distance_m"]))
+             for c in history if c.get("ceiling_distance_m") is not None]  # fmt: skip
+    if steps:
+        ax.step([p[0] for p in steps], [(p[1] or 0.0) / 1000 for p in steps], where="post",
+                color="#f97316", lw=1.2, label="ceiling that day")  # fmt: skip
+        ax.legend(fontsize=7, loc="upper left")
     if ceiling_km is not None:
         ax.axhline(ceiling_km, color="#dc2626", ls="--", lw=1.2)
         ax.annotate(f"ceiling {ceiling_km:.1f} km", (0.01, ceiling_km), xycoords=("axes fraction",

@@ -35,6 +35,8 @@ class AthleteSection:
     days: list[dict[str, Any]] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     pain: list[dict[str, Any]] = field(default_factory=list)
+    #: the session-spike ceiling per day (kneeload_api.ceiling_history, when the database has it)
+    ceilings: list[dict[str, Any]] = field(default_factory=list)
     charts: dict[str, str] = field(default_factory=dict)  # name -> data URI
 
     @property
@@ -108,6 +110,15 @@ def load(conn: Any, team_id: str, start: dt.date, end: dt.date) -> TeamReport:
         dt.datetime.combine(start, dt.time(), dt.UTC),
         dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC),
     )
+    ceilings: list[dict[str, Any]] = []
+    if conn.execute("SELECT to_regclass('kneeload_api.ceiling_history')").fetchone()[0]:
+        ceilings = _rows(
+            conn,
+            "SELECT athlete_id, date, ceiling_distance_m, ceiling_pfj_load_mpa_s, verdict "
+            "FROM kneeload_api.ceiling_history WHERE team_id = %s AND date BETWEEN %s AND %s "
+            "ORDER BY athlete_id, date",
+            team_id, start, end,
+        )  # fmt: skip
     sections = []
     for ov in overview:
         aid = ov["athlete_id"]
@@ -117,6 +128,7 @@ def load(conn: Any, team_id: str, start: dt.date, end: dt.date) -> TeamReport:
                 [d for d in days if d["athlete_id"] == aid],
                 [s for s in sessions if s["athlete_id"] == aid],
                 [p for p in pain if p["athlete_id"] == aid],
+                ceilings=[c for c in ceilings if c["athlete_id"] == aid],
             )
         )
     return TeamReport(
@@ -142,7 +154,10 @@ def draw(report: TeamReport) -> dict[str, bytes]:
             "load-acwr": charts.load_acwr(a.days, report.bands, span),
             "pmc": charts.pmc(a.days, span),
             "distance-ceiling": charts.distance_ceiling(
-                a.sessions, span, None if ceiling_m is None else float(ceiling_m) / 1000
+                a.sessions,
+                span,
+                None if ceiling_m is None else float(ceiling_m) / 1000,
+                a.ceilings,
             ),
             "pfj-per-km-bws": charts.sessions(a.sessions, span),
             "pain": charts.pain(a.pain, span),
