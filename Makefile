@@ -26,9 +26,10 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 
 install: $(BIN)/.installed debs kafka-jars  ## Python venv (pinned), Debian packages, Kafka jars
 
-debs:  ## Debian packages for PostgreSQL 15 and Mosquitto (apt-get, only when missing)
+debs:  ## Debian packages for PostgreSQL 15, Mosquitto and headless Chromium (apt-get, only when missing)
 	@missing=""; \
 	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql-15"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
