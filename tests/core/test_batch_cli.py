@@ -135,3 +135,48 @@ def test_acwr_bad_input(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "load" in r.output
     r = CliRunner().invoke(root, ["acwr", "--help"])
     assert "--min-chronic-days" in r.output and "uncoupled" in r.output
+
+
+def _pfj(*args: str) -> object:
+    return CliRunner().invoke(root, ["pfj", "--body-mass-kg", "75", *args])
+
+
+def test_pfj_refuses_implausible_inputs_with_reason_and_bound() -> None:
+    r = _pfj("--speed-mps", "12", "--cadence-spm", "140")
+    assert r.exit_code == 2  # type: ignore[attr-defined]
+    out = r.output  # type: ignore[attr-defined]
+    assert "step_length_implausible: step length 5.14 m implausible (> 2.5 m)" in out
+    assert "--speed-mps / --cadence-spm" in out
+    r = _pfj("--speed-mps", "3.4", "--cadence-spm", "30")
+    assert r.exit_code == 2 and "cadence_implausible" in r.output  # type: ignore[attr-defined]
+    r = _pfj("--speed-mps", "1.3", "--cadence-spm", "96")
+    assert r.exit_code == 2 and "walking" in r.output  # type: ignore[attr-defined]
+    r = _pfj("--speed-mps", "3.4", "--cadence-spm", "170", "--ground-contact-ms", "50")
+    assert "--ground-contact-ms" in r.output and "(100–450 ms)" in r.output  # type: ignore[attr-defined]
+
+
+def test_pfj_json_flags_every_estimated_value() -> None:
+    r = _pfj("--speed-mps", "3.4", "--cadence-spm", "85")  # strides/min, no contact
+    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    out = orjson.loads(r.output)  # type: ignore[attr-defined]
+    assert out["cadence_corrected"] is True and out["cadence_spm"] == 170.0
+    assert out["ground_contact_estimated"] is True and out["ground_contact_ms"] == 250.0
+    assert out["ground_contact_uncertainty_ms"] == 25.0
+    assert out["peak_pfj_stress_uncertainty_mpa"] == 1.0
+    assert out["step_length_estimated"] is True and out["peak_vgrf_bw_estimated"] is True
+    assert out["estimated"] == {
+        "peak_pfj_stress_mpa": True, "pfj_impulse_per_step_mpa_s": True, "pfj_load_per_km": True,
+        "peak_vgrf_bw": True, "step_length_m": True, "ground_contact_ms": True,
+        "cadence_spm": True,
+    }  # fmt: skip
+    assert any("doubled to 170" in a for a in out["assumptions"])
+
+
+def test_pfj_bounds_lists_every_bound_with_its_source() -> None:
+    r = CliRunner().invoke(root, ["pfj", "--bounds"])
+    assert r.exit_code == 0, r.output
+    out = orjson.loads(r.output)
+    assert len(out["bounds"]) == 10 and all(b["source"] for b in out["bounds"])
+    assert {"name": "running step length", "low": 0.4, "high": 2.5, "unit": "m"}.items() <= (
+        out["bounds"][4].items()
+    )

@@ -13,21 +13,49 @@ import polars as pl
 
 from kneeload.core.acwr import METHODS, AcwrConfig, Method, acwr_frame
 from kneeload.core.pfj import ImplausibleInputError, estimate_pfj
+from kneeload.core.plausibility import DEFAULT_BOUNDS
 
 __all__ = ["acwr_cmd", "pfj_cmd", "register", "run_acwr"]
 
 
+#: the options naming an input that a plausibility reason is about
+_REASON_OPTIONS = {
+    "step_length_m": "--speed-mps / --cadence-spm",
+    "gait": "--speed-mps / --cadence-spm",
+}
+
+
+def _show_bounds(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    rows = [r._asdict() for r in DEFAULT_BOUNDS.table()]
+    click.echo(orjson.dumps({"bounds": rows, "source": "docs/science.md §1.5"}).decode())
+    ctx.exit()
+
+
 @click.command("pfj")
-@click.option("--body-mass-kg", type=float, required=True, help="Body mass, kg (20–300).")
-@click.option("--speed-mps", type=float, required=True, help="Running speed, m/s (> 0).")
 @click.option(
-    "--cadence-spm", type=float, required=True, help="Step rate, steps/min (not strides)."
+    "--bounds",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_bounds,
+    help="Print the input plausibility bounds, each with its source, as JSON and exit.",
+)
+@click.option("--body-mass-kg", type=float, default=None, help="Body mass, kg (30–250).")
+@click.option("--speed-mps", type=float, default=None, help="Running speed, m/s (running: 1–7).")
+@click.option(
+    "--cadence-spm",
+    type=float,
+    default=None,
+    help="Step rate, steps/min (running: 140–240; a strides/min value is doubled and flagged).",
 )
 @click.option(
     "--ground-contact-ms",
     type=float,
     default=None,
-    help="Ground contact time, ms. Estimated from speed when omitted (the output says so).",
+    help="Ground contact time, ms. Estimated from speed and cadence when omitted (the output "
+    "says so, with its uncertainty).",
 )
 @click.option(
     "--grade-pct",
@@ -41,31 +69,50 @@ __all__ = ["acwr_cmd", "pfj_cmd", "register", "run_acwr"]
     type=float,
     default=0.0,
     show_default=True,
-    help="Body-weight support, % (0 ≤ bws < 100).",
+    help="Body-weight support, % (0–80).",
 )
 def pfj_cmd(
-    body_mass_kg: float,
-    speed_mps: float,
-    cadence_spm: float,
+    body_mass_kg: float | None,
+    speed_mps: float | None,
+    cadence_spm: float | None,
     ground_contact_ms: float | None,
     grade_pct: float,
     bws_pct: float,
 ) -> None:
     """Estimate patellofemoral joint stress for one running condition; print one JSON object.
 
-    Output: peak_pfj_stress_mpa, pfj_impulse_per_step_mpa_s, pfj_load_per_km (MPa·s/km),
-    effective_body_weight_n, peak_vgrf_bw, the assumptions used and the parameters.
-    A MODEL ESTIMATE (DOMAIN.md §1.3), not a measurement.
+    Output: peak_pfj_stress_mpa (± the uncertainty an estimated contact adds),
+    pfj_impulse_per_step_mpa_s, pfj_load_per_km (MPa·s/km), effective_body_weight_n,
+    peak_vgrf_bw, step_length_m, ground_contact_ms, an "estimated" flag for every value, the
+    assumptions used and the parameters. A MODEL ESTIMATE (docs/science.md §1.3), not a
+    measurement.
+
+    Inputs outside the model's plausibility bounds (see --bounds) give no estimate: the
+    command fails (exit 2) naming the input, the reason code and the bound — e.g. 12 m/s at
+    140 spm: "step_length_implausible: step length 5.14 m implausible (> 2.5 m)". Walking
+    (e.g. 96 spm at 1.3 m/s) is not estimated with the running model.
 
     Example: kneeload pfj --body-mass-kg 75 --speed-mps 3.4 --cadence-spm 170 --bws-pct 20
     """
+    for name, value in (
+        ("--body-mass-kg", body_mass_kg),
+        ("--speed-mps", speed_mps),
+        ("--cadence-spm", cadence_spm),
+    ):
+        if value is None:
+            raise click.MissingParameter(param_hint=name, param_type="option")
+    assert body_mass_kg is not None and speed_mps is not None and cadence_spm is not None
     try:
         est = estimate_pfj(
             speed_mps, cadence_spm, body_mass_kg, ground_contact_ms, grade_pct, bws_pct
         )
     except ImplausibleInputError as exc:
-        option = "--" + exc.field.replace("_", "-")
-        raise click.BadParameter(f"{exc.value!r}: {exc.rule}", param_hint=option) from exc
+        option = _REASON_OPTIONS.get(exc.field, "--" + exc.field.replace("_", "-"))
+        raise click.BadParameter(
+            f"no PFJ estimate — {exc.reason}: {exc.rule} (bounds: kneeload pfj --bounds, "
+            "docs/science.md §1.5)",
+            param_hint=option,
+        ) from exc
     click.echo(orjson.dumps(est.to_dict()).decode())
 
 

@@ -41,6 +41,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
+from kneeload.core.plausibility import (
+    DEFAULT_BOUNDS,
+    PlausibilityBounds,
+    SampleCheck,
+    check_sample,
+)
+
 __all__ = [
     "G_MPS2",
     "ImplausibleInputError",
@@ -50,6 +57,7 @@ __all__ = [
     "PfjSample",
     "SessionLoad",
     "aggregate_session",
+    "assess_pfj_sample",
     "effective_body_weight_n",
     "estimate_ground_contact_ms",
     "estimate_pfj",
@@ -81,12 +89,14 @@ _HALF_PI = math.pi / 2.0
 
 
 class ImplausibleInputError(ValueError):
-    """An input is outside the model's valid range. ``field`` names the input."""
+    """An input is outside the model's valid range. ``field`` names the input, ``reason``
+    is the machine-readable code of :func:`kneeload.core.plausibility.check_sample`."""
 
-    def __init__(self, field: str, value: object, rule: str) -> None:
+    def __init__(self, field: str, value: object, rule: str, reason: str | None = None) -> None:
         self.field = field
         self.value = value
         self.rule = rule
+        self.reason = reason or f"{field}_implausible"
         super().__init__(f"{field}={value!r}: {rule}")
 
 
@@ -111,9 +121,16 @@ class PfjParams:
         (DOMAIN.md §1.2, Sports Biomech 2023 doi:10.1080/14763141.2023.2226111,
         assuming the +36% is at 4.2 m/s).
     contact_speed_exponent : float
-        ε in t_c = t_c,ref·(v/v_ref)^−ε, used when the device sends no contact time.
-        0.30 (**unconfirmed**; kneeload's assumption, gives ≈ 275 ms at 2.5 m/s and
-        ≈ 225 ms at 5 m/s).
+        δ, the speed exponent of the duty factor: DF(v) = DF_ref·(v/v_ref)^−δ, so at a fixed
+        cadence contact falls as v^−δ. 0.45: with preferred cadence rising ≈ v^0.2 this gives
+        contact ∝ v^−0.65 at preferred cadence, the exponent measured on treadmill
+        force-plate recordings at 2.5–4.5 m/s (issue #18); **unconfirmed** (docs/science.md
+        §1.4). It is also the share of the published speed effect that contact carries.
+    contact_estimate_cv : float
+        Relative uncertainty (1 SD) of an estimated contact time: 0.10 (kneeload's choice:
+        between-runner duty factor SD is 6–9 % of its mean in the published table of
+        docs/science.md §1.4, plus model error). Shown with every estimated contact and the
+        peak built on it.
     contact_max_step_fraction : float
         An *estimated* contact is capped at this fraction of step time so flight time
         stays positive (0.9, kneeload's assumption).
@@ -123,8 +140,10 @@ class PfjParams:
         raises knee load (Gottschall & Kram 2005: impact peak +54% at −9°, i.e. about
         3.4%/% grade for the GRF impact peak), uphill lowers the knee share (Shih & Ho
         2023). The coefficients are **unconfirmed** assumptions.
-    min/max bounds
-        Valid input ranges; outside them :class:`ImplausibleInputError` is raised.
+    bounds : PlausibilityBounds
+        Input plausibility bounds (:mod:`kneeload.core.plausibility`); outside them no
+        estimate is made (:class:`ImplausibleInputError` from :func:`estimate_pfj_sample`,
+        a flagged sample from :func:`assess_pfj_sample`).
     """
 
     ref_stress_mpa: float = 10.0
@@ -133,21 +152,17 @@ class PfjParams:
     ref_ground_contact_ms: float = 250.0
     step_rate_exponent: float = -1.83
     speed_exponent_total: float = 0.59
-    contact_speed_exponent: float = 0.30
+    contact_speed_exponent: float = 0.45
+    contact_estimate_cv: float = 0.10
     contact_max_step_fraction: float = 0.9
     downhill_per_pct: float = 0.02
     uphill_per_pct: float = 0.01
     grade_factor_min: float = 0.5
-    min_body_mass_kg: float = 20.0
-    max_body_mass_kg: float = 300.0
-    max_speed_mps: float = 12.0
-    max_cadence_spm: float = 300.0
-    min_ground_contact_ms: float = 50.0
-    max_abs_grade_pct: float = 40.0
+    bounds: PlausibilityBounds = DEFAULT_BOUNDS
 
     @property
     def speed_exponent_residual(self) -> float:
-        """Speed exponent left once contact carries its share: 0.59 − 0.30 = 0.29."""
+        """Speed exponent left once contact carries its share: 0.59 − 0.45 = 0.14."""
         return self.speed_exponent_total - self.contact_speed_exponent
 
     def calibrated(self, calibration: PfjCalibration | None) -> PfjParams:
@@ -247,21 +262,35 @@ def steps_per_km(speed_mps: float, cadence_spm: float) -> float:
 def estimate_ground_contact_ms(
     speed_mps: float, cadence_spm: float | None = None, params: PfjParams = DEFAULT_PFJ_PARAMS
 ) -> float:
-    """Ground contact time estimated from speed when the device sends none.
+    """Ground contact time from speed AND cadence (duty-factor model) when none is measured.
 
-    ``t_c = t_c,ref · (v / v_ref)^−ε``, capped at ``contact_max_step_fraction · t_s``
-    when the cadence is given.
+    ``DF(v) = DF_ref·(v/v_ref)^−δ`` (duty factor: contact time / stride time) and
+    ``t_c = DF(v)·stride time = DF(v)·120 000 / cadence`` ms, i.e.
+    ``t_c = t_c,ref·(v/v_ref)^−δ·(cadence_ref/cadence)``, capped at
+    ``contact_max_step_fraction · t_s``. Without a cadence the reference cadence is used.
 
-    Assumptions: a typical recreational runner; ε = 0.30 is **unconfirmed** (kneeload's
-    assumption; contact falls with speed, typical running contact 160–300 ms,
-    DOMAIN.md §4). Valid for 0 < v ≤ 12 m/s. Always report that the contact was estimated.
+    Assumptions: the duty factor falls with speed and, at a given speed, is a running style
+    largely independent of step frequency (van Oeveren et al. 2021; Patoz et al. 2022:
+    low DF–SF correlation), so contact scales with the stride time the cadence gives.
+    DF_ref = 250 ms × 170 spm / 120 000 = 0.354 at 3.4 m/s; δ = 0.45 (**unconfirmed**).
+    Accuracy against published data and the uncertainty (±10 %, 1 SD) are stated in
+    docs/science.md §1.4. Valid for running (see :mod:`kneeload.core.plausibility`).
+    Always report that the contact was estimated.
     """
-    t_c = params.ref_ground_contact_ms * (speed_mps / params.ref_speed_mps) ** (
+    f = params.ref_cadence_spm if cadence_spm is None else cadence_spm
+    t_c = _contact_at_ref_cadence_ms(speed_mps, params) * params.ref_cadence_spm / f
+    return min(t_c, params.contact_max_step_fraction * 60000.0 / f)
+
+
+def _contact_at_ref_cadence_ms(speed_mps: float, params: PfjParams) -> float:
+    """``t_c,ref·(v/v_ref)^−δ``: the duty-factor contact at the reference cadence.
+
+    The stress chain evaluates Morin's F_max at the reference step time (see
+    :func:`grf_factor`), so with an estimated contact it uses this value: cadence then acts
+    only through β, as with a measured contact."""
+    return params.ref_ground_contact_ms * (speed_mps / params.ref_speed_mps) ** (
         -params.contact_speed_exponent
     )
-    if cadence_spm is not None:
-        t_c = min(t_c, params.contact_max_step_fraction * 60000.0 / cadence_spm)
-    return t_c
 
 
 def peak_vgrf_n(
@@ -451,7 +480,15 @@ def pfj_stress_from_knee_moment_mpa(
 
 
 class PfjSample(NamedTuple):
-    """Result of :func:`estimate_pfj_sample` (all estimates)."""
+    """Result of :func:`estimate_pfj_sample` (all estimates).
+
+    ``ground_contact_ms`` is the measured contact, or the duty-factor estimate
+    (``contact_estimated``) with its 1-SD uncertainty ``contact_uncertainty_ms`` (0 when
+    measured). ``cadence_spm`` is the cadence used: doubled when the input was a
+    strides/min value (``cadence_corrected``). ``step_length_m`` is derived from speed and
+    cadence (always an estimate). ``peak_uncertainty_mpa`` is the part of the peak's
+    uncertainty that an estimated contact adds (0 when measured).
+    """
 
     peak_pfj_stress_mpa: float
     pfj_impulse_per_step_mpa_s: float
@@ -460,43 +497,94 @@ class PfjSample(NamedTuple):
     peak_vgrf_bw: float
     ground_contact_ms: float
     contact_estimated: bool
+    contact_uncertainty_ms: float = 0.0
+    peak_uncertainty_mpa: float = 0.0
+    cadence_spm: float = 0.0
+    cadence_corrected: bool = False
+    step_length_m: float = 0.0
 
 
-def _bad(field: str, value: float, rule: str) -> ImplausibleInputError:
-    return ImplausibleInputError(field, value, rule)
+#: the input a reason of :func:`check_sample` is about (the CLI names that option)
+_REASON_FIELD = {
+    "body_mass_implausible": "body_mass_kg",
+    "bws_implausible": "bws_pct",
+    "grade_implausible": "grade_pct",
+    "cadence_implausible": "cadence_spm",
+    "not_moving": "speed_mps",
+    "speed_implausible": "speed_mps",
+    "step_length_implausible": "step_length_m",
+    "ground_contact_implausible": "ground_contact_ms",
+    "walking": "gait",
+}
 
 
-def _check(
+def _chain(
+    check: SampleCheck,
     speed_mps: float,
-    cadence_spm: float,
     body_mass_kg: float,
     ground_contact_ms: float | None,
     grade_pct: float,
     bws_pct: float,
     p: PfjParams,
-) -> None:
-    # `not (a <= x <= b)` is also true for NaN, so NaN is rejected with the field name.
-    if not (0.0 < cadence_spm <= p.max_cadence_spm):
-        raise _bad("cadence_spm", cadence_spm, f"must be > 0 and ≤ {p.max_cadence_spm} steps/min")
-    if not (0.0 < speed_mps <= p.max_speed_mps):
-        raise _bad("speed_mps", speed_mps, f"must be > 0 and ≤ {p.max_speed_mps} m/s (running)")
-    if not (p.min_body_mass_kg <= body_mass_kg <= p.max_body_mass_kg):
-        raise _bad(
-            "body_mass_kg", body_mass_kg, f"must be {p.min_body_mass_kg}–{p.max_body_mass_kg} kg"
-        )
-    if not (0.0 <= bws_pct < 100.0):
-        raise _bad("bws_pct", bws_pct, "must be ≥ 0 and < 100 %")
-    if not (-p.max_abs_grade_pct <= grade_pct <= p.max_abs_grade_pct):
-        raise _bad("grade_pct", grade_pct, f"must be within ±{p.max_abs_grade_pct} %")
-    if ground_contact_ms is not None:
-        step_ms = 60000.0 / cadence_spm
-        if not (p.min_ground_contact_ms <= ground_contact_ms < step_ms):
-            raise _bad(
-                "ground_contact_ms",
-                ground_contact_ms,
-                f"must be ≥ {p.min_ground_contact_ms} ms and shorter than the step time "
-                f"({step_ms:.0f} ms at {cadence_spm:g} spm)",
-            )
+) -> PfjSample:
+    """The estimate for a sample :func:`check_sample` accepted (cadence as corrected)."""
+    f = check.cadence_spm
+    estimated = ground_contact_ms is None
+    if ground_contact_ms is None:
+        t_c_ms = estimate_ground_contact_ms(speed_mps, f, p)
+        t_chain = _contact_at_ref_cadence_ms(speed_mps, p)  # F_max at the reference step time
+    else:
+        t_c_ms = t_chain = ground_contact_ms
+    bw_eff = effective_body_weight_n(body_mass_kg, bws_pct)
+    f_max = peak_vgrf_n(bw_eff, f, t_c_ms)
+    peak = peak_pfj_stress_mpa(
+        grf_factor(bws_pct, t_chain, p),
+        step_rate_factor(f, p),
+        speed_factor(speed_mps, p),
+        grade_factor(grade_pct, p),
+        p,
+    )
+    impulse = pfj_impulse_per_step_mpa_s(peak, t_chain)
+    cv = p.contact_estimate_cv if estimated else 0.0
+    return PfjSample(
+        peak,
+        impulse,
+        pfj_load_per_km(impulse, speed_mps, f),
+        bw_eff,
+        f_max / (body_mass_kg * G_MPS2),
+        t_c_ms,
+        estimated,
+        cv * t_c_ms,
+        cv * peak,  # peak ∝ 1/t_c through the GRF factor: same relative uncertainty
+        f,
+        check.cadence_corrected,
+        check.step_length_m or 0.0,
+    )
+
+
+def assess_pfj_sample(
+    speed_mps: float,
+    cadence_spm: float,
+    body_mass_kg: float,
+    ground_contact_ms: float | None = None,
+    grade_pct: float = 0.0,
+    bws_pct: float = 0.0,
+    params: PfjParams = DEFAULT_PFJ_PARAMS,
+) -> tuple[SampleCheck, PfjSample | None]:
+    """Plausibility check, then the estimate: the stream worker's hot path. Never raises.
+
+    Returns the :class:`~kneeload.core.plausibility.SampleCheck` and the estimate, or None
+    when the sample gets none (walking, or an input outside its bounds: the check says
+    which, in a code and in words). Inputs as for :func:`estimate_pfj_sample`.
+    """
+    check = check_sample(
+        speed_mps, cadence_spm, body_mass_kg, ground_contact_ms, grade_pct, bws_pct, params.bounds
+    )
+    if check.reason is not None:
+        return check, None
+    return check, _chain(
+        check, speed_mps, body_mass_kg, ground_contact_ms, grade_pct, bws_pct, params
+    )
 
 
 def estimate_pfj_sample(
@@ -508,34 +596,39 @@ def estimate_pfj_sample(
     bws_pct: float = 0.0,
     params: PfjParams = DEFAULT_PFJ_PARAMS,
 ) -> PfjSample:
-    """Estimated PFJ stress for one telemetry sample (the stream worker's hot path).
+    """Estimated PFJ stress for one running sample.
 
-    Runs DOMAIN.md §1.3 end to end::
+    Runs docs/science.md §1.3 end to end::
 
         BW_eff  = m·g·(1 − bws/100)
-        t_s     = 60/cadence;  t_c = measured, else t_c,ref·(v/v_ref)^−0.30 (capped 0.9·t_s)
+        t_s     = 60/cadence;  t_c = measured, else t_c,ref·(v/v_ref)^−0.45·(f_ref/f)
         F_max   = BW_eff·(π/2)·(t_s/t_c)                       (Morin 2005)
-        σ_peak  = σ₀ · (1 − bws/100)·(t_c,ref/t_c) · (f/f_ref)^−1.83 · (v/v_ref)^0.29 · G(grade)
-        J_step  = σ_peak·(2/π)·t_c
+        σ_peak  = σ₀ · (1 − bws/100)·(t_c,ref/t_c*) · (f/f_ref)^−1.83 · (v/v_ref)^0.14 · G(grade)
+        J_step  = σ_peak·(2/π)·t_c*
         per km  = J_step · 1000·f/(60·v)
+
+    where t_c* is the measured contact, or with an estimated one the duty-factor contact at
+    the reference cadence (so cadence acts only through β). Inputs are checked first
+    (:func:`kneeload.core.plausibility.check_sample`): a strides/min cadence is doubled
+    (``cadence_corrected``), anything else outside the bounds raises.
 
     Parameters
     ----------
     speed_mps : float
-        Belt or ground speed, 0 < v ≤ 12 m/s.
+        Belt or ground speed, running: 1–7 m/s by default.
     cadence_spm : float
-        Steps per minute (FIT sends strides/min: double it), 0 < f ≤ 300.
+        Steps per minute (FIT sends strides/min: double it), running 140–240 by default.
     body_mass_kg : float
-        20–300 kg.
+        30–250 kg by default.
     ground_contact_ms : float, optional
-        Measured contact time, 50 ms ≤ t_c < step time. Estimated from speed when None
-        (``contact_estimated`` is then True).
+        Measured contact time, 100–450 ms and shorter than the step. Estimated from speed
+        and cadence when None (``contact_estimated`` is then True, with its uncertainty).
     grade_pct : float
-        Incline, negative downhill, |grade| ≤ 40 %.
+        Incline, negative downhill, ±30 % by default.
     bws_pct : float
-        Body-weight support, 0 ≤ bws < 100 %.
+        Body-weight support, 0–80 % by default.
     params : PfjParams
-        Model parameters (apply a calibration with ``params.calibrated(cal)``).
+        Model parameters and bounds (apply a calibration with ``params.calibrated(cal)``).
 
     Returns
     -------
@@ -546,35 +639,26 @@ def estimate_pfj_sample(
     Raises
     ------
     ImplausibleInputError
-        A ``ValueError`` naming the offending field.
+        A ``ValueError`` naming the offending input (``field``), the reason code
+        (``reason``, e.g. ``step_length_implausible`` or ``walking``) and the rule in words.
     """
-    p = params
-    _check(speed_mps, cadence_spm, body_mass_kg, ground_contact_ms, grade_pct, bws_pct, p)
-    estimated = ground_contact_ms is None
-    t_c_ms = (
-        estimate_ground_contact_ms(speed_mps, cadence_spm, p)
-        if ground_contact_ms is None
-        else ground_contact_ms
+    check, s = assess_pfj_sample(
+        speed_mps, cadence_spm, body_mass_kg, ground_contact_ms, grade_pct, bws_pct, params
     )
-    bw_eff = effective_body_weight_n(body_mass_kg, bws_pct)
-    f_max = peak_vgrf_n(bw_eff, cadence_spm, t_c_ms)
-    peak = peak_pfj_stress_mpa(
-        grf_factor(bws_pct, t_c_ms, p),
-        step_rate_factor(cadence_spm, p),
-        speed_factor(speed_mps, p),
-        grade_factor(grade_pct, p),
-        p,
-    )
-    impulse = pfj_impulse_per_step_mpa_s(peak, t_c_ms)
-    return PfjSample(
-        peak,
-        impulse,
-        pfj_load_per_km(impulse, speed_mps, cadence_spm),
-        bw_eff,
-        f_max / (body_mass_kg * G_MPS2),
-        t_c_ms,
-        estimated,
-    )
+    if s is None:
+        field = _REASON_FIELD.get(check.reason or "", "input")
+        value = {
+            "body_mass_kg": body_mass_kg,
+            "bws_pct": bws_pct,
+            "grade_pct": grade_pct,
+            "cadence_spm": cadence_spm,
+            "speed_mps": speed_mps,
+            "step_length_m": check.step_length_m,
+            "ground_contact_ms": ground_contact_ms,
+            "gait": check.gait.value,
+        }.get(field)
+        raise ImplausibleInputError(field, value, check.detail or "", check.reason)
+    return s
 
 
 @dataclass(frozen=True)
@@ -599,11 +683,24 @@ class PfjEstimate:
             "pfj_load_per_km_unit": "MPa·s/km",
             "effective_body_weight_n": s.effective_body_weight_n,
             "peak_vgrf_bw": s.peak_vgrf_bw,
+            "peak_pfj_stress_uncertainty_mpa": s.peak_uncertainty_mpa,
             "ground_contact_ms": s.ground_contact_ms,
             "ground_contact_estimated": s.contact_estimated,
-            "step_length_m": step_length_m(
-                float(self.inputs["speed_mps"] or 0.0), float(self.inputs["cadence_spm"] or 1.0)
-            ),
+            "ground_contact_uncertainty_ms": s.contact_uncertainty_ms,
+            "cadence_spm": s.cadence_spm,
+            "cadence_corrected": s.cadence_corrected,
+            "step_length_m": s.step_length_m,
+            "step_length_estimated": True,
+            "peak_vgrf_bw_estimated": True,
+            "estimated": {  # every value: estimated (True) or measured (False)
+                "peak_pfj_stress_mpa": True,
+                "pfj_impulse_per_step_mpa_s": True,
+                "pfj_load_per_km": True,
+                "peak_vgrf_bw": True,
+                "step_length_m": True,
+                "ground_contact_ms": s.contact_estimated,
+                "cadence_spm": s.cadence_corrected,
+            },
             "inputs": dict(self.inputs),
             "assumptions": list(self.assumptions),
             "parameters": {
@@ -614,11 +711,12 @@ class PfjEstimate:
                 "step_rate_exponent": self.params.step_rate_exponent,
                 "speed_exponent_total": self.params.speed_exponent_total,
                 "contact_speed_exponent": self.params.contact_speed_exponent,
+                "contact_estimate_cv": self.params.contact_estimate_cv,
                 "downhill_per_pct": self.params.downhill_per_pct,
                 "uphill_per_pct": self.params.uphill_per_pct,
                 "calibrated": self.calibration is not None,
             },
-            "source": "kneeload.core.pfj; DOMAIN.md §1.3",
+            "source": "kneeload.core.pfj; docs/science.md §1.3–1.5",
         }
 
 
@@ -651,9 +749,16 @@ def estimate_pfj(
     ]
     if s.contact_estimated:
         a.append(
-            f"Ground contact time NOT measured: estimated from speed as "
-            f"{s.ground_contact_ms:.0f} ms "
-            f"(t_c,ref·(v/v_ref)^-{p.contact_speed_exponent:g}, unconfirmed assumption)."
+            f"Ground contact time NOT measured: estimated from speed and cadence as "
+            f"{s.ground_contact_ms:.0f} ± {s.contact_uncertainty_ms:.0f} ms (1 SD; duty factor "
+            f"falling as speed^-{p.contact_speed_exponent:g}, unconfirmed); the peak carries "
+            f"± {s.peak_uncertainty_mpa:.1f} MPa from it."
+        )
+    if s.cadence_corrected:
+        a.append(
+            f"Cadence {cadence_spm:g}/min is a strides/min value for this speed (as steps/min "
+            f"the steps would be {2 * s.step_length_m:.2f} m): doubled to {s.cadence_spm:g} "
+            "steps/min."
         )
     if grade_pct != 0.0:
         a.append(
