@@ -25,6 +25,9 @@ DIMENSIONLESS = {
     "samples", "revision", "n", "df", "r", "ci_low", "ci_high", "p_value", "acute", "chronic",
     "acwr", "load", "monotony", "strain", "atl", "ctl", "tsb", "session_rpe",
     "minutes_used_today",
+    # counts of samples per session (like "samples")
+    "samples_estimated", "samples_without_estimate", "samples_walking",
+    "samples_cadence_corrected", "samples_contact_estimated",
 }  # fmt: skip
 UNIT_SUFFIXES = (
     "_mps", "_spm", "_ms", "_mm", "_pct", "_w", "_bpm", "_m", "_bw", "_kg", "_mpa", "_mpa_s",

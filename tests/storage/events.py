@@ -74,6 +74,18 @@ def load_batch(
                 "peak_pfj_stress_mpa": 8.0 + i,
                 "pfj_impulse_mpa_s": 5.0,
                 "late": False,
+                "estimated": True,
+                "gait": "running",
+                "no_estimate_reason": None,
+                "no_estimate_detail": None,
+                "cadence_used_spm": 172.0,
+                "cadence_corrected": False,
+                "ground_contact_uncertainty_ms": None,
+                "ground_contact_source": "device",
+                "step_length_m": 1.186,
+                "step_length_estimated": True,
+                "vertical_load_bw": 2.4,
+                "vertical_load_estimated": True,
             }
             for i in range(n)
         ],
@@ -157,6 +169,15 @@ def session(
         "status": status,
         "revision": revision,
         "estimate": True,
+        "samples_estimated": 1790,
+        "samples_without_estimate": 10,
+        "samples_walking": 10,
+        "samples_cadence_corrected": 0,
+        "samples_contact_estimated": 0,
+        "no_estimate_reasons": {"walking": 10},
+        "no_estimate_summary": "10 samples without estimate: 10 × walking (96 spm at 1.3 m/s, "
+        "0.812 m steps): not estimated with the running model",
+        "sources": {"ground_contact_ms": "native"},
     }
 
 

@@ -38,9 +38,9 @@ def test_watch_rows_null_and_separator() -> None:
     assert n == 2
     assert data.split(b"\n") == [
         b'"2026-01-01T00:00:00Z","r1",170,3.25,'
-        b'null,null,null,null,null,null,null,12.5,null,"a","d",null,"b"',
+        b'null,null,null,null,null,null,null,12.5,null,null,"a","d",null,"b"',
         b'"2026-01-01T00:00:00Z","r],[2",170,3.25,'
-        b'null,null,null,null,null,null,null,null,null,"a","d",null,"b"',
+        b'null,null,null,null,null,null,null,null,null,null,"a","d",null,"b"',
         b"",
     ]
     fast, _ = format_watch([{**docs[0], "samples": docs[0]["samples"][:1]}])
@@ -54,7 +54,9 @@ def test_load_rows_booleans() -> None:
     data, n = format_load([{"athlete_id": "a", "session_id": "s", "samples": [s]}])
     assert n == 1
     assert data == (
-        b'"2026-01-01T00:00:00Z","r",3.25,170,240,true,0,null,null,9.5,4.0,false,"a","s"\n'
+        b'"2026-01-01T00:00:00Z","r",3.25,170,240,true,0,null,null,9.5,4.0,false,true,'
+        + b"null," * 11
+        + b'"a","s"\n'
     )
 
 

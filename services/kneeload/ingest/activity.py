@@ -28,10 +28,22 @@ Rules (README "Ingest" repeats them for users):
   below 0x10000000 are relative to device power-on (old watches without a set clock):
   such a file needs ``start_time`` (the absolute time of its first record) or is
   refused as ``relative_timestamps``.
-* **Developer fields.** Power from Stryd/RunScribe developer fields fills ``power_w``
-  when the native field is missing, RunScribe contact time fills ``ground_contact_ms``;
-  other developer fields (Form Power, Leg Spring Stiffness, ...) have no place in the
-  sample contract and are listed in the summary as ignored.
+* **One source per measure and session.** Sensors measure differently (a pod's stance
+  time and a foot pod's "Ground Time" differ by ~20 % on the same steps), so a session never
+  mixes them. For contact time, vertical oscillation, cadence, speed and power the importer
+  picks, per session, the native FIT field when it covers at least half of the session's
+  records, otherwise the developer field (Stryd, RunScribe: "Ground Time", "Power", ...)
+  covering most, and uses that source for every sample of the session (a record without a
+  value from it has none). The choice is on every sample (``sources``) and in the summary
+  with each candidate's coverage; only developer fields that were not used are listed as
+  ignored (docs/science.md §6).
+* **Walking inside a run is kept.** Walking breaks of a run (cadence ~96 spm, foot-pod
+  ground times above a second) are samples like any other: the worker labels them walking
+  and does not estimate them with the running model, and the FIT file of a run gives the
+  same distance and duration as its TCX export.
+* **Out-of-range optional fields are dropped, never the sample**: a value outside the
+  sample schema's range (e.g. a 5,000 ms ground time) becomes null and is counted in the
+  summary (``fields_dropped``).
 * Zero running dynamics (Stryd writes 0 for "not measured") become null.
 """
 
@@ -42,11 +54,15 @@ import io
 import math
 import statistics
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import fitdecode
+
+from kneeload.contracts import load_schema
 
 __all__ = [
     "Activity",
@@ -66,9 +82,57 @@ RELATIVE_LIMIT = 0x10000000  # FIT date_time values below this are seconds since
 RUNNING = "running"
 _STOP_EVENTS = {"stop", "stop_all", "stop_disable", "stop_disable_all"}
 _FORWARD_JUMP_S = 3600
-#: developer field names (lower case) that map onto sample fields
-_DEV_POWER = {"power", "stryd power", "running power"}
-_DEV_CONTACT = {"contact time", "ground time", "ground contact time"}
+#: a native field is the session's source when it covers at least this share of the session's
+#: records (kneeload's choice, docs/science.md §6)
+NATIVE_MIN_COVERAGE = 0.5
+
+
+def _scale(factors: dict[str, float], default: float) -> Callable[[float, str], float]:
+    def conv(value: float, units: str) -> float:
+        return value * factors.get(units.strip().lower(), default)
+
+    return conv
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """A sample field that may come from a native FIT field or a developer field."""
+
+    native: tuple[str, ...]  # FIT record fields, in preference order
+    developer: frozenset[str]  # developer field names (lower case) that measure it
+    dev_value: Callable[[float, str], float]  # (developer value, its units) → sample unit
+
+
+#: the measures whose source is chosen once per session (sample field → where it can come from)
+MEASURES: dict[str, Measure] = {
+    "ground_contact_ms": Measure(
+        ("stance_time",),
+        frozenset({"contact time", "ground time", "ground contact time", "stance time"}),
+        _scale({"s": 1000.0}, 1.0),
+    ),
+    "vertical_oscillation_mm": Measure(
+        ("vertical_oscillation",),
+        frozenset({"vertical oscillation"}),
+        _scale({"cm": 10.0, "m": 1000.0}, 1.0),
+    ),
+    "cadence_spm": Measure(  # developer cadence in steps/min only when its units say so
+        ("cadence",),
+        frozenset({"cadence"}),
+        _scale({"spm": 1.0, "steps/min": 1.0, "steps": 1.0}, 2.0),
+    ),
+    "speed_mps": Measure(
+        ("enhanced_speed", "speed"),
+        frozenset({"speed"}),
+        _scale({"km/h": 1 / 3.6, "kph": 1 / 3.6}, 1.0),
+    ),
+    "power_w": Measure(
+        ("power",),
+        frozenset({"power", "stryd power", "running power"}),
+        _scale({}, 1.0),
+    ),
+}
+#: measures where 0 means "not measured" (Stryd writes 0), not a value
+_ZERO_IS_MISSING = {"ground_contact_ms", "vertical_oscillation_mm", "cadence_spm", "power_w"}
 _FIELDS = (
     "cadence",
     "fractional_cadence",
@@ -120,6 +184,7 @@ class Activity:
     sports: list[str] = field(default_factory=list)
     product: str | None = None
     serial_number: int | None = None  # FIT file_id.serial_number (maps a device to an athlete)
+    dev_units: dict[str, str] = field(default_factory=dict)  # developer field → its units
 
 
 @dataclass(slots=True)
@@ -180,6 +245,7 @@ def decode_fit(data: bytes) -> Activity:
     headers = 0
     product = None
     serial: int | None = None
+    dev_units: dict[str, str] = {}
     try:
         with fitdecode.FitReader(
             io.BytesIO(data),
@@ -200,6 +266,7 @@ def decode_fit(data: bytes) -> Activity:
                     for f in frame.fields:
                         if isinstance(f.field_def, fitdecode.types.DevFieldDefinition):
                             dev[str(f.name)] = f.value
+                            dev_units.setdefault(str(f.name), str(f.units or ""))
                         elif f.name == "timestamp":
                             ts = f.value
                         elif f.name in _FIELDS:
@@ -245,6 +312,7 @@ def decode_fit(data: bytes) -> Activity:
         sports=[s[2] or "unknown" for s in sessions],
         product=str(product) if product else None,
         serial_number=serial,
+        dev_units=dev_units,
     )
 
 
@@ -544,6 +612,100 @@ def _record_json(r: Record) -> dict[str, Any]:
     }
 
 
+@cache
+def _optional_bounds() -> dict[str, tuple[float | None, float | None]]:
+    """(minimum, maximum) of every optional numeric sample field, from the sample schema."""
+    props = load_schema("watch_sample_batch")["$defs"]["sample"]["properties"]
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for name, spec in props.items():
+        if name in ("cadence_spm", "speed_mps") or "null" not in spec.get("type", ()):
+            continue
+        if "minimum" in spec or "maximum" in spec:
+            out[name] = (spec.get("minimum"), spec.get("maximum"))
+    return out
+
+
+def _valid(r: Record) -> bool:
+    """A record that can become a sample as far as sport, pause and time go."""
+    return (r.sport is None or r.sport == RUNNING) and not r.paused and r.time is not None
+
+
+def _native_value(r: Record, measure: str) -> float | None:
+    f = r.fields
+    if measure == "cadence_spm":
+        cad = f.get("cadence")
+        if not isinstance(cad, int | float) or cad <= 0:
+            return None
+        if f.get("cadence_is_spm"):
+            return float(cad)
+        return 2.0 * (float(cad) + float(f.get("fractional_cadence") or 0.0))
+    for name in MEASURES[measure].native:
+        v = f.get(name)
+        if isinstance(v, int | float):
+            return None if v <= 0 and measure in _ZERO_IS_MISSING else float(v)
+    return None
+
+
+def _dev_value(r: Record, name: str, measure: str, units: str) -> float | None:
+    v = r.dev_fields.get(name)
+    if not isinstance(v, int | float) or (v <= 0 and measure in _ZERO_IS_MISSING):
+        return None
+    return MEASURES[measure].dev_value(float(v), units)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChoice:
+    """The source of one measure for one session: ``native``, ``dev:<field>`` or None (no
+    source has a value), its coverage and every candidate's coverage (share of records)."""
+
+    source: str | None
+    coverage: float
+    candidates: dict[str, float]
+    dev_name: str | None = None
+
+    def as_summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "coverage_pct": round(100.0 * self.coverage, 1),
+            "candidates": {k: round(100.0 * v, 1) for k, v in self.candidates.items()},
+        }
+
+
+def choose_sources(
+    records: list[Record], dev_units: dict[str, str] | None = None
+) -> dict[str, SourceChoice]:
+    """One source per measure for these records (one session), see the module docstring."""
+    units = dev_units or {}
+    n = len(records)
+    out: dict[str, SourceChoice] = {}
+    dev_names = sorted({k for r in records for k in r.dev_fields})
+    for measure, spec in MEASURES.items():
+        native = sum(_native_value(r, measure) is not None for r in records) / n if n else 0.0
+        cands: dict[str, float] = {"native": native}
+        devs = [d for d in dev_names if d.lower() in spec.developer]
+        for d in devs:
+            cands[f"dev:{d}"] = (
+                sum(_dev_value(r, d, measure, units.get(d, "")) is not None for r in records) / n
+                if n
+                else 0.0
+            )
+        best_dev = max(devs, key=lambda d: cands[f"dev:{d}"], default=None)
+        if native >= NATIVE_MIN_COVERAGE or best_dev is None:
+            choice = SourceChoice("native" if native > 0 else None, native, cands)
+        elif cands[f"dev:{best_dev}"] > native:
+            choice = SourceChoice(f"dev:{best_dev}", cands[f"dev:{best_dev}"], cands, best_dev)
+        else:
+            choice = SourceChoice("native" if native > 0 else None, native, cands)
+        out[measure] = choice
+    return out
+
+
+def _value(r: Record, measure: str, c: SourceChoice, units: dict[str, str]) -> float | None:
+    if c.dev_name is not None:
+        return _dev_value(r, c.dev_name, measure, units.get(c.dev_name, ""))
+    return _native_value(r, measure) if c.source == "native" else None
+
+
 def normalise(
     activity: Activity, *, device_id: str, start_time: datetime | None = None
 ) -> NormalisedActivity:
@@ -561,11 +723,23 @@ def normalise(
         first = min(int(r.time) for r in relative)  # type: ignore[arg-type]
         anchor = start_time.timestamp() - first
     digest = activity.digest[:16]
+    units = activity.dev_units
+    by_session: dict[int, list[Record]] = {}
+    for r in records:
+        if _valid(r):
+            by_session.setdefault(r.session, []).append(r)
+    choices = {k: choose_sources(v, units) for k, v in by_session.items()}
+    source_text = {
+        k: ";".join(f"{m}={c.source}" for m, c in ch.items() if c.source is not None) or None
+        for k, ch in choices.items()
+    }
+    used_dev = {c.dev_name for ch in choices.values() for c in ch.values() if c.dev_name}
+    bounds = _optional_bounds()
     samples: list[dict[str, Any]] = []
     sessions: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     skipped = {"not_running": 0, "paused": 0}
-    ignored_dev: set[str] = set()
+    dropped: dict[str, int] = {}
     last_t: float | None = None
     forward_jumps = 0
     sports_seen: set[str] = set()
@@ -593,9 +767,9 @@ def normalise(
             else r.time
         )
         assert isinstance(when, datetime)
-        f = r.fields
-        cad = f.get("cadence")
-        if cad is None or cad <= 0:
+        ch = choices[r.session]
+        spm = _value(r, "cadence_spm", ch["cadence_spm"], units)
+        if spm is None:
             reject(
                 r,
                 "no_cadence",
@@ -611,48 +785,42 @@ def normalise(
         if last_t is not None and ts - last_t > _FORWARD_JUMP_S:
             forward_jumps += 1
         last_t = ts
-        if f.get("cadence_is_spm"):
-            spm = float(cad)
-        else:
-            spm = 2.0 * (float(cad) + float(f.get("fractional_cadence") or 0.0))
-        speed = f.get("enhanced_speed") if f.get("enhanced_speed") is not None else f.get("speed")
-        dev = {k.lower(): (k, v) for k, v in r.dev_fields.items()}
-        power = f.get("power")
-        contact = _positive(f.get("stance_time"))
-        for lname, (name, value) in dev.items():
-            if lname in _DEV_POWER and power is None and isinstance(value, int | float):
-                power = value
-            elif lname in _DEV_CONTACT and contact is None:
-                contact = _positive(value)
-            else:
-                ignored_dev.add(name)
+        f = r.fields
         hr = f.get("heart_rate")
         ms = round(ts * 1000)
         rid = f"{device_id}:{ms}"
         if len(rid) > 128:
             rid = f"{hashlib.sha256(device_id.encode()).hexdigest()[:24]}:{ms}"
-        samples.append(
-            {
-                "record_id": rid,
-                "time": _iso(when),
-                "cadence_spm": round(spm, 2),
-                "speed_mps": speed,
-                "ground_contact_ms": contact,
-                "vertical_oscillation_mm": _positive(f.get("vertical_oscillation")),
-                "vertical_ratio_pct": _positive(f.get("vertical_ratio")),
-                "step_length_mm": _positive(f.get("step_length")),
-                "power_w": power if isinstance(power, int | float) and power >= 0 else None,
-                "heart_rate_bpm": int(hr)
-                if isinstance(hr, int | float) and 20 <= hr <= 250
-                else None,
-                "grade_pct": f.get("grade"),
-                "distance_m": f.get("distance"),
-                "vertical_load_bw": None,
-            }
-        )
+        sample: dict[str, Any] = {
+            "record_id": rid,
+            "time": _iso(when),
+            "cadence_spm": round(spm, 2),
+            "speed_mps": _value(r, "speed_mps", ch["speed_mps"], units),
+            "ground_contact_ms": _value(r, "ground_contact_ms", ch["ground_contact_ms"], units),
+            "vertical_oscillation_mm": _value(
+                r, "vertical_oscillation_mm", ch["vertical_oscillation_mm"], units
+            ),
+            "vertical_ratio_pct": _positive(f.get("vertical_ratio")),
+            "step_length_mm": _positive(f.get("step_length")),
+            "power_w": _value(r, "power_w", ch["power_w"], units),
+            "heart_rate_bpm": int(hr) if isinstance(hr, int | float) and 20 <= hr <= 250 else None,
+            "grade_pct": f.get("grade"),
+            "distance_m": f.get("distance"),
+            "vertical_load_bw": None,
+            "sources": source_text[r.session],
+        }
+        for name, (lo, hi) in bounds.items():  # an out-of-range optional field, not the sample
+            v = sample.get(name)
+            if isinstance(v, int | float) and (
+                (lo is not None and v < lo) or (hi is not None and v > hi)
+            ):
+                sample[name] = None
+                dropped[name] = dropped.get(name, 0) + 1
+        samples.append(sample)
         sessions.append(
             {"session_id": f"{activity.format}-{digest}-s{r.session}", "sub_sport": r.sub_sport}
         )
+    all_dev = {k for r in records for k in r.dev_fields}
     summary = {
         "format": activity.format,
         "file_sha256": activity.digest,
@@ -667,6 +835,12 @@ def normalise(
         "cadence_note": activity.cadence_note,
         "relative_timestamps": bool(relative),
         "forward_clock_jumps": forward_jumps,
-        "developer_fields_ignored": sorted(ignored_dev),
+        "sources": {
+            f"{activity.format}-{digest}-s{k}": {m: c.as_summary() for m, c in ch.items()}
+            for k, ch in sorted(choices.items())
+        },
+        "developer_fields_used": sorted(used_dev),
+        "developer_fields_ignored": sorted(all_dev - used_dev),
+        "fields_dropped": dict(sorted(dropped.items())),
     }
     return NormalisedActivity(samples, sessions, rejected, skipped, summary)

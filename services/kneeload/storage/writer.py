@@ -227,6 +227,14 @@ _SESSION = (
     "coverage_pct",
     "status",
     "revision",
+    "samples_estimated",
+    "samples_without_estimate",
+    "samples_walking",
+    "samples_cadence_corrected",
+    "samples_contact_estimated",
+    "no_estimate_reasons",
+    "no_estimate_summary",
+    "sources",
 )
 _METHODS = ("ewma", "rac", "rau")
 _DAILY = (
@@ -351,6 +359,15 @@ def _flat(cols: Sequence[str]) -> Callable[[Any], Iterable[Row]]:
         return ((*(g(c) for c in cols),),)
 
     return rows
+
+
+_SESSION_JSON = {"no_estimate_reasons", "sources"}
+
+
+def _session_rows(d: Any) -> Iterable[Row]:
+    g = d.get
+    return ((*(Jsonb(g(c)) if c in _SESSION_JSON and g(c) is not None else g(c)
+               for c in _SESSION),),)  # fmt: skip
 
 
 def _athlete_rows(d: Any) -> Iterable[Row]:
@@ -596,7 +613,7 @@ KINDS: dict[str, Kind] = {
             "session_summary",
             "kneeload.sessions",
             _SESSION,
-            _flat(_SESSION),
+            _session_rows,
             (
                 _insert(
                     "kneeload.sessions",
@@ -714,6 +731,7 @@ _WATCH_COLS = (  # the sample's own fields (in :class:`WatchSampleRow` order), t
     "grade_pct",
     "distance_m",
     "vertical_load_bw",
+    "sources",
     "athlete_id",
     "device_id",
     "session_id",
@@ -732,6 +750,18 @@ _LOAD_COLS = (  # the sample's own fields (in :class:`LoadSampleRow` order), the
     "peak_pfj_stress_mpa",
     "pfj_impulse_mpa_s",
     "late",
+    "estimated",
+    "gait",
+    "no_estimate_reason",
+    "no_estimate_detail",
+    "cadence_used_spm",
+    "cadence_corrected",
+    "ground_contact_uncertainty_ms",
+    "ground_contact_source",
+    "step_length_m",
+    "step_length_estimated",
+    "vertical_load_bw",
+    "vertical_load_estimated",
     "athlete_id",
     "session_id",
 )
@@ -765,6 +795,7 @@ class WatchSampleRow(_Doc):
     grade_pct: Num | None = None
     distance_m: Num | None = None
     vertical_load_bw: Num | None = None
+    sources: str | None = None
 
 
 class WatchBatchDoc(_Doc):
@@ -786,14 +817,26 @@ class LoadSampleRow(_Doc):
     record_id: str
     speed_mps: Num
     cadence_spm: Num
-    ground_contact_ms: Num
+    ground_contact_ms: Num | None
     ground_contact_estimated: bool
     grade_pct: Num
     bws_pct: Num | None
     unit_id: str | None
-    peak_pfj_stress_mpa: Num
-    pfj_impulse_mpa_s: Num
+    peak_pfj_stress_mpa: Num | None
+    pfj_impulse_mpa_s: Num | None
     late: bool
+    estimated: bool = True
+    gait: str | None = None
+    no_estimate_reason: str | None = None
+    no_estimate_detail: str | None = None
+    cadence_used_spm: Num | None = None
+    cadence_corrected: bool | None = None
+    ground_contact_uncertainty_ms: Num | None = None
+    ground_contact_source: str | None = None
+    step_length_m: Num | None = None
+    step_length_estimated: bool | None = None
+    vertical_load_bw: Num | None = None
+    vertical_load_estimated: bool | None = None
 
 
 class LoadBatchDoc(_Doc):
@@ -865,7 +908,7 @@ def format_watch(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
                     s["time"], s["record_id"], s["cadence_spm"], s["speed_mps"],
                     g("ground_contact_ms"), g("vertical_oscillation_mm"), g("vertical_ratio_pct"),
                     g("step_length_mm"), g("power_w"), g("heart_rate_bpm"), g("grade_pct"),
-                    g("distance_m"), g("vertical_load_bw"), a, dev, ses, bat,
+                    g("distance_m"), g("vertical_load_bw"), g("sources"), a, dev, ses, bat,
                 )
             )  # fmt: skip
     parts.append(_csv(rows, safe))
@@ -891,7 +934,12 @@ def format_load(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
                     s["time"], s["record_id"], s["speed_mps"], s["cadence_spm"],
                     s["ground_contact_ms"], s["ground_contact_estimated"], s["grade_pct"],
                     s["bws_pct"], s.get("unit_id"), s["peak_pfj_stress_mpa"],
-                    s["pfj_impulse_mpa_s"], s["late"], a, ses,
+                    s["pfj_impulse_mpa_s"], s["late"], s.get("estimated", True), s.get("gait"),
+                    s.get("no_estimate_reason"), s.get("no_estimate_detail"),
+                    s.get("cadence_used_spm"), s.get("cadence_corrected"),
+                    s.get("ground_contact_uncertainty_ms"), s.get("ground_contact_source"),
+                    s.get("step_length_m"), s.get("step_length_estimated"),
+                    s.get("vertical_load_bw"), s.get("vertical_load_estimated"), a, ses,
                 )
             )  # fmt: skip
     parts.append(_csv(rows, safe))

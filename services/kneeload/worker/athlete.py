@@ -34,7 +34,7 @@ import bisect
 import datetime as dt
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -44,10 +44,9 @@ from kneeload.core.acwr import AcwrConfig, AcwrTracker, DailyAcwr, LateDayTooOld
 from kneeload.core.correlation import PairedObservations
 from kneeload.core.pfj import (
     DEFAULT_PFJ_PARAMS,
-    ImplausibleInputError,
     PfjCalibration,
     PfjParams,
-    estimate_pfj_sample,
+    assess_pfj_sample,
     pfj_sample_load_mpa_s,
     sample_interval_s,
 )
@@ -66,6 +65,55 @@ from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
 Output = tuple[str, str, dict[str, Any]]  # (logical topic, key, event)
 
 METRIC = "pfj_load_mpa_s"
+
+#: measures whose sensor source a session records (``sources`` of watch samples)
+SOURCE_MEASURES = (
+    "ground_contact_ms",
+    "vertical_oscillation_mm",
+    "cadence_spm",
+    "speed_mps",
+    "power_w",
+)
+
+
+class Est(NamedTuple):
+    """What the PFJ core said about one sample (see :func:`kneeload.core.pfj.assess_pfj_sample`).
+
+    ``peak``/``impulse`` are None when the sample got no estimate (``reason`` says why);
+    ``cadence`` is the cadence used (doubled when ``corrected``)."""
+
+    peak: float | None
+    impulse: float | None
+    contact_ms: float | None
+    contact_estimated: bool
+    contact_unc_ms: float | None
+    cadence: float
+    corrected: bool
+    gait: str
+    reason: str | None
+    detail: str | None
+    step_m: float | None
+    vgrf_bw: float | None
+
+
+def parse_sources(text: str | None) -> dict[str, str]:
+    """``"ground_contact_ms=dev:Ground Time;power_w=native"`` → ``{measure: source}``."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(";"):
+        k, sep, v = part.partition("=")
+        if sep and k and v:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def no_estimate_summary(reasons: dict[str, list[Any]], total: int) -> str | None:
+    """``"12 samples without estimate: 9 × step length 5.14 m implausible (> 2.5 m); 3 ×
+    walking (…)"`` — one example sentence per reason, most frequent first."""
+    if not total:
+        return None
+    parts = [f"{c} × {d}" for _, (c, d) in sorted(reasons.items(), key=lambda kv: -kv[1][0])]
+    text = f"{total} sample{'s' if total != 1 else ''} without estimate: " + "; ".join(parts)
+    return text[:1000]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,22 +253,28 @@ class AthleteProcessor:
             return None, 0.0
         return e[1], float(e[2])
 
-    def _estimate(
-        self, st: dict[str, Any], p: PfjParams, row: list[Any], bws: float
-    ) -> tuple[float, float, float, bool] | None:
-        """(peak, impulse per step, contact ms, contact estimated) or None (not running)."""
-        _, _, _, v, f, gc, grade, _ = row
-        try:
-            s = estimate_pfj_sample(
-                v, f, st["body_mass_kg"] or self.cfg.default_body_mass_kg, gc, grade, bws, p
-            )
-        except ImplausibleInputError:
-            return None
-        return (
+    def _estimate(self, st: dict[str, Any], p: PfjParams, row: list[Any], bws: float) -> Est:
+        """The core's verdict on one row: an estimate, or none with the reason (walking, an
+        input outside its plausibility bounds). The sample is kept and counted either way."""
+        v, f, gc, grade = row[3], row[4], row[5], row[6]
+        mass = st["body_mass_kg"] or self.cfg.default_body_mass_kg
+        chk, s = assess_pfj_sample(v, f, mass, gc, grade, bws, p)
+        if s is None:
+            return Est(None, None, gc, False, None, chk.cadence_spm, chk.cadence_corrected,
+                       chk.gait.value, chk.reason, chk.detail, chk.step_length_m, None)  # fmt: skip
+        return Est(
             s.peak_pfj_stress_mpa,
             s.pfj_impulse_per_step_mpa_s,
             s.ground_contact_ms,
             s.contact_estimated,
+            s.contact_uncertainty_ms if s.contact_estimated else None,
+            s.cadence_spm,
+            s.cadence_corrected,
+            chk.gait.value,
+            None,
+            None,
+            s.step_length_m,
+            s.peak_vgrf_bw,
         )
 
     # ------------------------------------------------------------------ registry
@@ -246,7 +300,11 @@ class AthleteProcessor:
         if batch.get("team_id") is not None:
             st["team_id"] = batch["team_id"]
         rows: list[list[Any]] = []
+        sources: dict[str, str] = {}
         for s in batch["samples"]:
+            src = s.get("sources")
+            if src and not sources:  # one source per measure and session: the importer chose
+                sources = parse_sources(src)
             rows.append(
                 [
                     parse_ms(s["time"]),
@@ -257,6 +315,8 @@ class AthleteProcessor:
                     s.get("ground_contact_ms"),
                     _num(s.get("grade_pct")),
                     0,
+                    s.get("vertical_load_bw"),  # device-measured (e.g. an insole), else None
+                    parse_sources(src).get("ground_contact_ms") if src else None,
                 ]
             )
         if not rows:
@@ -289,6 +349,13 @@ class AthleteProcessor:
             if sess is None:
                 sess = st["sessions"][sid] = self._new_session(sid, explicit is not None)
             sess["chunks"].append(batch["batch_id"])
+            if sources:
+                have = sess.setdefault("sources", {})
+                for k, v in sources.items():
+                    if k in have and v not in have[k].split(", "):
+                        have[k] = f"{have[k]}, {v}"  # a device mixed sources: say so
+                    else:
+                        have.setdefault(k, v)
             if sess["status"] == "closed":
                 sess["reopened"] = True
             acc = sess["acc"]
@@ -369,6 +436,11 @@ class AthleteProcessor:
                 "by_date": {},
                 "minutes": {},
                 "unit": None,
+                "n_est": 0,
+                "n_walk": 0,
+                "n_corr": 0,
+                "n_cest": 0,
+                "reasons": {},
             }
         cal = self.cal(st)
         p = self.params(st)
@@ -386,6 +458,9 @@ class AthleteProcessor:
             acc["n"], acc["dur"], acc["dist"], acc["s_speed"], acc["s_cad"], acc["s_bws"],
         )  # fmt: skip
         peak, total, unit_last = acc["peak"], acc["load"], acc["unit"]
+        n_est, n_walk = acc.get("n_est", 0), acc.get("n_walk", 0)
+        n_corr, n_cest = acc.get("n_corr", 0), acc.get("n_cest", 0)
+        reasons = acc.setdefault("reasons", {})
         d: str | None = None
         d_lo = d_hi = m_lo = m_hi = 0
         d_sum = 0.0
@@ -400,8 +475,20 @@ class AthleteProcessor:
             else:
                 unit, bws = join(times, tl, t)
                 est = estimate(st, p, r, bws)
-            v, f = r[3], r[4]
-            load = pfj_sample_load_mpa_s(est[1], f, dt_s) if est is not None else 0.0
+            v, f = r[3], est.cadence  # the cadence used: doubled when it was strides/min
+            if est.impulse is not None:
+                load = pfj_sample_load_mpa_s(est.impulse, f, dt_s)
+                n_est += 1
+                n_cest += est.contact_estimated
+            else:
+                load = 0.0
+                n_walk += est.reason == "walking"
+                why = reasons.get(est.reason or "")
+                if why is None:
+                    reasons[est.reason or "unknown"] = [1, est.detail or est.reason]
+                else:
+                    why[0] += 1
+            n_corr += est.corrected
             n += 1
             dur += dt_s
             dist += v * dt_s
@@ -409,8 +496,8 @@ class AthleteProcessor:
             s_cad += f
             s_bws += bws
             total += load
-            if est is not None and (peak is None or est[0] > peak):
-                peak = est[0]
+            if est.peak is not None and (peak is None or est.peak > peak):
+                peak = est.peak
             if unit is not None:
                 unit_last = unit
             if not d_lo <= t < d_hi:  # another local day (rare): switch the running sum
@@ -434,8 +521,8 @@ class AthleteProcessor:
             m[3] += v
             m[4] += f
             m[5] += bws
-            if est is not None and est[0] > m[6]:
-                m[6] = est[0]
+            if est.peak is not None and est.peak > m[6]:
+                m[6] = est.peak
             m[7] += load
             if unit is not None:
                 m[8] = unit
@@ -444,6 +531,7 @@ class AthleteProcessor:
         acc["n"], acc["dur"], acc["dist"] = n, dur, dist
         acc["s_speed"], acc["s_cad"], acc["s_bws"] = s_speed, s_cad, s_bws
         acc["peak"], acc["load"], acc["unit"] = peak, total, unit_last
+        acc["n_est"], acc["n_walk"], acc["n_corr"], acc["n_cest"] = n_est, n_walk, n_corr, n_cest
         acc["start"] = min(acc["start"], rows[0][0])
         acc["end"] = max(acc["end"], last_t)
         acc["last_t"] = last_t
@@ -764,6 +852,14 @@ class AthleteProcessor:
             "status": s["status"],
             "revision": s["rev"],
             "estimate": True,
+            "samples_estimated": a.get("n_est", n),
+            "samples_without_estimate": n - a.get("n_est", n),
+            "samples_walking": a.get("n_walk", 0),
+            "samples_cadence_corrected": a.get("n_corr", 0),
+            "samples_contact_estimated": a.get("n_cest", 0),
+            "no_estimate_reasons": {k: v[0] for k, v in sorted(a.get("reasons", {}).items())},
+            "no_estimate_summary": no_estimate_summary(a.get("reasons", {}), n - a.get("n_est", n)),
+            "sources": dict(s.get("sources") or {}) or None,
         }
 
     def _sample_load_out(
@@ -777,24 +873,7 @@ class AthleteProcessor:
             est = self._estimate(st, p, r, bws)
             if memo:
                 self._memo[(r[0], r[1])] = (unit, bws, est)
-            if est is None:  # not running (standing, cadence 0): no PFJ estimate, counted as zero
-                continue
-            samples.append(
-                {
-                    "record_id": r[1],
-                    "time": r[2],
-                    "speed_mps": r[3],
-                    "cadence_spm": r[4],
-                    "ground_contact_ms": est[2],
-                    "ground_contact_estimated": est[3],
-                    "grade_pct": r[6],
-                    "bws_pct": bws,
-                    "unit_id": unit,
-                    "peak_pfj_stress_mpa": est[0],
-                    "pfj_impulse_mpa_s": est[1],
-                    "late": bool(r[7]),
-                }
-            )
+            samples.append(self._sample_out(r, unit, bws, est))
         return (
             LOAD_SAMPLES,
             st["athlete_id"],
@@ -807,6 +886,43 @@ class AthleteProcessor:
                 "samples": samples,
             },
         )
+
+    @staticmethod
+    def _sample_out(r: list[Any], unit: str | None, bws: float, est: Est) -> dict[str, Any]:
+        """One ``load_sample``: the estimate, or none with its reason; every value estimated
+        rather than measured is flagged (contact time with its uncertainty, step length,
+        vertical load)."""
+        device_vl = r[8] if len(r) > 8 else None
+        measured_src = r[9] if len(r) > 9 and r[9] else "device"
+        contact = est.contact_ms
+        return {
+            "record_id": r[1],
+            "time": r[2],
+            "speed_mps": r[3],
+            "cadence_spm": r[4],
+            "ground_contact_ms": contact,
+            "ground_contact_estimated": est.contact_estimated,
+            "grade_pct": r[6],
+            "bws_pct": bws,
+            "unit_id": unit,
+            "peak_pfj_stress_mpa": est.peak,
+            "pfj_impulse_mpa_s": est.impulse,
+            "late": bool(r[7]),
+            "estimated": est.peak is not None,
+            "gait": est.gait,
+            "no_estimate_reason": est.reason,
+            "no_estimate_detail": est.detail,
+            "cadence_used_spm": est.cadence,
+            "cadence_corrected": est.corrected,
+            "ground_contact_uncertainty_ms": est.contact_unc_ms,
+            "ground_contact_source": None
+            if contact is None
+            else ("estimated" if est.contact_estimated else measured_src),
+            "step_length_m": est.step_m,
+            "step_length_estimated": est.step_m is not None,
+            "vertical_load_bw": device_vl if device_vl is not None else est.vgrf_bw,
+            "vertical_load_estimated": device_vl is None and est.vgrf_bw is not None,
+        }
 
     def _prune(self, st: dict[str, Any]) -> None:
         """Forget what no future event can change (beyond the lateness horizon)."""
