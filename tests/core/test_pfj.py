@@ -67,7 +67,7 @@ def test_faster_raises_peak_and_lowers_per_km(contact: float | None) -> None:
 
 
 def test_speed_sizes_with_estimated_contact() -> None:
-    # published: 2.5 → 4.2 m/s, peak +36%, per km −34% (DOMAIN.md §1.2); rough sizes
+    # published: 2.5 → 4.2 m/s, peak +36%, per km −34% (docs/science.md §1.2); rough sizes
     slow = est(speed_mps=2.5, ground_contact_ms=None)
     fast = est(speed_mps=4.2, ground_contact_ms=None)
     assert fast.peak_pfj_stress_mpa / slow.peak_pfj_stress_mpa == pytest.approx(1.36, abs=0.02)

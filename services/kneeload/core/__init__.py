@@ -1,14 +1,18 @@
 """kneeload's domain science — pure functions, no I/O, no clock, no environment.
 
-Where is X computed? (sources and formulas: DOMAIN.md, cited in every docstring)
+Where is X computed? (sources and formulas: docs/science.md, cited in every docstring)
 
 =============================================  ==========================================
 estimated PFJ stress, impulse, load per km      :mod:`kneeload.core.pfj`
-  one telemetry sample (hot path)                 ``pfj.estimate_pfj_sample``
+  one telemetry sample (hot path, never raises)   ``pfj.assess_pfj_sample``
+  one sample, raising on implausible input        ``pfj.estimate_pfj_sample``
   with assumptions spelled out (CLI/API)          ``pfj.estimate_pfj``
   effective body weight, Morin peak vGRF          ``pfj.effective_body_weight_n``,
                                                   ``pfj.peak_vgrf_n``
-  contact time estimated from speed               ``pfj.estimate_ground_contact_ms``
+  contact time from speed and cadence (DF model)  ``pfj.estimate_ground_contact_ms``
+input plausibility: bounds, gait, cadence fix   :mod:`kneeload.core.plausibility`
+  bounds with their sources                       ``plausibility.PlausibilityBounds.table``
+  one sample: estimable, walking, or why not      ``plausibility.check_sample``
   session totals                                  ``pfj.aggregate_session``
   lab chain (knee moment → stress)                ``pfj.pfj_stress_from_knee_moment_mpa``
   parameters / per-athlete calibration            ``pfj.PfjParams``, ``pfj.PfjCalibration``
@@ -19,8 +23,9 @@ ACWR (EWMA, rolling coupled/uncoupled)          :mod:`kneeload.core.acwr`
   windows, coverage rule                          ``acwr.AcwrConfig``
 pain verdicts, baseline, BWS suggestions        :mod:`kneeload.core.pain`
   presets (LEVER default, Silbernagel)            ``pain.LEVER``, ``pain.SILBERNAGEL``
-  acceptable / caution / stop                     ``pain.classify_session``
-  next session's support                          ``pain.suggest_bws``
+  next-day value (first next-morning report)      ``pain.session_pain``, ``pain.next_day_expected``
+  acceptable / caution / stop, safe zone          ``pain.classify_session``
+  next session's load / support                   ``pain.suggest_load``, ``pain.suggest_bws``
 pain–load correlation                           :mod:`kneeload.core.correlation`
   per athlete, lag 0/1, Pearson/Spearman          ``correlation.correlate``,
                                                   ``athlete_correlations``

@@ -2,7 +2,7 @@
 
 A TREND for clinicians, never a validated injury threshold: random or fixed
 "chronic" divisors reproduce the published injury association (Impellizzeri et al.
-2020/2021, Sports Med, doi:10.1007/s40279-020-01378-6; DOMAIN.md §2).
+2020/2021, Sports Med, doi:10.1007/s40279-020-01378-6; docs/science.md §2).
 
 Three methods, one daily load series per athlete (days inside the athlete's span with
 no data count as zero load):
@@ -73,7 +73,7 @@ _SD_EPS = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class AcwrConfig:
-    """Windows and rules for ACWR and companions; defaults cite DOMAIN.md §2.
+    """Windows and rules for ACWR and companions; defaults cite docs/science.md §2.
 
     Attributes
     ----------
@@ -133,7 +133,7 @@ def ewma_lambda(days: int) -> float:
 
 
 def session_rpe_load(rpe_cr10: float, duration_min: float) -> float:
-    """Session-RPE load = RPE (CR-10, 0–10) × minutes (Foster et al. 2001; DOMAIN.md §2)."""
+    """Session-RPE load = RPE (CR-10, 0–10) × minutes (Foster et al. 2001; docs/science.md §2)."""
     if not (0.0 <= rpe_cr10 <= 10.0):
         raise ValueError(f"rpe_cr10={rpe_cr10!r}: must be 0–10")
     if not (duration_min >= 0.0):
@@ -788,7 +788,7 @@ def acwr_frame(
     With ``companions=True`` also ``weekly_load, wow_change_pct, monotony, strain,
     atl, ctl, tsb`` (see :func:`load_metrics_frame`). Same definitions and the same
     floating-point results, bit for bit, as :class:`AcwrState` (equations in the
-    module docstring; sources DOMAIN.md §2). ``acwr_<m>`` is null with a reason while
+    module docstring; sources docs/science.md §2). ``acwr_<m>`` is null with a reason while
     the coverage rule withholds it, before the uncoupled window exists, or when the
     chronic load is zero; ``acwr_reason_<m>`` is a ``pl.Enum`` of those reasons.
 

@@ -82,7 +82,7 @@ class Severity(StrEnum):
 class AlertThresholds:
     """Thresholds, each a configurable default with its source.
 
-    acwr_warning 1.5 (Gabbett 2016 "danger" band; DOMAIN.md §2), acwr_critical 2.0
+    acwr_warning 1.5 (Gabbett 2016 "danger" band; docs/science.md §2), acwr_critical 2.0
     (kneeload's choice); wow_increase_pct 30 (Nielsen et al. 2014, JOSPT);
     session_load_ratio 2.0 × chronic daily mean (kneeload's choice, **unconfirmed**);
     pain_nrs 4 (LEVER; > 6 critical, kneeload's choice); pain_settle_tolerance_nrs 0 and
@@ -186,7 +186,7 @@ def check_acwr(
     """ACWR ≥ ``acwr_warning`` (1.5) → warning, ≥ ``acwr_critical`` (2.0) → critical.
 
     A withheld ratio (None) never alerts. The message says it is a trend, not a
-    validated injury threshold (Impellizzeri et al. 2020; DOMAIN.md §2).
+    validated injury threshold (Impellizzeri et al. 2020; docs/science.md §2).
     """
     if acwr is None or acwr < t.acwr_warning:
         return None

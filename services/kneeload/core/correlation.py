@@ -1,6 +1,6 @@
 """Pain–load correlation: per athlete (Pearson, Spearman, lag 0/1) and per team (rmcorr).
 
-Within-athlete, not pooled (DOMAIN.md §3): pair day-t load with day-t+1 morning pain
+Within-athlete, not pooled (docs/science.md §3): pair day-t load with day-t+1 morning pain
 (lag 1, the primary signal) and with during-run pain (lag 0). Every coefficient carries
 its n; below ``CorrelationConfig.min_n`` it is withheld with a reason.
 

@@ -1,6 +1,6 @@
 """Estimated patellofemoral joint (PFJ) stress from wearable and treadmill data.
 
-Everything here is a MODEL ESTIMATE, not a measurement (DOMAIN.md §1.3). The
+Everything here is a MODEL ESTIMATE, not a measurement (docs/science.md §1.3). The
 chain, one small function per step:
 
 1. :func:`effective_body_weight_n`   BW_eff = m·g·(1 − BWS/100)
@@ -17,7 +17,7 @@ stream worker's hot path, plain ``math``, a few microseconds);
 :func:`estimate_pfj` wraps it with the assumptions spelled out (CLI, API);
 :func:`aggregate_session` sums samples into a session.
 
-The laboratory chain of DOMAIN.md §1.1 (knee moment and angle → stress) is here too
+The laboratory chain of docs/science.md §1.1 (knee moment and angle → stress) is here too
 (:func:`quadriceps_lever_arm_m`, :func:`knee_angle_constant`, :func:`pfj_contact_area_mm2`,
 :func:`pfj_stress_from_knee_moment_mpa`): it is where the default σ₀ ≈ 10 MPa comes from
 and what a lab calibration of :class:`PfjCalibration` would use.
@@ -107,18 +107,18 @@ class PfjParams:
     Attributes
     ----------
     ref_stress_mpa : float
-        σ₀, peak PFJ stress at the reference conditions. 10 MPa: DOMAIN.md §1.3 step 3;
+        σ₀, peak PFJ stress at the reference conditions. 10 MPa: docs/science.md §1.3 step 3;
         Roos et al. 2012 (J Biomech 45:1656–1660) worked example ≈ 10 MPa; running peaks
         commonly 7–12 MPa (**unconfirmed** range).
     ref_speed_mps, ref_cadence_spm, ref_ground_contact_ms : float
         Reference conditions at which σ₀ applies: 3.4 m/s, 170 spm, 250 ms (the Morin
-        example of DOMAIN.md §1.3 step 2; kneeload's choice of a typical recreational pace).
+        example of docs/science.md §1.3 step 2; kneeload's choice of a typical recreational pace).
     step_rate_exponent : float
-        β, peak ∝ (step rate / reference)^β. −1.83 (DOMAIN.md §1.2: fits Bonacci et al.
+        β, peak ∝ (step rate / reference)^β. −1.83 (docs/science.md §1.2: fits Bonacci et al.
         2018's −16% for +10%; Lenhart 2014 ≈ −1.6, Willson 2014 ≈ −2.4).
     speed_exponent_total : float
         Total speed elasticity of peak per-step stress with typical contact: 0.59
-        (DOMAIN.md §1.2, Sports Biomech 2023 doi:10.1080/14763141.2023.2226111,
+        (docs/science.md §1.2, Sports Biomech 2023 doi:10.1080/14763141.2023.2226111,
         assuming the +36% is at 4.2 m/s).
     contact_speed_exponent : float
         δ, the speed exponent of the duty factor: DF(v) = DF_ref·(v/v_ref)^−δ, so at a fixed
@@ -136,7 +136,7 @@ class PfjParams:
         stays positive (0.9, kneeload's assumption).
     downhill_per_pct, uphill_per_pct, grade_factor_min : float
         Grade factor 1 + 0.02·|grade| downhill, 1 − 0.01·grade uphill, floored at 0.5.
-        No published coefficient links PFJ stress to grade (DOMAIN.md §1.3): downhill
+        No published coefficient links PFJ stress to grade (docs/science.md §1.3): downhill
         raises knee load (Gottschall & Kram 2005: impact peak +54% at −9°, i.e. about
         3.4%/% grade for the GRF impact peak), uphill lowers the knee share (Shih & Ho
         2023). The coefficients are **unconfirmed** assumptions.
@@ -186,7 +186,7 @@ class PfjParams:
 class PfjCalibration:
     """Per-athlete calibration: a reference stress at a reference speed and step rate.
 
-    Typically from a gait-lab session (DOMAIN.md §1.1 chain, see
+    Typically from a gait-lab session (docs/science.md §1.1 chain, see
     :func:`pfj_stress_from_knee_moment_mpa`) or a clinician's judgement.
     """
 
@@ -233,7 +233,7 @@ def effective_body_weight_n(body_mass_kg: float, bws_pct: float = 0.0) -> float:
 
     References
     ----------
-    DOMAIN.md §1.3 step 1; Farina et al. 2017, Sports Med 47:261–275.
+    docs/science.md §1.3 step 1; Farina et al. 2017, Sports Med 47:261–275.
     """
     return body_mass_kg * G_MPS2 * (1.0 - bws_pct / 100.0)
 
@@ -241,18 +241,18 @@ def effective_body_weight_n(body_mass_kg: float, bws_pct: float = 0.0) -> float:
 def step_time_s(cadence_spm: float) -> float:
     """Step time ``t_s = 60 / cadence_spm`` in seconds (cadence in steps/min, not strides).
 
-    DOMAIN.md §1.3 step 2. Valid for cadence > 0 (running: ~140–220 spm).
+    docs/science.md §1.3 step 2. Valid for cadence > 0 (running: ~140–220 spm).
     """
     return 60.0 / cadence_spm
 
 
 def step_length_m(speed_mps: float, cadence_spm: float) -> float:
-    """Step length ``L = v · t_s = 60·v / cadence`` in metres (DOMAIN.md §1.3 step 4)."""
+    """Step length ``L = v · t_s = 60·v / cadence`` in metres (docs/science.md §1.3 step 4)."""
     return speed_mps * 60.0 / cadence_spm
 
 
 def steps_per_km(speed_mps: float, cadence_spm: float) -> float:
-    """Steps per kilometre ``1000 / L = 1000·cadence / (60·v)`` (DOMAIN.md §1.3 step 4).
+    """Steps per kilometre ``1000 / L = 1000·cadence / (60·v)`` (docs/science.md §1.3 step 4).
 
     Valid for speed > 0.
     """
@@ -306,7 +306,7 @@ def peak_vgrf_n(
 
     References
     ----------
-    Morin et al. 2005, J Appl Biomech 21:167–180; DOMAIN.md §1.3 step 2.
+    Morin et al. 2005, J Appl Biomech 21:167–180; docs/science.md §1.3 step 2.
     """
     t_c = ground_contact_ms / 1000.0
     t_f = 60.0 / cadence_spm - t_c
@@ -321,7 +321,7 @@ def grf_factor(
     ``GRF factor = (BW_eff / BW) · (t_c,ref / t_c) = (1 − bws/100) · t_c,ref / t_c``
 
     Evaluating F_max at the reference step time keeps cadence out of this factor, so the
-    step-rate elasticity β is not counted twice (DOMAIN.md §1.3 step 3). Body mass
+    step-rate elasticity β is not counted twice (docs/science.md §1.3 step 3). Body mass
     cancels: σ₀ is the athlete's own stress at full body weight.
     """
     return (1.0 - bws_pct / 100.0) * params.ref_ground_contact_ms / ground_contact_ms
@@ -330,7 +330,7 @@ def grf_factor(
 def step_rate_factor(cadence_spm: float, params: PfjParams = DEFAULT_PFJ_PARAMS) -> float:
     """``(cadence / cadence_ref)^β``, β = −1.83 by default.
 
-    +10% step rate → −16%; +5% → −8.5% (DOMAIN.md §1.2; Lenhart et al. 2014 MSSE 46:557;
+    +10% step rate → −16%; +5% → −8.5% (docs/science.md §1.2; Lenhart et al. 2014 MSSE 46:557;
     Bonacci et al. 2018 JSAMS 21:574; Willson et al. 2014 Clin Biomech 29:243).
     """
     return (cadence_spm / params.ref_cadence_spm) ** params.step_rate_exponent
@@ -341,7 +341,7 @@ def speed_factor(speed_mps: float, params: PfjParams = DEFAULT_PFJ_PARAMS) -> fl
 
     With contact estimated from speed the total is v^0.59 (peak per step +9% to +36%
     from 2.5 to 3.1–4.2 m/s; Sports Biomech 2023, doi:10.1080/14763141.2023.2226111;
-    DOMAIN.md §1.2).
+    docs/science.md §1.2).
     """
     return (speed_mps / params.ref_speed_mps) ** params.speed_exponent_residual
 
@@ -353,7 +353,7 @@ def grade_factor(grade_pct: float, params: PfjParams = DEFAULT_PFJ_PARAMS) -> fl
     ``grade_factor_min``; defaults k_down = 0.02/%, k_up = 0.01/%, floor 0.5.
     Downhill raises knee load (Gottschall & Kram 2005, J Biomech 38:445), uphill lowers
     the knee share (Shih & Ho 2023, J Sports Sci Med 22:111); no published coefficient
-    links PFJ stress to grade (DOMAIN.md §1.3). Valid for |grade| ≤ 40 %.
+    links PFJ stress to grade (docs/science.md §1.3). Valid for |grade| ≤ 40 %.
     """
     if grade_pct < 0.0:
         return 1.0 - params.downhill_per_pct * grade_pct
@@ -369,7 +369,7 @@ def peak_pfj_stress_mpa(
 ) -> float:
     """Estimated peak PFJ stress per step, ``σ = σ₀ · GRF · SR · V · G`` (MPa).
 
-    DOMAIN.md §1.3 step 3. An estimate, not a measurement.
+    docs/science.md §1.3 step 3. An estimate, not a measurement.
     """
     return params.ref_stress_mpa * grf_factor * step_rate_factor * speed_factor * grade_factor
 
@@ -377,14 +377,14 @@ def peak_pfj_stress_mpa(
 def pfj_impulse_per_step_mpa_s(peak_pfj_stress_mpa: float, ground_contact_ms: float) -> float:
     """Stress–time impulse of one step, half-sine: ``J = σ_peak · (2/π) · t_c`` (MPa·s).
 
-    DOMAIN.md §1.3 step 4: peak × steps does not reproduce the published per-distance
+    docs/science.md §1.3 step 4: peak × steps does not reproduce the published per-distance
     percentages; the impulse form does.
     """
     return peak_pfj_stress_mpa * _TWO_OVER_PI * ground_contact_ms / 1000.0
 
 
 def pfj_load_per_km(impulse_per_step_mpa_s: float, speed_mps: float, cadence_spm: float) -> float:
-    """Cumulative PFJ load per km, ``J · 1000/L`` (MPa·s per km). DOMAIN.md §1.3 step 4."""
+    """Cumulative PFJ load per km, ``J · 1000/L`` (MPa·s per km). docs/science.md §1.3 step 4."""
     return impulse_per_step_mpa_s * steps_per_km(speed_mps, cadence_spm)
 
 
@@ -393,7 +393,7 @@ def pfj_sample_load_mpa_s(
 ) -> float:
     """PFJ load of a sample lasting ``duration_s``: ``J · cadence/60 · Δt`` (MPa·s).
 
-    Recording is 1 Hz or irregular (DOMAIN.md §4): pass the real interval.
+    Recording is 1 Hz or irregular (docs/science.md §6): pass the real interval.
     """
     return impulse_per_step_mpa_s * cadence_spm / 60.0 * duration_s
 
@@ -417,7 +417,7 @@ def sample_interval_s(
 
     Inputs: ``t_ms`` and ``prev_t_ms`` are event times in epoch milliseconds, samples
     in time order with one sample per time (``t_ms > prev_t_ms``). Assumptions: the
-    watch records at ~1 Hz or irregularly (DOMAIN.md §4), so each sample is credited
+    watch records at ~1 Hz or irregularly (docs/science.md §6), so each sample is credited
     the time since the previous one; a gap longer than ``max_interval_s`` is a pause
     (stopped at a crossing, watch auto-pause) and credits only ``max_interval_s``, so a
     pause adds no phantom running load. Session duration and distance use the same Δt,
@@ -435,7 +435,7 @@ def quadriceps_lever_arm_m(knee_flexion_deg: float) -> float:
     """Quadriceps lever arm ``LA(θ) = 8.0e-8·θ³ − 1.3e-5·θ² + 2.8e-4·θ + 0.046`` (m).
 
     Fit to van Eijden et al. 1986 (review: Nunes et al. 2018, Gait Posture 62:188);
-    DOMAIN.md §1.1. Valid 0–90°.
+    docs/science.md §1.1. Valid 0–90°.
     """
     t = knee_flexion_deg
     return 8.0e-8 * t**3 - 1.3e-5 * t**2 + 2.8e-4 * t + 0.046
@@ -444,7 +444,7 @@ def quadriceps_lever_arm_m(knee_flexion_deg: float) -> float:
 def knee_angle_constant(knee_flexion_deg: float) -> float:
     """``K(θ) = (0.462 + 0.00147θ − 3.84e-5θ²)/(1 − 0.0162θ + 1.55e-4θ² − 6.98e-7θ³)``.
 
-    K(0°) = 0.462, K(45°) = 0.864, K(90°) = 0.981 (DOMAIN.md §1.1).
+    K(0°) = 0.462, K(45°) = 0.864, K(90°) = 0.981 (docs/science.md §1.1).
     """
     t = knee_flexion_deg
     return (0.462 + 0.00147 * t - 3.84e-5 * t**2) / (
@@ -455,7 +455,7 @@ def knee_angle_constant(knee_flexion_deg: float) -> float:
 def pfj_contact_area_mm2(knee_flexion_deg: float) -> float:
     """PFJ contact area ``CA = 0.0781θ² + 0.6763θ + 151.75`` mm² (**unconfirmed** fit).
 
-    Published curves disagree by ~1.6× at 45° (DOMAIN.md §1.1): pass your own area to
+    Published curves disagree by ~1.6× at 45° (docs/science.md §1.1): pass your own area to
     :func:`pfj_stress_from_knee_moment_mpa` when you have one.
     """
     t = knee_flexion_deg
@@ -467,7 +467,7 @@ def pfj_stress_from_knee_moment_mpa(
 ) -> float:
     """Laboratory PFJ stress: ``K(θ) · max(M/LA(θ), 0) / CA(θ)`` (MPa).
 
-    Roos et al. 2012 example: 157 N·m at 44° → ≈ 3,370 N, ≈ 10 MPa (DOMAIN.md §1.1).
+    Roos et al. 2012 example: 157 N·m at 44° → ≈ 3,370 N, ≈ 10 MPa (docs/science.md §1.1).
     """
     f_q = max(knee_extensor_moment_nm / quadriceps_lever_arm_m(knee_flexion_deg), 0.0)
     area = (
@@ -740,8 +740,8 @@ def estimate_pfj(
         "not a measurement of joint stress.",
         f"Reference stress σ₀ = {p.ref_stress_mpa:g} MPa at {p.ref_speed_mps:g} m/s, "
         f"{p.ref_cadence_spm:g} spm, {p.ref_ground_contact_ms:g} ms contact"
-        + (f" ({calibration.source})" if calibration else " (population default, DOMAIN.md §1.3)"),
-        f"Step-rate elasticity β = {p.step_rate_exponent:g} (DOMAIN.md §1.2); cadence is "
+        + (f" ({calibration.source})" if calibration else " (population default, science §1.3)"),
+        f"Step-rate elasticity β = {p.step_rate_exponent:g} (docs/science.md §1.2); cadence is "
         "applied only through β (GRF factor at reference step time) so it is not counted twice.",
         f"Speed: peak ∝ v^{p.speed_exponent_total:g} in total; v^{p.speed_exponent_residual:.2f} "
         "beyond what contact time carries.",
@@ -807,7 +807,7 @@ def aggregate_session(samples: Iterable[tuple[PfjSample, float, float, float]]) 
     """Sum a session's samples: ``(sample, speed_mps, cadence_spm, duration_s)`` tuples.
 
     Session load = Σ J_step · cadence/60 · Δt (the sum of per-step impulses,
-    DOMAIN.md §1.3 step 4); distance = Σ v·Δt; peak = max peak per step.
+    docs/science.md §1.3 step 4); distance = Σ v·Δt; peak = max peak per step.
     """
     load = dist_m = dur = steps = peak = 0.0
     n = n_est = 0

@@ -259,14 +259,19 @@ def athlete_detail() -> dash.Dashboard:
                peak_pfj_stress_mpa AS "estimated peak PFJ stress (MPa)",
                pfj_load_mpa_s AS "estimated PFJ load (MPa·s)",
                pfj_load_per_km AS "estimated PFJ load per km", session_pain_nrs AS "pain (NRS)",
-               coverage_pct AS "coverage (%)", status
+               coverage_pct AS "coverage (%)", status,
+               samples_contact_estimated AS "samples with estimated contact",
+               samples_without_estimate AS "samples without estimate",
+               no_estimate_summary AS "why no estimate"
           FROM kneeload_api.athlete_timeline
          WHERE athlete_id = '$athlete' AND $__timeFilter(start_time)
          ORDER BY start_time DESC
         """,
         expect=["start", "minutes", "km", "cadence (spm)", "LEVER unit", "BWS (%)",
                 "estimated peak PFJ stress (MPa)", "estimated PFJ load (MPa·s)",
-                "estimated PFJ load per km", "pain (NRS)", "coverage (%)", "status"],
+                "estimated PFJ load per km", "pain (NRS)", "coverage (%)", "status",
+                "samples with estimated contact", "samples without estimate",
+                "why no estimate"],
     )  # fmt: skip
     acwr = SQL(
         """
@@ -595,13 +600,16 @@ def live_session() -> dash.Dashboard:
         """
         SELECT display_name AS "athlete", unit_id AS "LEVER unit", cadence_spm AS "cadence (spm)",
                speed_mps AS "speed (m/s)", bws_pct AS "BWS (%)",
-               peak_pfj_stress_mpa AS "estimated PFJ stress (MPa)", time AS "last sample"
+               peak_pfj_stress_mpa AS "estimated PFJ stress (MPa)", time AS "last sample",
+               CASE WHEN estimated IS FALSE THEN 'no estimate: ' || no_estimate_detail
+                    WHEN ground_contact_estimated THEN 'estimated, contact time estimated too'
+                    ELSE 'estimated' END AS "estimate"
           FROM kneeload_api.live_session
          WHERE team_id = '$team'
          ORDER BY display_name
         """,
         expect=["athlete", "LEVER unit", "cadence (spm)", "speed (m/s)", "BWS (%)",
-                "estimated PFJ stress (MPa)", "last sample"],
+                "estimated PFJ stress (MPa)", "last sample", "estimate"],
     )  # fmt: skip
     panels: list[tuple[str, str, str, str]] = [
         ("cadence_spm", "cadence (spm)", "Cadence", "none"),

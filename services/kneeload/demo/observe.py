@@ -136,10 +136,30 @@ class Db:
             SELECT count(*) AS total,
                    count(*) FILTER (WHERE status = 'closed') AS closed,
                    count(*) FILTER (WHERE unit_id IS NOT NULL) AS on_lever_units,
-                   coalesce(sum(samples), 0) AS samples
+                   coalesce(sum(samples), 0) AS samples,
+                   coalesce(sum(samples_estimated), 0) AS samples_estimated,
+                   coalesce(sum(samples_without_estimate), 0) AS samples_without_estimate,
+                   coalesce(sum(samples_walking), 0) AS samples_walking,
+                   coalesce(sum(samples_cadence_corrected), 0) AS samples_cadence_corrected,
+                   coalesce(sum(samples_contact_estimated), 0) AS samples_contact_estimated
               FROM kneeload_api.athlete_timeline
         """)
         return {k: int(v) for k, v in r.items()}
+
+    def estimates(self) -> list[dict[str, Any]]:
+        """Per athlete: what was estimated rather than measured, and what got no estimate."""
+        return self.rows("""
+            SELECT athlete_id, count(*) AS sessions, coalesce(sum(samples), 0) AS samples,
+                   coalesce(sum(samples_estimated), 0) AS estimated,
+                   coalesce(sum(samples_contact_estimated), 0) AS contact_estimated,
+                   coalesce(sum(samples_cadence_corrected), 0) AS cadence_corrected,
+                   coalesce(sum(samples_walking), 0) AS walking,
+                   coalesce(sum(samples_without_estimate), 0) AS without_estimate,
+                   (array_agg(no_estimate_summary ORDER BY samples_without_estimate DESC)
+                      FILTER (WHERE no_estimate_summary IS NOT NULL))[1] AS example
+              FROM kneeload_api.athlete_timeline
+             GROUP BY athlete_id ORDER BY athlete_id
+        """)
 
     def alerts(self) -> list[dict[str, Any]]:
         return self.rows("""

@@ -418,6 +418,15 @@ def render_html(sc: Scenario, summary: dict[str, Any], db: dict[str, Any]) -> st
         f"<td>{html.escape(a['message'][:160])}</td></tr>"
         for a in summary["alerts"][-60:]
     )
+    est_rows = "".join(
+        f"<tr><td>{html.escape(str(e['athlete_id']))}</td><td class='num'>{int(e['sessions'])}</td>"
+        f"<td class='num'>{int(e['samples']):,}</td><td class='num'>{int(e['estimated']):,}</td>"
+        f"<td class='num'>{int(e['contact_estimated']):,}</td>"
+        f"<td class='num'>{int(e['cadence_corrected']):,}</td>"
+        f"<td class='num'>{int(e['walking']):,}</td><td class='num'>{int(e['without_estimate']):,}</td>"
+        f"<td class='muted'>{html.escape(str(e.get('example') or '—'))[:300]}</td></tr>"
+        for e in db.get("estimates", [])
+    )
     tp = summary["throughput"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>kneeload — team overview</title>
@@ -440,6 +449,13 @@ injury threshold. Bands: under &lt; 0.8 ≤ sweet spot &lt; 1.3 ≤ caution &lt;
 late data); alert ticks on top (red ACWR, orange week-over-week, purple pain).</p>
 <table><tr><th>athlete</th><th>ACWR (last day)</th><th>latest pain</th><th>alerts</th><th>ACWR and daily load</th></tr>
 {"".join(rows)}</table>
+<h2>Estimates — what was measured and what was estimated</h2>
+<p class="muted">PFJ stress, PFJ load, step length and vertical load are always <b>estimated</b> (a model, not a
+measurement). Ground contact is measured by the watch unless counted as estimated here (from speed and cadence,
+±10 %, docs/science.md §1.4). A cadence sent in strides/min is doubled and counted. Samples outside the model's
+plausibility bounds and walking get no estimate: they are kept and counted with the reason (§1.5).</p>
+<table><tr><th>athlete</th><th>sessions</th><th>samples</th><th>with PFJ estimate</th><th>contact estimated</th>
+<th>cadence doubled</th><th>walking</th><th>without estimate</th><th>why (largest session)</th></tr>{est_rows}</table>
 <h2>Clinic fleet</h2>
 <table><tr><th>unit</th><th>status</th><th>assigned</th><th>last seen (UTC)</th><th>BWS %</th></tr>{"".join(fleet_rows)}</table>
 <h2>Planted situations</h2><table><tr><th>situation</th><th>result</th><th>evidence</th></tr>{planted_rows}</table>

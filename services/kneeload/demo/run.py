@@ -542,6 +542,7 @@ async def _drive_and_observe(
                 "bws_suggestions": db.bws_suggestions(),
                 "dead_letters": db.dead_letters(),
                 "timeline": db.timeline(),
+                "estimates": db.estimates(),
                 "dead_lettered_alerts": db.dead_lettered_alerts(),
             }
             result["samples_streamed"] = n_samples

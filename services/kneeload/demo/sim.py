@@ -15,7 +15,7 @@ What is simulated
   cadence–speed coupling, contact time ∝ speed^−k (k per athlete), step length,
   vertical oscillation and ratio, heart rate lagging intensity with cardiac drift,
   cumulative distance; pauses (traffic lights) leave gaps in outdoor runs.
-* Recording rate is irregular, as in reality (DOMAIN.md §4): older weeks use
+* Recording rate is irregular, as in reality (docs/science.md §6): older weeks use
   "smart recording" (1–5 s apart, ~2.2 s mean), recent weeks 1 Hz.
 * A clinic of LEVER body-weight-support treadmills (default 6): the rehab athletes run
   on their unit 2–3 times a week; each session has BWS setpoints of 10–20 % that change
@@ -36,7 +36,7 @@ Planted situations (``Scenario.planted``), each caught by the platform's rules:
     changing that day's (and every later day's) ACWR.
 
 Figures such as speeds and contact times are plausible values for recreational
-runners (DOMAIN.md §4: contact 160–300 ms, vertical oscillation 6–12 cm, vertical
+runners (docs/science.md §6: contact 160–300 ms, vertical oscillation 6–12 cm, vertical
 ratio 6–10 %), not data from any real person.
 """
 
