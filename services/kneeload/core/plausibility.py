@@ -175,8 +175,7 @@ class PlausibilityBounds:
 DEFAULT_BOUNDS = PlausibilityBounds()
 
 
-@dataclass(frozen=True, slots=True)
-class SampleCheck:
+class SampleCheck(NamedTuple):
     """What :func:`check_sample` decided for one sample.
 
     ``cadence_spm`` is the cadence to use (doubled when ``cadence_corrected``);
@@ -211,6 +210,24 @@ def _g(x: float) -> str:
 
 def _fail(gait: Gait, cad: float, step: float | None, reason: str, detail: str) -> SampleCheck:
     return SampleCheck(gait, cad, step, False, reason, detail)
+
+
+def _running(b: PlausibilityBounds, v: float, cad: float, length: float | None) -> bool:
+    return (
+        length is not None
+        and b.run_cadence_min_spm <= cad <= b.run_cadence_max_spm
+        and b.run_speed_min_mps <= v <= b.run_speed_max_mps
+        and b.run_step_min_m <= length <= b.run_step_max_m
+    )
+
+
+def _walking(b: PlausibilityBounds, v: float, cad: float, length: float | None) -> bool:
+    return (
+        length is not None
+        and b.walk_cadence_min_spm <= cad <= b.walk_cadence_max_spm
+        and b.walk_speed_min_mps <= v <= b.walk_speed_max_mps
+        and b.walk_step_min_m <= length <= b.walk_step_max_m
+    )
 
 
 def check_sample(
@@ -265,25 +282,9 @@ def check_sample(
     v, f = speed_mps, cadence_spm
     step = 60.0 * v / f if f > 0 and math.isfinite(v) and math.isfinite(f) else None
 
-    def running(cad: float, length: float | None) -> bool:
-        return (
-            length is not None
-            and _in(cad, b.run_cadence_min_spm, b.run_cadence_max_spm)
-            and _in(v, b.run_speed_min_mps, b.run_speed_max_mps)
-            and _in(length, b.run_step_min_m, b.run_step_max_m)
-        )
-
-    def walking(cad: float, length: float | None) -> bool:
-        return (
-            length is not None
-            and _in(cad, b.walk_cadence_min_spm, b.walk_cadence_max_spm)
-            and _in(v, b.walk_speed_min_mps, b.walk_speed_max_mps)
-            and _in(length, b.walk_step_min_m, b.walk_step_max_m)
-        )
-
-    if running(f, step):
+    if _running(b, v, f, step):
         check = SampleCheck(Gait.RUNNING, f, step)
-    elif walking(f, step):
+    elif _walking(b, v, f, step):
         assert step is not None
         return SampleCheck(
             Gait.WALKING, f, step, False, "walking",
@@ -294,7 +295,7 @@ def check_sample(
         b.fix_half_cadence
         and step is not None
         and 2.0 * f <= b.fix_max_cadence_spm
-        and running(2.0 * f, step / 2.0)
+        and _running(b, v, 2.0 * f, step / 2.0)
     ):
         check = SampleCheck(Gait.RUNNING, 2.0 * f, step / 2.0, True)
     else:
