@@ -143,12 +143,15 @@ class Gateway:
         return b"".join(chunks)
 
     def authenticate(self, request: Request, kinds: tuple[str, ...]) -> dict[str, Any]:
+        """The device record, or a 401/403 that is not dead-lettered: a request nobody
+        authenticated must not be able to write into Kafka (and through the sink into the
+        database), so its body is dropped with the answer."""
         try:
             return self.view.authenticate(
                 request.headers.get("x-device-id"), request.headers.get("x-api-key"), kinds=kinds
             )
         except AuthError as exc:
-            raise HTTPError(exc.status, exc.code, exc.message) from exc
+            raise HTTPError(exc.status, exc.code, exc.message, dead_letter=False) from exc
 
     def authenticate_athlete_device(self, request: Request) -> dict[str, Any]:
         """A watch or app key that belongs to an athlete (samples, uploads, pain)."""
