@@ -320,3 +320,39 @@ def test_database_stopped_and_restarted_mid_stream_loses_nothing(
         )
         == 0
     )
+
+
+def test_a_republished_sample_load_batch_replaces_the_stored_values(
+    topics: Settings, db: str
+) -> None:
+    """The worker re-publishes a ``sample_load`` batch under the same ids when a late BWS
+    setpoint re-joins samples it had already published (their sessions and days are
+    corrected too). The sink must store the latest version — it kept the first one, so the
+    per-sample BWS and PFJ stress stayed stale (found by ``make chaos``). Three versions:
+    two in one sink transaction, the last in a later one; a replay of the last changes
+    nothing."""
+    s = topics
+    tag = uuid.uuid4().hex[:8]
+    athlete = f"ath-rejoin-{tag}"
+    start = datetime(2030, 3, 1, 8, tzinfo=UTC)
+    versions = [
+        ev.load_batch(athlete, start, n=5, batch_id=f"lb-{tag}", bws=bws, unit=unit)
+        for bws, unit in ((0.0, None), (15.0, f"lever-{tag}"), (20.0, f"lever-{tag}"))
+    ]
+    sql = (
+        "SELECT count(*) FROM kneeload.sample_load WHERE athlete_id = %s AND bws_pct = %s "
+        "AND unit_id IS NOT DISTINCT FROM %s"
+    )
+    group = f"sink-rejoin-{tag}"
+    _produce(s, [("load.samples", athlete.encode(), dumps(v)) for v in versions[:2]])
+    p = _sink(s, db, group)
+    try:
+        _wait(lambda: _count(db, sql, athlete, 15.0, f"lever-{tag}") == 5, 90, "version 2")
+        _produce(s, [("load.samples", athlete.encode(), dumps(versions[2]))] * 2)
+        _wait(lambda: _count(db, sql, athlete, 20.0, f"lever-{tag}") == 5, 90, "version 3")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+    assert (
+        _count(db, "SELECT count(*) FROM kneeload.sample_load WHERE athlete_id = %s", athlete) == 5
+    )

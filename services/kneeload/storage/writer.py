@@ -130,6 +130,31 @@ def _insert(
     return f"INSERT INTO {table} ({c}) {select} ON CONFLICT {conflict}"
 
 
+def _sample_conflict_sql(topic: str, table: str, cols: Sequence[str], stg: str) -> str:
+    """Staged per-sample rows into ``table`` when some are there already.
+
+    Raw watch samples are immutable: ``DO NOTHING``. A ``sample_load`` batch is the worker's
+    latest computation for its samples, re-published with the same ids when a late BWS
+    setpoint or telemetry re-joins samples it already published (and identical on a mere
+    replay): the last version of a sample in the batch (``stg_seq``) replaces the stored
+    one when any value differs. Keeping the first version instead left per-sample BWS and
+    PFJ stress stale while the session and daily load were corrected (found by
+    ``make chaos``: two runs of one workload stored different ``sample_load`` rows).
+    """
+    c = ", ".join(cols)
+    if topic != LOAD_SAMPLES:
+        return f"INSERT INTO {table} ({c}) SELECT {c} FROM {stg} ON CONFLICT DO NOTHING"
+    keys = ("record_id", "time")
+    vals = [x for x in cols if x not in keys]
+    return (
+        f"INSERT INTO {table} ({c}) SELECT DISTINCT ON (record_id, time) {c} FROM {stg} "
+        f"ORDER BY record_id, time, stg_seq DESC ON CONFLICT (record_id, time) DO UPDATE SET "
+        + ", ".join(f"{x} = EXCLUDED.{x}" for x in vals)
+        + f" WHERE ({', '.join(f'{table}.{x}' for x in vals)}) IS DISTINCT FROM "
+        f"({', '.join(f'EXCLUDED.{x}' for x in vals)})"
+    )
+
+
 def _update_set(cols: Sequence[str], keys: Sequence[str]) -> str:
     return ", ".join(f"{_cols([c])} = EXCLUDED.{_cols([c])}" for c in cols if c not in keys)
 
@@ -1070,12 +1095,15 @@ class Writer:
         )
         return {(t, p): o for t, p, o in await cur.fetchall()}
 
-    async def _stage(self, table: str) -> str:
-        name = "stg_" + table.split(".", 1)[1]
+    async def _stage(self, table: str, *, sequenced: bool = False) -> str:
+        """A session-local staging table LIKE ``table``; ``sequenced`` adds ``stg_seq``, the
+        COPY order, so the last of several versions of one row can be picked."""
+        name = "stg_" + table.split(".", 1)[1] + ("_seq" if sequenced else "")
         if name not in self._staged:
             await self.conn.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS) ON "
-                "COMMIT DELETE ROWS"
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS"
+                + (", stg_seq bigserial" if sequenced else "")
+                + ") ON COMMIT DELETE ROWS"
             )
             self._staged.add(name)
         return name
@@ -1196,16 +1224,14 @@ class Writer:
                     await cp.write(data)
                 n = rows
             except psycopg.errors.UniqueViolation:
-                # Some rows are already there (a producer retry, a replay): staging + DO NOTHING.
-                stg = await self._stage(table)
+                # Some rows are already there (a producer retry, a replay): staging, then
+                # raw samples DO NOTHING (immutable) and per-sample load DO UPDATE (below).
+                stg = await self._stage(table, sequenced=topic == LOAD_SAMPLES)
                 async with cur.copy(
                     f"COPY {stg} ({', '.join(cols)}) FROM STDIN {_COPY_OPTS}"
                 ) as cp:
                     await cp.write(data)
-                await cur.execute(
-                    f"INSERT INTO {table} ({', '.join(cols)}) "
-                    f"SELECT {', '.join(cols)} FROM {stg} ON CONFLICT DO NOTHING"
-                )
+                await cur.execute(_sample_conflict_sql(topic, table, cols, stg))
                 n = cur.rowcount
                 await cur.execute(f"TRUNCATE {stg}")
         if topic == WATCH_SAMPLES:
