@@ -271,3 +271,27 @@ def test_unit_goes_offline_after_its_registry_timeout_not_the_default() -> None:
     assert f.on_tick(u, 100_000 + 30_000) == []
     off = f.on_tick(u, 100_000 + 60_001)
     assert [e["values"]["timeout_s"] for t, _, e in off if t == "alerts"] == [60.0]
+
+
+def test_a_pain_report_pairs_with_the_days_load_as_the_data_stand() -> None:
+    """Day totals are applied on the publish interval (processing time). A report that came
+    right after a day's later batches was paired with the day's load as of the last publish
+    and re-published later under another event time (end of day) — so two runs of the same
+    input stored different correlation rows (found by make chaos). The pair now holds the
+    day's load from every batch already processed."""
+    cfg = WorkerConfig(day_grace_s=60, publish_interval_s=3600)
+    p = AthleteProcessor(cfg, {})
+    st = new_state("a1", cfg)
+    p.on_registry(st, athlete_record("a1", "t1"))
+    out: list = []
+    rows = samples(D0, 300)
+    for b in batches("a1", "t1", rows, session_id="s1"):  # three batches, one publish
+        out += p.on_batch(st, b, 1)
+    rep = {"report_id": "p1", "athlete_id": "a1", "team_id": "t1", "time": iso(D0 + dt.timedelta(
+        minutes=3)), "pain_nrs": 3, "context": "during", "session_id": "s1"}  # fmt: skip
+    out += p.on_pain(st, rep, 2)
+    out += p.on_tick(st, 10**13)  # idle: close and finalise
+    corr = [e for t, _, e in out if t == "correlations" and e["method"] == "spearman"]
+    assert {e["time"] for e in corr} == {iso(D0 + dt.timedelta(minutes=3))}  # never refreshed
+    [pair] = st["corr"]["lag0"]["pairs"]
+    assert pair[1] == pytest.approx(daily(out)[D0.date().isoformat()], rel=1e-12)

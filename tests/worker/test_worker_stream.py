@@ -309,3 +309,43 @@ def test_two_workers_share_partitions(env: dict[str, str], tmp_path: Path) -> No
         w2.stop()
         c.close()
         k.close()
+
+
+def test_a_report_right_after_a_days_batches_pairs_with_the_days_load(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """On the real broker: three batches of one day, then (once the worker has them) a
+    'during' pain report, with day totals applied only on a long publish interval. The
+    correlation pair must hold the day's load from all three batches: it held the first
+    batch's, and a refresh re-published the correlation later under the end of the day as
+    its time — two runs of one workload stored different rows (found by make chaos)."""
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    k = Kafka(bootstrap, prefix)
+    k.send("registry.athletes", "cp1", athlete_record("cp1", "t-cp"))
+    for b in batches("cp1", "t-cp", samples(D0, 300), session_id="s-cp"):
+        k.send("watch.samples", "cp1", b)
+    k.flush()
+    c = Collector(bootstrap, prefix)
+    w = Worker({**env, "KNEELOAD_WORKER_PUBLISH_INTERVAL_S": "3600"}, tmp_path / "w.log")
+    t_report = iso(D0 + dt.timedelta(minutes=3))
+    try:
+        c.wait(lambda c: len(c.latest["load.samples"]) >= 3)
+        k.send("pain.reports", "cp1", {"report_id": "cp-p1", "athlete_id": "cp1",
+               "team_id": "t-cp", "time": t_report, "pain_nrs": 3, "context": "during",
+               "session_id": "s-cp"})  # fmt: skip
+        k.flush()
+        day = D0.date().isoformat()
+        c.wait(
+            lambda c: (
+                any(e["status"] == "final" for e in c.latest["daily.load"].values())
+                and any(e["athlete_id"] == "cp1" for e in c.all["correlations"])
+            ),
+            describe=lambda c: f"{list(c.latest['daily.load'].values())[-1:]}",
+        )
+        times = {e["id"]: e["time"] for e in c.all["correlations"]}
+        assert set(times.values()) == {t_report}, times
+        assert f"athlete:cp1:pfj_load_mpa_s:0:spearman:{day}" in times
+    finally:
+        w.stop()
+        c.close()
+        k.close()

@@ -1141,9 +1141,16 @@ class AthleteProcessor:
         lag = 0 if ctx == "during" else 1
         cal = self.cal(st)
         day = dt.date.fromisoformat(cal.date_iso(t)) - dt.timedelta(days=lag)
+        # day totals wait for the publish interval (processing time): apply the pending ones
+        # first, so the pair holds the day's load as the data stand, not as they stood at
+        # the last publish (the pair was then refreshed later, under another event time)
+        out: list[Output] = []
+        if st.get("dirty_dates"):
+            self._set_days(st, st["dirty_dates"])
+            out += self._refresh_corr(st)
         load = AcwrTracker.from_dict(st["acwr"]).load_on(day)
         if load is None:
-            return []
+            return out
         key = f"lag{lag}"
         po = (
             PairedObservations.from_dict(st["corr"][key])
@@ -1153,7 +1160,7 @@ class AthleteProcessor:
         po.add(day.isoformat(), load, float(nrs))
         st["corr"][key] = po.to_dict()
         self._touch_corr(st, key, t)
-        out = self._corr_events(st, po, lag, day.isoformat(), iso(t), team)
+        out += self._corr_events(st, po, lag, day.isoformat(), iso(t), team)
         return out + self.share_pairs(st, team)
 
     @staticmethod
