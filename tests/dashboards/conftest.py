@@ -14,13 +14,21 @@ from . import pipeline
 
 
 @pytest.fixture(scope="session")
-def pipeline_db(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Database URL once sessions, daily loads, ACWR, pain responses, alerts and a live session
-    have arrived in the views through gateway → Kafka → worker → sink. Services stop at the end
-    of the session (logs under the pytest tmp dir ``dash-pipeline*/logs``)."""
+def dash_pipeline(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[pipeline.Pipeline]:
+    """The running pipeline once sessions, daily loads, ACWR, pain responses, alerts and a
+    live session have arrived in the views through gateway → Kafka → worker → sink. Services
+    stop at the end of the session (logs under the pytest tmp dir ``dash-pipeline*/logs``)."""
     root: Path = tmp_path_factory.mktemp("dash-pipeline")
     p = pipeline.fill(settings, root)
     try:
-        yield p.database_url
+        yield p
     finally:
         pipeline.stop(p)
+
+
+@pytest.fixture(scope="session")
+def pipeline_db(dash_pipeline: pipeline.Pipeline) -> str:
+    """The database URL of :func:`dash_pipeline`."""
+    return dash_pipeline.database_url
