@@ -7,11 +7,19 @@ day's heartbeats, telemetry and setpoint changes over MQTT (QoS 1, one connectio
 unit with its own credentials), and the day's pain reports are posted. MQTT is flow
 controlled by what the bridge has put into Kafka (the broker would otherwise queue, and
 past its queue limit drop, messages for a slow subscriber).
+
+Devices retry the way real ones do (:class:`RetryPolicy`): a request the gateway refused
+with 503 (Kafka did not acknowledge), a 502/504 from a proxy, or one that got no answer
+(connection refused or reset, timeout) is sent again, unchanged — the same record ids, so
+a retry of something that did arrive is a harmless duplicate — after an exponential
+back-off that honours ``Retry-After``. ``make chaos`` relies on it while it kills the
+gateway and stops Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -25,11 +33,38 @@ import orjson
 from kneeload.demo.fitfile import session_fit
 from kneeload.demo.sim import PainEntry, Scenario, SessionPlan, UnitMessage
 
-__all__ = ["Counters", "Driver", "DriverError"]
+__all__ = ["Counters", "Driver", "DriverError", "RetryPolicy"]
+
+#: statuses a device retries: the gateway's 503 (Kafka did not acknowledge; Retry-After),
+#: and what a proxy in front of it answers while it restarts
+RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 class DriverError(RuntimeError):
     """A request failed in a way the demo cannot explain away (5xx, auth, transport)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a device retries a request that was refused (502/503/504) or not answered.
+
+    ``deadline_s`` bounds the time spent on one request (0: no retry — the first failure
+    is final). Delays double from ``backoff_initial_s`` up to ``backoff_max_s``; a
+    ``Retry-After`` header (seconds) replaces the computed delay, capped the same way.
+    """
+
+    deadline_s: float = 0.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+
+    def delay_s(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        if retry_after is not None:
+            try:
+                return min(self.backoff_max_s, max(0.0, float(retry_after)))
+            except ValueError:
+                pass  # an HTTP date: fall back to the computed back-off
+        return min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
 
 
 @dataclass
@@ -46,6 +81,8 @@ class Counters:
     requests: int = 0
     pacing_timeouts: int = 0
     bad_requests: list[dict[str, Any]] = field(default_factory=list)
+    #: requests sent again, by why ("503 kafka_unavailable", "ConnectError", ...)
+    retries: Counter[str] = field(default_factory=Counter)
 
     @property
     def ingested(self) -> int:
@@ -107,6 +144,9 @@ class Driver:
         mqtt_window: int = 600,
         kafka_mqtt_count: Callable[[], Awaitable[int]] | None = None,
         worker_telemetry_lag: Callable[[], Awaitable[int]] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        mqtt_forward_wait_s: float = 120.0,
+        telemetry_pacing_s: float = 60.0,
     ) -> None:
         self.sc = sc
         self.base_url = base_url.rstrip("/")
@@ -118,6 +158,12 @@ class Driver:
         self.mqtt_window = mqtt_window
         self.kafka_mqtt_count = kafka_mqtt_count
         self.worker_telemetry_lag = worker_telemetry_lag
+        self.retry = retry
+        self.mqtt_forward_wait_s = mqtt_forward_wait_s
+        self.telemetry_pacing_s = telemetry_pacing_s
+        #: awaited before each step of :meth:`run` ("<date> units|sessions|pain"): lets a
+        #: caller act at fixed points of the workload (``make chaos`` injects faults there)
+        self.before_step: Callable[[int, str], Awaitable[None]] | None = None
         self.keys: dict[str, str] = {}
         self._mqtt_in_kafka = 0
         self.malformed_result: dict[str, Any] = {}
@@ -146,8 +192,45 @@ class Driver:
         assert self._http is not None, "use `async with Driver(...)`"
         return self._http
 
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request, retried per :attr:`retry` while refused (502/503/504) or unanswered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry.deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
+            why: str
+            retry_after = None
+            try:
+                r = await self.http.request(
+                    method, path, content=content, headers=headers, params=params
+                )
+            except httpx.TransportError as exc:  # refused, reset, timed out: no answer
+                if loop.time() >= deadline:
+                    raise
+                why = type(exc).__name__
+            else:
+                if r.status_code not in RETRY_STATUSES or loop.time() >= deadline:
+                    return r
+                retry_after = r.headers.get("retry-after")
+                code = ""
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    code = " " + str(r.json()["error"]["code"])
+                why = f"{r.status_code}{code}"
+            self.counters.retries[why] += 1
+            wait = self.retry.delay_s(attempt, retry_after)
+            await asyncio.sleep(max(0.0, min(wait, deadline - loop.time())))
+
     async def _admin(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = await self.http.request(
+        r = await self._send(
             method,
             path,
             content=orjson.dumps(body),
@@ -251,7 +334,8 @@ class Driver:
     ) -> None:
         body = {"session_id": plan.session_id, "sub_sport": plan.sub_sport, "samples": records}
         async with self.sem:
-            r = await self.http.post(
+            r = await self._send(
+                "POST",
                 "/v1/watch/samples",
                 content=orjson.dumps(body),
                 headers=self._device_headers(plan.device_id),
@@ -279,7 +363,8 @@ class Driver:
         async def one(p: PainEntry) -> None:
             device = self.sc.by_athlete[p.athlete_id].device_id
             async with self.sem:
-                r = await self.http.post(
+                r = await self._send(
+                    "POST",
                     "/v1/pain",
                     content=orjson.dumps(_pain_json(p)),
                     headers=self._device_headers(device),
@@ -288,7 +373,21 @@ class Driver:
             self.counters.pain_accepted += int(out.get("accepted", 0))
             self.on_pain(1)
 
-        await asyncio.gather(*(one(p) for p in reports))
+        async def athlete(items: list[PainEntry]) -> None:
+            for p in items:  # one athlete's app sends its reports in order
+                await one(p)
+
+        await asyncio.gather(*(athlete(v) for v in _by_athlete(reports, lambda p: p.time)))
+
+    async def send_sessions(self, plans: list[SessionPlan]) -> None:
+        """Sessions of several athletes side by side; one athlete's one after another, in
+        start order (one watch or phone app uploads in order)."""
+
+        async def athlete(items: list[SessionPlan]) -> None:
+            for plan in items:
+                await self.send_session(plan)
+
+        await asyncio.gather(*(athlete(v) for v in _by_athlete(plans, lambda s: s.start)))
 
     async def send_malformed(self) -> dict[str, Any]:
         """Planted situation (d): a batch mixing invalid records with valid ones, plus two
@@ -296,7 +395,8 @@ class Driver:
         m = self.sc.malformed
         plan = next(s for s in self.sc.sessions if s.session_id == m.session_id)
         body = {"session_id": m.session_id, "sub_sport": plan.sub_sport, "samples": list(m.records)}
-        r = await self.http.post(
+        r = await self._send(
+            "POST",
             "/v1/watch/samples",
             content=orjson.dumps(body),
             headers=self._device_headers(m.device_id),
@@ -305,8 +405,8 @@ class Driver:
         self.counters.watch_accepted += int(out.get("accepted", 0))
         self.counters.watch_duplicates += int(out.get("duplicates", 0))
         broken = b'{"session_id": "x", "samples": [{"record_id": "a", "time": '
-        r2 = await self.http.post(
-            "/v1/watch/samples", content=broken, headers=self._device_headers(m.device_id)
+        r2 = await self._send(
+            "POST", "/v1/watch/samples", content=broken, headers=self._device_headers(m.device_id)
         )
         self._account("broken JSON", r2, expect_rejections=True)
         a = self.sc.by_athlete[m.athlete_id]
@@ -317,8 +417,11 @@ class Driver:
             "context": "after",
             "session_id": m.session_id,
         }
-        r3 = await self.http.post(
-            "/v1/pain", content=orjson.dumps(pain11), headers=self._device_headers(a.device_id)
+        r3 = await self._send(
+            "POST",
+            "/v1/pain",
+            content=orjson.dumps(pain11),
+            headers=self._device_headers(a.device_id),
         )
         self._account("pain 11/10", r3, expect_rejections=True)
         return {
@@ -341,7 +444,8 @@ class Driver:
     async def upload_fit(self, plan: SessionPlan) -> dict[str, Any]:
         """Planted situation (e): the late watch sync, as a FIT file upload."""
         data = session_fit(plan)
-        r = await self.http.post(
+        r = await self._send(
+            "POST",
             "/v1/activities",
             params={"session_id": plan.session_id},
             content=data,
@@ -366,12 +470,17 @@ class Driver:
         limit = self.mqtt_window if window is None else window
         if self.counters.mqtt_published - self._mqtt_in_kafka <= limit:
             return
-        for _ in range(1200):  # up to ~2 min for the bridge to catch up
-            self._mqtt_in_kafka = await self.kafka_mqtt_count()
+        deadline = asyncio.get_running_loop().time() + self.mqtt_forward_wait_s
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(Exception):  # Kafka may be briefly unreachable
+                self._mqtt_in_kafka = await self.kafka_mqtt_count()
             if self.counters.mqtt_published - self._mqtt_in_kafka <= limit:
                 return
             await asyncio.sleep(0.1)
-        raise DriverError("the MQTT bridge stopped forwarding (Kafka topic offsets do not advance)")
+        raise DriverError(
+            f"the MQTT bridge stopped forwarding (Kafka topic offsets did not advance in "
+            f"{self.mqtt_forward_wait_s:.0f} s)"
+        )
 
     async def _telemetry_pacing(self, allowance: int) -> None:
         """Keep the worker's BWS timeline within a day or two of the samples we send.
@@ -384,12 +493,20 @@ class Driver:
         """
         if self.worker_telemetry_lag is None:
             return
-        deadline = asyncio.get_running_loop().time() + 60.0
-        while await self.worker_telemetry_lag() > allowance:
+        deadline = asyncio.get_running_loop().time() + self.telemetry_pacing_s
+        while await self._lag_or_none() > allowance:
             if asyncio.get_running_loop().time() > deadline:
                 self.counters.pacing_timeouts += 1
                 return
             await asyncio.sleep(0.2)
+
+    async def _lag_or_none(self) -> int:
+        """The worker's telemetry lag; while Kafka cannot be asked, "not caught up"."""
+        assert self.worker_telemetry_lag is not None
+        try:
+            return await self.worker_telemetry_lag()
+        except Exception:
+            return 1 << 62
 
     async def send_unit_messages(self, clients: dict[str, Any], msgs: list[UnitMessage]) -> None:
         """Publish in time order; one unit's messages in sequence, units side by side."""
@@ -443,10 +560,12 @@ class Driver:
 
     # ---------------------------------------------------------------------- days
 
+    def steps(self) -> int:
+        """How many times :meth:`run` awaits :attr:`before_step` (3 per day)."""
+        return 3 * len(self.sc.days())
+
     async def run(self, on_day: Callable[[dt.date], None] = lambda d: None) -> None:
         """Send the whole scenario day by day (the late FIT session is held back)."""
-        import contextlib
-
         sc = self.sc
         sessions_by_day: dict[dt.date, list[SessionPlan]] = {}
         for s in sc.streamed_sessions:
@@ -465,19 +584,39 @@ class Driver:
             for c in clients.values():
                 await stack.enter_async_context(c)
             recent = 0
+            step = 0
+
+            async def at(what: str) -> None:
+                nonlocal step
+                if self.before_step is not None:
+                    await self.before_step(step, what)
+                step += 1
+
             for day in sc.days():
                 # the units' telemetry first, in Kafka before the watch samples it applies to
                 # (the worker takes a sample's BWS from the unit's recent telemetry)
                 todays = unit_msgs.get(day, [])
+                await at(f"{day} units")
                 await self.send_unit_messages(clients, todays)
                 await self._mqtt_flow_control(window=0)
                 await self._telemetry_pacing(2 * (len(todays) + recent))
                 recent = len(todays)
-                await asyncio.gather(*(self.send_session(s) for s in sessions_by_day.get(day, [])))
+                await at(f"{day} sessions")
+                await self.send_sessions(sessions_by_day.get(day, []))
                 # pain after the runs it refers to (the worker ties reports to sessions)
+                await at(f"{day} pain")
                 await self.send_pain(pain_by_day.get(day, []))
                 on_day(day)
             await self._mqtt_flow_control()
+
+
+def _by_athlete(items: list[Any], when: Callable[[Any], dt.datetime]) -> list[list[Any]]:
+    """``items`` (sessions or pain reports) grouped by athlete, each group in time order."""
+    groups: dict[str, list[Any]] = {}
+    for x in items:
+        aid = x.athlete_id if hasattr(x, "athlete_id") else x.athlete.athlete_id
+        groups.setdefault(aid, []).append(x)
+    return [sorted(v, key=when) for _, v in sorted(groups.items())]
 
 
 def _api_key(rec: dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kneeload.demo import services as svc
+from kneeload.demo.driver import RetryPolicy
 from kneeload.demo.services import DemoError, DemoPaths
 from kneeload.demo.sim import Scenario, SimConfig, build_scenario, default_end
 from kneeload.settings import REPO_ROOT, Settings, get_settings
@@ -402,6 +403,7 @@ async def _drive_and_observe(
         concurrency=opts.concurrency,
         kafka_mqtt_count=mqtt_in_kafka,
         worker_telemetry_lag=worker_telemetry_lag,
+        retry=RetryPolicy(deadline_s=60.0),  # devices retry a 503 (Kafka briefly unavailable)
     ) as drv:
         with console.status("registering team, clinic, watches and units (admin HTTP path)"):
             await drv.register()
