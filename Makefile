@@ -12,7 +12,7 @@ KAFKA_LIBS := var/kafka/libs
 DEBS := postgresql-15 mosquitto
 PYTEST_ARGS ?=
 
-.PHONY: bench demo compose-check help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
+.PHONY: bench chaos demo compose-check help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,6 +73,10 @@ bench: install  ## all benchmarks, each on its own database and topic prefix -> 
 	@$(KNEELOAD) stack up
 	@$(KNEELOAD) init
 	@$(BIN)/python loadtests/run_all.py $(BENCH_ARGS)
+
+CHAOS_ARGS ?=
+chaos: install  ## >= 20 faults vs an undisturbed run, on a private stack (var/chaos/) -> loadtests/results/chaos.{json,md}
+	@$(BIN)/python -m loadtests.chaos $(CHAOS_ARGS)
 
 compose-check:  ## validate infra/compose.yaml with compose-go (the library behind `docker compose config`)
 	@set -a && . infra/compose-check.env && set +a && cd infra/composecheck && go run . ../compose.yaml >/dev/null && echo "infra/compose.yaml: valid"

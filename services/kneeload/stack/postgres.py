@@ -248,12 +248,17 @@ def _write_env(s: Settings) -> None:
             env.unlink()
 
 
-def stop(s: Settings) -> bool:
+def stop(s: Settings, mode: str = "fast") -> bool:
+    """Stop the cluster; ``mode`` is pg_ctl's: ``fast`` (default: roll back open
+    transactions, checkpoint) or ``immediate`` (like a crash: WAL recovery at the next
+    start — what ``make chaos`` does to its own cluster)."""
+    if mode not in ("smart", "fast", "immediate"):
+        raise ValueError(f"unknown pg_ctl stop mode {mode!r}")
     p = _paths(s)
     if not _running(s):
         return False
     out = _as_postgres(
-        [_bin("pg_ctl"), "-D", str(p["data"]), "-m", "fast", "-w", "-t", "60", "stop"]
+        [_bin("pg_ctl"), "-D", str(p["data"]), "-m", mode, "-w", "-t", "60", "stop"]
     )
     if out.returncode != 0:
         raise StackError(f"postgres: pg_ctl stop failed:\n{out.stdout}\n{out.stderr}")
