@@ -30,8 +30,10 @@ def _pain(
     rep = {"report_id": rid, "athlete_id": "a1", "time": iso(t), "pain_nrs": nrs, "context": ctx}
     out = p.on_pain(st, rep, 10**13)
     resp = [e for topic, _, e in out if topic == "pain.responses"]
-    assert len(resp) == 1
-    validate("pain_response", resp[0])  # the contract holds for every response
+    for r in resp:
+        validate("pain_response", r)  # the contract holds for every response
+    # the report's own response, then its session's other reports re-classified
+    assert resp[0]["report_id"] == rid and all(r["report_id"] != rid for r in resp[1:])
     return resp[0]
 
 
@@ -80,3 +82,46 @@ def test_rest_report_without_session_has_no_next_day_status() -> None:
     r = _pain(p, st, "p-rest", dt.datetime(2024, 6, 20, 7, 0, tzinfo=UTC), 1, "rest")
     assert r["session_id"] is None and r["next_day_status"] is None
     assert r["load_suggestion"] is None and r["preset_source"]
+
+
+def test_last_responses_do_not_depend_on_arrival_order() -> None:
+    """The next-morning report before or after the session closes, the "after" report
+    before or after the session's samples: each report's last response is the same (it
+    stayed ``pending`` when the next-morning report came after the session had closed —
+    found by make chaos)."""
+    start = dt.datetime(2024, 6, 10, 17, 0, tzinfo=UTC)
+    end = start + dt.timedelta(minutes=30) - dt.timedelta(seconds=1)
+    reps = [
+        {"report_id": "r-after", "athlete_id": "a1", "time": iso(end + dt.timedelta(hours=1)),
+         "pain_nrs": 4, "context": "after"},
+        {"report_id": "r-morning", "athlete_id": "a1", "pain_nrs": 3, "context": "next_morning",
+         "time": iso(dt.datetime(2024, 6, 11, 7, 30, tzinfo=UTC))},
+    ]  # fmt: skip
+
+    def last_responses(order: list[str]) -> dict[str, dict[str, Any]]:
+        p = AthleteProcessor(CFG, {})
+        st = new_state("a1", CFG)
+        p.on_registry(st, athlete_record("a1", "t1"))
+        out: list[Any] = []
+        for step in order:
+            if step == "samples":
+                for b in batches("a1", "t1", samples(start, 30 * 60), session_id="s1"):
+                    out += p.on_batch(st, b, 0)
+            elif step == "close":
+                out += p.on_tick(st, 10**13)
+            else:
+                out += p.on_pain(st, next(r for r in reps if r["report_id"] == step), 10**13)
+        return {e["report_id"]: e for t, _, e in out if t == "pain.responses"}
+
+    orders = [
+        ["samples", "close", "r-after", "r-morning"],
+        ["samples", "r-after", "close", "r-morning"],
+        ["samples", "r-after", "r-morning", "close"],
+        ["r-after", "samples", "r-morning", "close"],
+        ["r-after", "r-morning", "samples", "close"],
+    ]
+    results = [last_responses(o) for o in orders]
+    assert all(r == results[0] for r in results[1:])
+    after = results[0]["r-after"]
+    assert after["next_day_status"] == "received" and after["next_day_nrs"] == 3
+    assert after["session_id"] == "s1"

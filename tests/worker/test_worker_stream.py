@@ -349,3 +349,64 @@ def test_a_report_right_after_a_days_batches_pairs_with_the_days_load(
         w.stop()
         c.close()
         k.close()
+
+
+def test_a_pain_response_settles_whatever_the_order_on_the_real_broker(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A LEVER session at 20 % BWS and its "after" report; then the unit at 40 % the next
+    day, the next day's run (which closes the session) and only then the next-morning
+    report. The "after" report's last response must have the next-day value and the
+    session's BWS: it stayed ``pending`` (re-classified when the session closed, never
+    when the next-morning report came) and took the latest BWS the worker held (40 %),
+    so the stored response depended on arrival order and timing (found by make chaos)."""
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    k = Kafka(bootstrap, prefix)
+    start = dt.datetime(2024, 6, 10, 17, 0, tzinfo=UTC)
+    end = start + dt.timedelta(seconds=299)
+
+    def telemetry(t0: dt.datetime, n: int, bws: float, tag: str) -> None:
+        for i in range(0, n, 5):
+            k.send("treadmill.telemetry", "u9", {"record_id": f"{tag}{i}", "unit_id": "u9",
+                   "clinic_id": "c9", "time": iso(t0 + dt.timedelta(seconds=i)),
+                   "kind": "telemetry", "belt_speed_mps": 3.0, "incline_pct": 0.0,
+                   "bws_pct": bws, "measured_support_pct": None, "athlete_id": "a9"})  # fmt: skip
+
+    def pain(rid: str, t: dt.datetime, nrs: int, ctx: str) -> None:
+        k.send("pain.reports", "a9", {"report_id": rid, "athlete_id": "a9", "team_id": "t9",
+               "time": iso(t), "pain_nrs": nrs, "context": ctx, "session_id": None})  # fmt: skip
+        k.flush()
+
+    k.send("registry.athletes", "a9", athlete_record("a9", "t9"))
+    telemetry(start - dt.timedelta(seconds=10), 320, 20.0, "tA")
+    k.flush()
+    c = Collector(bootstrap, prefix)
+    w = Worker(env, tmp_path / "w.log")
+    try:
+        time.sleep(3)  # the unit's entries reach the athlete before the samples (no race)
+        for b in batches("a9", "t9", samples(start, 300), session_id="s-a9"):
+            k.send("watch.samples", "a9", b)
+        k.flush()
+        c.wait(lambda c: any(e["session_id"] == "s-a9" for e in c.latest["sessions"].values()))
+        pain("a9-after", end + dt.timedelta(hours=1), 6, "after")
+        c.wait(lambda c: "a9-after:lever" in c.latest["pain.responses"])
+        day2 = start + dt.timedelta(days=1)
+        telemetry(day2 - dt.timedelta(seconds=10), 320, 40.0, "tB")
+        k.flush()
+        time.sleep(3)
+        for b in batches("a9", "t9", samples(day2, 300, tag="d2"), session_id="s-a9-2"):
+            k.send("watch.samples", "a9", b)
+        k.flush()
+        c.wait(lambda c: c.latest["sessions"].get("s-a9", {}).get("status") == "closed")
+        pain("a9-morning", dt.datetime(2024, 6, 11, 7, 30, tzinfo=UTC), 2, "next_morning")
+        c.wait(
+            lambda c: c.latest["pain.responses"]["a9-after:lever"]["next_day_status"] == "received",
+            describe=lambda c: str(c.latest["pain.responses"].get("a9-after:lever")),
+        )
+        last = c.latest["pain.responses"]["a9-after:lever"]
+        assert last["next_day_nrs"] == 2 and last["session_id"] == "s-a9"
+        assert last["bws_suggestion"]["current_bws_pct"] == 20.0, last["bws_suggestion"]
+    finally:
+        w.stop()
+        c.close()
+        k.close()

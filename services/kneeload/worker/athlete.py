@@ -665,14 +665,9 @@ class AthleteProcessor:
         if force or idle or now_ms - st["last_pub"] >= cfg.publish_interval_s * 1000:
             out = self._flush(st, now_ms)
         out += corr_out
-        window_ms = cfg.preset.next_day_window_h * 3_600_000
         for s in closed_now:  # reports that arrived before the session was complete
-            a = s["acc"]
-            for p in list(st["pain"]):
-                if p[3] == s["sid"] or (
-                    p[3] is None and a["start"] <= p[0] <= a["end"] + window_ms
-                ):
-                    out += self.on_pain(st, self._report(st, p), now_ms)
+            for p in self._session_reports(st, s):
+                out += self.on_pain(st, self._report(st, p), now_ms, rerun=True)
         self._prune(st)
         return out
 
@@ -994,8 +989,29 @@ class AthleteProcessor:
         return out
 
     # ------------------------------------------------------------------ pain
-    def on_pain(self, st: dict[str, Any], rep: dict[str, Any], now_ms: int) -> list[Output]:
-        """Classify a pain report against the session it refers to and the athlete's baseline."""
+    def _session_reports(self, st: dict[str, Any], sess: dict[str, Any]) -> list[list[Any]]:
+        """The athlete's stored reports that belong to ``sess``: linked to it by id, or
+        unlinked and within the session or the preset's next-day window after it."""
+        a = sess["acc"]
+        window_ms = self.cfg.preset.next_day_window_h * 3_600_000
+        return [
+            p
+            for p in list(st["pain"])
+            if p[3] == sess["sid"]
+            or (p[3] is None and a["start"] <= p[0] <= a["end"] + window_ms)
+        ]
+
+    def on_pain(
+        self, st: dict[str, Any], rep: dict[str, Any], now_ms: int, *, rerun: bool = False
+    ) -> list[Output]:
+        """Classify a pain report against the session it refers to and the athlete's baseline.
+
+        A report that belongs to a session also re-classifies the session's other reports
+        (``rerun`` marks those calls): their responses depend on every report of the
+        session (the next-day value above all), so the last response of each report is the
+        same whatever order the reports and the session's samples arrived in — an "after"
+        report stayed ``pending`` when its next-morning report came after the session had
+        closed (found by ``make chaos``)."""
         cfg = self.cfg
         aid = st["athlete_id"]
         team = rep.get("team_id") or st["team_id"]
@@ -1041,7 +1057,12 @@ class AthleteProcessor:
             }
         if sess is not None and sess["acc"]["unit"] is not None:
             unit = sess["acc"]["unit"]
-            cur = next((e[2] for e in reversed(st["bws"]) if e[1] == unit), 0.0)
+            # the unit's support during the session (event time), not the latest entry the
+            # worker happens to hold: telemetry of later days must not change this response
+            end_ms = sess["acc"]["end"]
+            cur = next(
+                (e[2] for e in reversed(st["bws"]) if e[1] == unit and e[0] <= end_ms), 0.0
+            )
             step_cfg = core_pain.BwsStepConfig()
             cur = min(max(cur, step_cfg.min_pct), step_cfg.unit_max_pct)
             sug = core_pain.suggest_bws(cur, c, step_cfg)
@@ -1102,6 +1123,10 @@ class AthleteProcessor:
         found.append(core_alerts.check_weekly_pain_trend(aid, team, when, this_w, last_w, th))
         out += self._alerts(st, found)
         out += self._correlate(st, t, ctx, nrs, team)
+        if sess is not None and not rerun:
+            for p in self._session_reports(st, sess):
+                if p[4] != rep["report_id"]:
+                    out += self.on_pain(st, self._report(st, p), now_ms, rerun=True)
         return out
 
     @staticmethod
