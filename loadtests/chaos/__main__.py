@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--var-dir", type=Path, default=default_var_dir(), help="the private stack's data"
     )
+    p.add_argument(
+        "--kafka-libs",
+        type=Path,
+        default=None,
+        help="Apache Kafka jars (default: var/kafka/libs, `make kafka-jars`)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="where chaos.json and chaos.md go")
     p.add_argument(
         "--keep", action="store_true", help="leave the private stack's data for inspection"
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(sc.pain)} pain reports; {len(faults)} faults over {n_steps} steps (seed {a.seed})"
     )
     shared = get_settings()
-    stack = ChaosStack.create(a.var_dir, shared)
+    stack = ChaosStack.create(a.var_dir, shared, kafka_libs=a.kafka_libs)
     started = dt.datetime.now(dt.UTC)
     try:
         log(

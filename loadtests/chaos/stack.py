@@ -75,12 +75,19 @@ class ChaosStack:
     settings: Settings
 
     @classmethod
-    def create(cls, var_dir: Path, shared: Settings, kafka_heap: str = "512m") -> ChaosStack:
-        """Fresh settings under ``var_dir`` (wiped) on free ports; Kafka's jars linked."""
+    def create(
+        cls,
+        var_dir: Path,
+        shared: Settings,
+        kafka_heap: str = "512m",
+        kafka_libs: Path | None = None,
+    ) -> ChaosStack:
+        """Fresh settings under ``var_dir`` (wiped) on free ports; Kafka's jars (default: the
+        checkout's ``var/kafka/libs``, fetched by ``make kafka-jars``) linked."""
         if var_dir.exists():
             shutil.rmtree(var_dir)
         (var_dir / "kafka").mkdir(parents=True)
-        libs = (shared.var_dir / "kafka" / "libs").resolve()
+        libs = (kafka_libs or shared.var_dir / "kafka" / "libs").resolve()
         if not any(libs.glob("*.jar")):
             raise RuntimeError(f"no Kafka jars in {libs}: run `make kafka-jars` first")
         (var_dir / "kafka" / "libs").symlink_to(libs, target_is_directory=True)
