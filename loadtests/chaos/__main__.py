@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         "deterministic: the comparison must then find nothing)",
     )
     a = p.parse_args(argv)
+    # SIGTERM (timeout, a CI runner) unwinds like Ctrl-C: services and the private stack
+    # are stopped in the finally blocks
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     t0 = time.monotonic()
     log = _log(t0)
     size = WorkloadSize(a.athletes, a.units, a.weeks, a.duration_scale, a.seed)

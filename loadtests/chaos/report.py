@@ -123,6 +123,7 @@ class Report:
                 "final_state": r.final_state,
                 "counters": r.counters,
                 "unexpected_exits": [asdict(e) for e in r.unexpected_exits],
+                "commit_stalls": r.commit_stalls,
                 "notifications_received": len(r.inbox),
             }
 
@@ -193,6 +194,12 @@ class Report:
         out += ["", f"Unexpected service exits (restarted by the supervisor): {len(ex)}."]
         for e in ex[:10]:
             out.append(f"- {e.service} at +{e.at_s:.0f} s (status {e.status})")
+        for run in (self.calm, self.storm):
+            if run.commit_stalls:
+                out.append(
+                    f"\nCommitted offsets behind the end after the {run.name} run drained "
+                    f"(group → topic:partition (committed, end)): {run.commit_stalls}"
+                )
         out += [
             "",
             "## Tables (undisturbed vs faulted)",

@@ -75,6 +75,7 @@ class RunResult:
     inbox: list[dict[str, Any]] = field(default_factory=list)
     final_state: dict[str, int] | None = None
     drained: bool = False
+    commit_stalls: dict[str, dict[str, tuple[int, int]]] | None = None
     error: str | None = None
 
 
@@ -302,6 +303,9 @@ async def run_workload(
                 "pacing_timeouts": c.pacing_timeouts,
             }
         result.drained, result.final_state = await _drain(progress, svc, name, log)
+        result.commit_stalls = await asyncio.to_thread(progress.stalled)
+        if result.commit_stalls:
+            log(f"[{name}] committed offsets behind at the end: {result.commit_stalls}")
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         log(f"[{name}] FAILED: {result.error}")
