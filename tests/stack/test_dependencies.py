@@ -43,7 +43,8 @@ def _pins(path: Path) -> dict[str, str]:
 def _third_party_imports(root: Path) -> dict[str, set[str]]:
     """Top-level module -> files importing it (absolute imports outside the stdlib/kneeload)."""
     found: dict[str, set[str]] = {}
-    local = {p.stem for p in root.iterdir()}  # tests/ and loadtests/ import their siblings
+    # tests/ and loadtests/ import their siblings, and tests import loadtests' modules
+    local = {p.stem for p in root.iterdir()} | {p.stem for p in (REPO_ROOT / "loadtests").iterdir()}
     for path in root.rglob("*.py"):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
