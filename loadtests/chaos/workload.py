@@ -27,6 +27,7 @@ from kneeload.demo.driver import Driver, RetryPolicy
 from kneeload.demo.services import kneeload_argv
 from kneeload.demo.sim import Scenario, SimConfig
 from kneeload.settings import Settings
+from kneeload.stack import mosquitto
 from kneeload.worker.app import app_id
 
 from .faults import Fault, Injector
@@ -85,27 +86,6 @@ def _create_database(stack: ChaosStack, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # name: ours, fixed
         conn.execute(f'CREATE DATABASE "{name}"')
     return stack.database_url.replace("/kneeload?", f"/{name}?")
-
-
-def _mqtt_can_connect(port: int, user: str, password: str) -> bool:
-    import uuid
-
-    import paho.mqtt.client as mqtt
-
-    ok: list[bool] = []
-    version = mqtt.CallbackAPIVersion.VERSION2  # type: ignore[attr-defined]
-    c = mqtt.Client(version, client_id=f"probe-{uuid.uuid4().hex[:8]}")
-    c.username_pw_set(user, password)
-    c.on_connect = lambda _c, _u, _f, rc, _p=None: ok.append(not rc.is_failure)
-    try:
-        c.connect("127.0.0.1", port, keepalive=5)
-    except OSError:
-        return False
-    deadline = time.monotonic() + 5
-    while not ok and time.monotonic() < deadline:
-        c.loop(timeout=0.1)
-    c.disconnect()
-    return bool(ok and ok[0])
 
 
 def _environment(
@@ -206,7 +186,11 @@ async def run_workload(
     auth.set_bridge(bridge_user, bridge_pw)
     auth.enable()
     auth.reload()
-    await _until(lambda: _mqtt_can_connect(mq_port, bridge_user, bridge_pw), 30, "bridge account")
+    await _until(
+        lambda: mosquitto.can_log_in("127.0.0.1", mq_port, bridge_user, bridge_pw),
+        30,
+        "bridge account",
+    )
     bridge_url = f"mqtt://{bridge_user}:{bridge_pw}@127.0.0.1:{mq_port}"
     token = secrets.token_urlsafe(24)
     env, rs = _environment(stack, name, db_url, ports, bridge_url, token)

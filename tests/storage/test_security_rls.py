@@ -323,6 +323,13 @@ def _grant(c: psycopg.Connection[Any], role: str, teams: set[str], clinics: set[
         c.execute("SELECT kneeload.grant_clinic(%s, %s)", (role, cl))
 
 
+def _grant_drawn(db: str, drawn: list[tuple[set[str], set[str]]]) -> None:
+    """Give each of :data:`ROLES` exactly the drawn teams and clinics."""
+    with psycopg.connect(db, autocommit=True) as c:
+        for role, (teams, clinics) in zip(ROLES, drawn, strict=True):
+            _grant(c, role, teams, clinics)
+
+
 grants = st.lists(
     st.tuples(st.sets(st.sampled_from(TEAMS)), st.sets(st.sampled_from(CLINICS))),
     min_size=len(ROLES),
@@ -342,9 +349,8 @@ def test_every_view_shows_exactly_the_roles_tenants(
     owner_view: dict[str, list[dict[str, Any]]],
     drawn: list[tuple[set[str], set[str]]],
 ) -> None:
+    _grant_drawn(rls_db, drawn)
     with psycopg.connect(rls_db, autocommit=True) as c:
-        for role, (teams, clinics) in zip(ROLES, drawn, strict=True):
-            _grant(c, role, teams, clinics)
         for role, (teams, clinics) in zip(ROLES, drawn, strict=True):
             scope = Scope(teams, clinics)
             hidden_names = {_name(a) for a in TEAM_OF if a not in scope.athletes}
@@ -375,9 +381,7 @@ def test_every_view_shows_exactly_the_roles_tenants(
 def test_acknowledge_alert_reaches_exactly_the_visible_alerts(
     rls_db: str, owner_view: dict[str, list[dict[str, Any]]], drawn: list[tuple[set[str], set[str]]]
 ) -> None:
-    with psycopg.connect(rls_db, autocommit=True) as c:
-        for role, (teams, clinics) in zip(ROLES, drawn, strict=True):
-            _grant(c, role, teams, clinics)
+    _grant_drawn(rls_db, drawn)
     for role, (teams, clinics) in zip(ROLES, drawn, strict=True):
         scope = Scope(teams, clinics)
         with psycopg.connect(rls_db) as c:  # one transaction per role, rolled back

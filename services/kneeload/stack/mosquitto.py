@@ -20,6 +20,7 @@ import os
 import pwd
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -94,6 +95,26 @@ def round_trip(s: Settings, timeout_s: float = 3.0) -> bool:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def can_log_in(host: str, port: int, user: str, password: str, timeout_s: float = 5.0) -> bool:
+    """Does the broker accept this account (CONNACK without error)? After a password file
+    changed, Mosquitto applies it on SIGHUP, a moment later: callers poll this."""
+    import paho.mqtt.client as mqtt
+
+    ok: list[bool] = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
+    c.username_pw_set(user, password)
+    c.on_connect = lambda _c, _u, _f, rc, _p=None: ok.append(not rc.is_failure)
+    try:
+        c.connect(host, port, keepalive=5)
+    except OSError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while not ok and time.monotonic() < deadline:
+        c.loop(timeout=0.1)
+    c.disconnect()
+    return bool(ok and ok[0])
 
 
 def status(s: Settings) -> dict[str, object]:
