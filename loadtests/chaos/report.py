@@ -20,6 +20,9 @@ __all__ = ["Report", "write_report"]
 
 
 def _commit() -> str:
+    """The checkout's commit (``KNEELOAD_CHAOS_COMMIT`` names it for a copy without .git)."""
+    if os.environ.get("KNEELOAD_CHAOS_COMMIT"):
+        return os.environ["KNEELOAD_CHAOS_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
