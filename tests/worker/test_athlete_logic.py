@@ -295,3 +295,44 @@ def test_a_pain_report_pairs_with_the_days_load_as_the_data_stand() -> None:
     assert {e["time"] for e in corr} == {iso(D0 + dt.timedelta(minutes=3))}  # never refreshed
     [pair] = st["corr"]["lag0"]["pairs"]
     assert pair[1] == pytest.approx(daily(out)[D0.date().isoformat()], rel=1e-12)
+
+
+def test_a_setpoint_processed_after_later_telemetry_still_reaches_the_athlete() -> None:
+    """Setpoints and telemetry are two topics: the unit agent may see the session's setpoint
+    (at its first sample) after telemetry half a second later with the same support. The
+    re-keying dropped the setpoint as a repeat of the last entry sent, so the athlete's first
+    sample had no BWS in one run and 18.5 % in another (found by make chaos)."""
+    f = UnitProcessor(unit_timeout_s=60, status_interval_s=30, bws_stale_s=30)
+
+    def entries(order: list[str]) -> list[tuple[int, str | None, float]]:
+        u = new_unit("u1")
+        recs = {
+            "setpoint": {"unit_id": "u1", "clinic_id": "c1", "time": iso(D0), "bws_pct": 18.5,
+                         "athlete_id": "a1"},
+            "telemetry": {"unit_id": "u1", "clinic_id": "c1", "kind": "telemetry",
+                          "time": iso(D0 + dt.timedelta(seconds=0.5)), "bws_pct": 18.5,
+                          "measured_support_pct": None, "athlete_id": "a1"},
+        }  # fmt: skip
+        out = [o for k in order for o in f.on_telemetry(u, recs[k], 1000)]
+        return sorted(
+            (e["t"], e["unit_id"], e["bws_pct"]) for t, _, e in out if t == "worker.bws-by-athlete"
+        )
+
+    in_order, reversed_ = entries(["setpoint", "telemetry"]), entries(["telemetry", "setpoint"])
+    t0 = int(D0.timestamp() * 1000)
+    assert (t0, "u1", 18.5) in in_order and (t0, "u1", 18.5) in reversed_
+    # the athlete's first sample joins the setpoint either way
+    p = AthleteProcessor(CFG, {})
+    for ents in (in_order, reversed_):
+        st = new_state("a1", CFG)
+        p.on_registry(st, athlete_record("a1", "t1"))
+        for t, unit, bws in ents:
+            p.on_bws(st, {"t": t, "unit_id": unit, "bws_pct": bws, "athlete_id": "a1"}, 0)
+        out = []
+        for b in batches("a1", "t1", samples(D0, 60), session_id="s1"):
+            out += p.on_batch(st, b, 0)
+        first = min(
+            (s for t, _, e in out if t == "load.samples" for s in e["samples"]),
+            key=lambda s: s["time"],
+        )
+        assert (first["unit_id"], first["bws_pct"]) == ("u1", 18.5)

@@ -410,3 +410,69 @@ def test_a_pain_response_settles_whatever_the_order_on_the_real_broker(
         w.stop()
         c.close()
         k.close()
+
+
+def _committed_through(env: dict[str, str], logical: str) -> bool:
+    """Has the worker's group committed everything in topic ``logical``?"""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        topic = prefix + logical
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(tps)
+        done = admin.list_group_offsets(prefix + "worker").get(prefix + "worker") or {}
+        return all(e == 0 or (tp in done and done[tp].offset >= e) for tp, e in ends.items())
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def test_a_setpoint_seen_after_later_telemetry_still_reaches_the_samples(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """On the real broker: the unit's telemetry half a second into the session is consumed
+    first, then the session's setpoint at its first sample, same support (two topics, no
+    order between them). The first sample must carry the setpoint's BWS: the re-keying
+    dropped the setpoint as a repeat, so that sample was stored at 0 % in one run and 18.5 %
+    in another (found by make chaos)."""
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    k = Kafka(bootstrap, prefix)
+    start = dt.datetime(2024, 6, 12, 13, 0, tzinfo=UTC)
+    k.send("registry.athletes", "a8", athlete_record("a8", "t8"))
+    k.send("treadmill.telemetry", "u8", {"record_id": "u8-t1", "unit_id": "u8",
+           "clinic_id": "c8", "time": iso(start + dt.timedelta(seconds=0.5)),
+           "kind": "telemetry", "belt_speed_mps": 3.0, "incline_pct": 0.0, "bws_pct": 18.5,
+           "measured_support_pct": None, "athlete_id": "a8"})  # fmt: skip
+    k.flush()
+    c = Collector(bootstrap, prefix)
+    w = Worker(env, tmp_path / "w.log")
+    try:
+        c.wait(lambda c: any(s["unit_id"] == "u8" for s in c.latest["unit.status"].values()))
+        k.send("treadmill.setpoints", "u8", {"record_id": "u8-s1", "unit_id": "u8",
+               "clinic_id": "c8", "time": iso(start), "bws_pct": 18.5, "previous_bws_pct": None,
+               "athlete_id": "a8", "set_by": "panel"})  # fmt: skip
+        k.flush()
+        end = time.monotonic() + WAIT_S
+        while not (
+            _committed_through(env, "treadmill.setpoints")
+            and _committed_through(env, "worker.bws-by-athlete")
+        ):
+            assert time.monotonic() < end, "the worker did not consume the setpoint"
+            time.sleep(0.5)
+        for b in batches("a8", "t8", samples(start, 30), session_id="s-a8"):
+            k.send("watch.samples", "a8", b)
+        k.flush()
+        c.wait(lambda c: any(e["athlete_id"] == "a8" for e in c.latest["load.samples"].values()))
+        first = min(
+            (s for e in c.latest["load.samples"].values() if e["athlete_id"] == "a8"
+             for s in e["samples"]),
+            key=lambda s: s["time"],
+        )  # fmt: skip
+        assert (first["unit_id"], first["bws_pct"]) == ("u8", 18.5), first
+    finally:
+        w.stop()
+        c.close()
+        k.close()

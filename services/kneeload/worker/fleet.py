@@ -124,11 +124,13 @@ class UnitProcessor:
                 if (
                     changed
                     or last is None
+                    or t < last[0]  # earlier than the last entry sent: the athlete lacks it
                     or t - last[0] >= self.bws_stale_s * 500
                     or last[1] != bws
                 ):
                     out.append(self._fwd(athlete, t, u["unit_id"], bws or 0.0))
-                    u["last_fwd"] = [t, bws]
+                    if last is None or t >= last[0]:
+                        u["last_fwd"] = [t, bws]
             else:
                 u["last_fwd"] = None
         if changed or now_ms - u["last_pub"] >= self.status_interval_s * 1000:
