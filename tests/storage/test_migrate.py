@@ -160,13 +160,16 @@ def test_timescale_ddl_is_generated_when_the_extension_is_available() -> None:
     assert "create_hypertable" not in plain and "PARTITION BY RANGE (time)" in plain
 
 
-def test_flavour_detection_reads_pg_available_extensions(
+def test_flavour_detection_needs_the_library_preloaded(
     conn: psycopg.Connection[Any], settings: Settings
 ) -> None:
+    """``auto`` picks TimescaleDB only when it is installed *and* preloaded by the server: an
+    extension merely on disk cannot be created (``must be preloaded``)."""
     from kneeload.storage import detect_flavour
 
     available = conn.execute(
         "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).fetchone()
-    flavour = detect_flavour(conn, settings)
-    assert flavour.name == ("timescale" if available == (1,) else "plain")
+    ).fetchone() == (1,)
+    preloaded = "timescaledb" in str(conn.execute("SHOW shared_preload_libraries").fetchone())
+    flavour = detect_flavour(conn, settings.model_copy(update={"storage_timescale": "auto"}))
+    assert flavour.name == ("timescale" if available and preloaded else "plain")
