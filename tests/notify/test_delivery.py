@@ -190,6 +190,7 @@ async def test_invalid_alert_is_dead_lettered(settings: Settings, receiver: Rece
     async with running(s, routing_doc(team, receiver)) as n:
         await wait_for(lambda: n.stats.invalid >= 2, 20, "invalid alerts rejected")
     assert receiver.at(f"/{team}/hook", status=None) == []
+
     def ours(d: dict[str, Any]) -> bool:
         return d["source"] == "notify" and team in d["payload"]
 
