@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from kneeload.batch.cli import _read, run_acwr
+from kneeload.batch.acwr_io import read_daily_loads, run_acwr
 from kneeload.core.pfj import estimate_pfj_sample
 
 
@@ -64,7 +64,7 @@ def main() -> None:
             pl.read_csv(src, try_parse_dates=True).write_csv(out)
 
         def acwr(method: str) -> Callable[[], None]:
-            return lambda: run_acwr(_read(src), method).write_csv(out)
+            return lambda: run_acwr(read_daily_loads(src), method).write_csv(out)
 
         results["baseline_read_write_csv_s"] = median_s(baseline, args.runs)
         results["acwr_all_methods_csv_s"] = median_s(acwr("all"), args.runs)

@@ -261,6 +261,36 @@ COMPONENTS: tuple[Component, ...] = (
         quick_args=("--athletes", "1000", "--runs", "3"),
     ),
     Component(
+        "startup",
+        "bench_startup.py",
+        "a `kneeload` command started as a new process (lazy imports)",
+        (
+            Figure(
+                "`kneeload --help` start",
+                ("help_s",),
+                ("baseline_bare_python_s",),
+                "bare `python -c pass`",
+                "s",
+                higher_is_better=False,
+            ),
+            Figure(
+                "`kneeload --help` over a bare interpreter",
+                ("help_overhead_s",),
+                unit="s",
+                target=0.3,  # issue #20
+                higher_is_better=False,
+            ),
+            Figure(
+                "`kneeload pfj` (one estimate) over a bare interpreter",
+                ("pfj_overhead_s",),
+                unit="s",
+                higher_is_better=False,
+            ),
+        ),
+        quick_args=("--runs", "5"),
+        timeout_s=600,
+    ),
+    Component(
         "import",
         "bench_import.py",
         "`kneeload import` of 1,000 FIT files (300 records each) → Kafka",

@@ -21,12 +21,11 @@ import logging
 import re
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-
-from kneeload.settings import Settings, get_settings
+if TYPE_CHECKING:  # pydantic loads with the settings, on the first log record, not at start-up
+    from kneeload.settings import Settings
 
 __all__ = ["install", "known_secrets", "mask_url", "redact"]
 
@@ -74,6 +73,8 @@ def _routing_secrets(s: Settings) -> Iterable[tuple[str, str]]:
 
 def known_secrets(s: Settings) -> dict[str, str]:
     """Secret text of ``s`` -> what to show instead (longest first, so a URL beats its parts)."""
+    from pydantic import SecretStr
+
     found: dict[str, str] = {}
     for name in type(s).model_fields:
         value = getattr(s, name)
@@ -119,12 +120,19 @@ class _Secrets:
 _installed: _Secrets | None = None
 
 
-def install(settings: Callable[[], Settings] = get_settings) -> None:
-    """Redact every log record of this process from now on (idempotent)."""
+def _process_settings() -> Settings:
+    from kneeload.settings import get_settings
+
+    return get_settings()
+
+
+def install(settings: Callable[[], Settings] | None = None) -> None:
+    """Redact every log record of this process from now on (idempotent); ``settings`` (default:
+    the process settings) is read on the first record, not here."""
     global _installed
     if _installed is not None:
         return
-    secrets = _installed = _Secrets(settings)
+    secrets = _installed = _Secrets(settings or _process_settings)
     previous = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
-import orjson
-import polars as pl
 
-from kneeload.core.acwr import METHODS, AcwrConfig, Method, acwr_frame
-from kneeload.core.pfj import ImplausibleInputError, estimate_pfj
-from kneeload.core.plausibility import DEFAULT_BOUNDS
+__all__ = ["acwr_cmd", "pfj_cmd", "register"]
 
-__all__ = ["acwr_cmd", "pfj_cmd", "register", "run_acwr"]
+# Heavy modules (polars, numpy, the core) are imported inside the commands: `kneeload --help`
+# and every other command must not pay for them (tests/test_startup.py).
 
 
 #: the options naming an input that a plausibility reason is about
@@ -28,6 +22,10 @@ _REASON_OPTIONS = {
 def _show_bounds(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    import orjson
+
+    from kneeload.core.plausibility import DEFAULT_BOUNDS
+
     rows = [r._asdict() for r in DEFAULT_BOUNDS.table()]
     click.echo(orjson.dumps({"bounds": rows, "source": "docs/science.md §1.5"}).decode())
     ctx.exit()
@@ -94,6 +92,10 @@ def pfj_cmd(
 
     Example: kneeload pfj --body-mass-kg 75 --speed-mps 3.4 --cadence-spm 170 --bws-pct 20
     """
+    import orjson
+
+    from kneeload.core.pfj import ImplausibleInputError, estimate_pfj
+
     for name, value in (
         ("--body-mass-kg", body_mass_kg),
         ("--speed-mps", speed_mps),
@@ -114,54 +116,6 @@ def pfj_cmd(
             param_hint=option,
         ) from exc
     click.echo(orjson.dumps(est.to_dict()).decode())
-
-
-def _read(path: Path) -> pl.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        df = pl.read_parquet(path)
-    elif suffix == ".csv" or path == Path("-"):
-        src: Any = sys.stdin.buffer if path == Path("-") else path
-        df = pl.read_csv(src, schema_overrides={"athlete_id": pl.String, "load": pl.Float64})
-    else:
-        raise click.BadParameter(f"{path}: use a .csv or .parquet file", param_hint="--input")
-    missing = {"athlete_id", "date", "load"} - set(df.columns)
-    if missing:
-        raise click.BadParameter(
-            f"{path}: missing column(s) {', '.join(sorted(missing))}; need athlete_id,date,load",
-            param_hint="--input",
-        )
-    if df.schema["date"] == pl.String:
-        try:
-            df = df.with_columns(pl.col("date").str.to_date())
-        except pl.exceptions.PolarsError as exc:
-            raise click.BadParameter(
-                f"{path}: date must be YYYY-MM-DD ({exc})", param_hint="--input"
-            ) from exc
-    return df
-
-
-def run_acwr(
-    df: pl.DataFrame, method: str = "ewma", config: AcwrConfig | None = None
-) -> pl.DataFrame:
-    """What ``kneeload acwr`` computes: the CLI's column layout on top of :func:`acwr_frame`.
-
-    One method → ``athlete_id,date,load,acute,chronic,acwr,acwr_reason``; ``all`` →
-    the same columns suffixed ``_ewma``, ``_rac``, ``_rau``.
-    """
-    methods: tuple[Method, ...] = METHODS if method == "all" else (method,)  # type: ignore[assignment]
-    out = acwr_frame(df, config or AcwrConfig(), methods)
-    if method != "all":
-        m = method
-        out = out.rename(
-            {
-                f"acute_{m}": "acute",
-                f"chronic_{m}": "chronic",
-                f"acwr_{m}": "acwr",
-                f"acwr_reason_{m}": "acwr_reason",
-            }
-        )
-    return out
 
 
 @click.command("acwr")
@@ -229,34 +183,23 @@ def acwr_cmd(
             f"{acute_days} must be shorter than --chronic-days ({chronic_days})",
             param_hint="--acute-days",
         )
+    from kneeload.batch.acwr_io import read_daily_loads, run_acwr, write_csv_stdout
+    from kneeload.core.acwr import AcwrConfig
+
     config = AcwrConfig(
         acute_days=acute_days, chronic_days=chronic_days, min_chronic_days=min_chronic_days
     )
-    df = _read(input_path)
+    df = read_daily_loads(input_path)
     try:
         out = run_acwr(df, method, config)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--input") from exc
     if output_path is None:
-        _write_csv_stdout(out)
+        write_csv_stdout(out)
     elif output_path.suffix.lower() in (".parquet", ".pq"):
         out.write_parquet(output_path)
     else:
         out.write_csv(output_path)
-
-
-def _write_csv_stdout(df: pl.DataFrame) -> None:
-    """CSV bytes straight to stdout (no whole-file string); a reader that stops early
-    (``| head``) ends the command quietly, as Unix filters do."""
-    sys.stdout.flush()
-    try:
-        df.write_csv(sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-    except OSError as exc:  # polars reports a closed pipe as a plain OSError
-        if not isinstance(exc, BrokenPipeError) and "Broken pipe" not in str(exc):
-            raise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
-        sys.exit(141)  # 128 + SIGPIPE, what the shell reports for a filter cut off by head
 
 
 def register(group: click.Group) -> None:

@@ -13,32 +13,67 @@ stays fast. See :mod:`kneeload.contracts.validation` for why both agree.
 
 from __future__ import annotations
 
-from kneeload.contracts.deadletter import (
-    DEAD_LETTER_MAX_ERRORS,
-    DEAD_LETTER_PAYLOAD_MAX,
-    dead_letter,
-)
-from kneeload.contracts.jsonutil import JSONError, NonFiniteNumberError, dumps, loads
-from kneeload.contracts.schemas import (
-    SCHEMA_BASE_URI,
-    SchemaNotFoundError,
-    examples_dir,
-    load_schema,
-    schema_names,
-    schemas_dir,
-)
-from kneeload.contracts.validation import (
-    PORTABLE_KEYWORDS,
-    SAMPLE_CONTRACT,
-    Contract,
-    ContractError,
-    FieldError,
-    all_contracts,
-    errors,
-    get_contract,
-    is_valid,
-    sample_contract,
-    validate,
+from typing import TYPE_CHECKING
+
+from kneeload._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from kneeload.contracts.deadletter import (
+        DEAD_LETTER_MAX_ERRORS,
+        DEAD_LETTER_PAYLOAD_MAX,
+        dead_letter,
+    )
+    from kneeload.contracts.jsonutil import JSONError, NonFiniteNumberError, dumps, loads
+    from kneeload.contracts.schemas import (
+        SCHEMA_BASE_URI,
+        SchemaNotFoundError,
+        examples_dir,
+        load_schema,
+        schema_names,
+        schemas_dir,
+    )
+    from kneeload.contracts.validation import (
+        PORTABLE_KEYWORDS,
+        SAMPLE_CONTRACT,
+        Contract,
+        ContractError,
+        FieldError,
+        all_contracts,
+        errors,
+        get_contract,
+        is_valid,
+        sample_contract,
+        validate,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "deadletter": ["DEAD_LETTER_MAX_ERRORS", "DEAD_LETTER_PAYLOAD_MAX", "dead_letter"],
+        "jsonutil": ["JSONError", "NonFiniteNumberError", "dumps", "loads"],
+        "schemas": [
+            "SCHEMA_BASE_URI",
+            "SchemaNotFoundError",
+            "examples_dir",
+            "load_schema",
+            "schema_names",
+            "schemas_dir",
+        ],
+        "validation": [
+            "PORTABLE_KEYWORDS",
+            "SAMPLE_CONTRACT",
+            "Contract",
+            "ContractError",
+            "FieldError",
+            "all_contracts",
+            "errors",
+            "get_contract",
+            "is_valid",
+            "sample_contract",
+            "validate",
+        ],
+    },
+    globals(),
 )
 
 __all__ = [

@@ -11,18 +11,44 @@ Writes go through :class:`RegistryWriter` (validated, ``acks=all``); the ``kneel
 registry`` command and the gateway's ``/admin`` paths use it.
 """
 
-from kneeload.registry.keys import generate_key, hash_key, key_matches
-from kneeload.registry.records import (
-    ASSIGNMENT,
-    ATHLETE,
-    DEVICE,
-    DEVICE_KINDS,
-    athlete_record,
-    device_record,
-    unit_assignment,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kneeload._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from kneeload.registry.keys import generate_key, hash_key, key_matches
+    from kneeload.registry.records import (
+        ASSIGNMENT,
+        ATHLETE,
+        DEVICE,
+        DEVICE_KINDS,
+        athlete_record,
+        device_record,
+        unit_assignment,
+    )
+    from kneeload.registry.view import AuthError, RegistryUnavailableError, RegistryView
+    from kneeload.registry.writer import RegistryWriter
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "keys": ["generate_key", "hash_key", "key_matches"],
+        "records": [
+            "ASSIGNMENT",
+            "ATHLETE",
+            "DEVICE",
+            "DEVICE_KINDS",
+            "athlete_record",
+            "device_record",
+            "unit_assignment",
+        ],
+        "view": ["AuthError", "RegistryUnavailableError", "RegistryView"],
+        "writer": ["RegistryWriter"],
+    },
+    globals(),
 )
-from kneeload.registry.view import AuthError, RegistryUnavailableError, RegistryView
-from kneeload.registry.writer import RegistryWriter
 
 __all__ = [
     "ASSIGNMENT",

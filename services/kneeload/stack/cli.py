@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from types import ModuleType
 
 import click
 
-from kneeload.settings import get_settings
-from kneeload.stack import kafka, mosquitto, postgres
-from kneeload.stack.procs import StackError
+#: the stack's components in start order; each is the module ``kneeload.stack.<name>``,
+#: imported when a command runs (``kneeload --help`` stays cheap)
+COMPONENTS = ("kafka", "postgres", "mosquitto")
 
-COMPONENTS: dict[str, ModuleType] = {"kafka": kafka, "postgres": postgres, "mosquitto": mosquitto}
+
+def _component(name: str) -> ModuleType:
+    return importlib.import_module(f"kneeload.stack.{name}")
 
 
 def _selected(names: tuple[str, ...]) -> list[str]:
@@ -24,7 +27,7 @@ def stack() -> None:
 
 
 @stack.command("up")
-@click.argument("components", nargs=-1, type=click.Choice(list(COMPONENTS)))
+@click.argument("components", nargs=-1, type=click.Choice(COMPONENTS))
 @click.option(
     "--record",
     type=click.Path(path_type=Path),
@@ -33,12 +36,15 @@ def stack() -> None:
 )
 def up(components: tuple[str, ...], record: Path | None) -> None:
     """Start what is not running and wait until each passes its health check. Safe to repeat."""
+    from kneeload.settings import get_settings
+    from kneeload.stack.procs import StackError
+
     s = get_settings()
     started = []
     for name in _selected(components):
         click.echo(f"{name:<10} starting…", nl=False)
         try:
-            did = COMPONENTS[name].start(s)
+            did = _component(name).start(s)
         except StackError as exc:
             click.echo(" FAILED")
             raise click.ClickException(str(exc)) from exc
@@ -51,7 +57,7 @@ def up(components: tuple[str, ...], record: Path | None) -> None:
 
 
 @stack.command("down")
-@click.argument("components", nargs=-1, type=click.Choice(list(COMPONENTS)))
+@click.argument("components", nargs=-1, type=click.Choice(COMPONENTS))
 @click.option(
     "--only-recorded",
     type=click.Path(path_type=Path),
@@ -60,6 +66,9 @@ def up(components: tuple[str, ...], record: Path | None) -> None:
 )
 def down(components: tuple[str, ...], only_recorded: Path | None) -> None:
     """Stop the stack (data under var/ is kept)."""
+    from kneeload.settings import get_settings
+    from kneeload.stack.procs import StackError
+
     s = get_settings()
     names = _selected(components)
     if only_recorded is not None:
@@ -68,7 +77,7 @@ def down(components: tuple[str, ...], only_recorded: Path | None) -> None:
         only_recorded.unlink(missing_ok=True)
     for name in reversed(names):
         try:
-            did = COMPONENTS[name].stop(s)
+            did = _component(name).stop(s)
         except StackError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"{name:<10} {'stopped' if did else 'was not running'}")
@@ -77,10 +86,12 @@ def down(components: tuple[str, ...], only_recorded: Path | None) -> None:
 @stack.command("status")
 def status_cmd() -> None:
     """Report each component: running, endpoint, health. Exit code 1 if any is unhealthy."""
+    from kneeload.settings import get_settings
+
     s = get_settings()
     bad = False
-    for name, mod in COMPONENTS.items():
-        st = mod.status(s)
+    for name in COMPONENTS:
+        st = _component(name).status(s)
         ok = bool(st.get("healthy"))
         bad |= not ok
         click.echo(

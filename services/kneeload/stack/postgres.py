@@ -257,9 +257,7 @@ def stop(s: Settings, mode: str = "fast") -> bool:
     p = _paths(s)
     if not _running(s):
         return False
-    out = _as_postgres(
-        [_bin("pg_ctl"), "-D", str(p["data"]), "-m", mode, "-w", "-t", "60", "stop"]
-    )
+    out = _as_postgres([_bin("pg_ctl"), "-D", str(p["data"]), "-m", mode, "-w", "-t", "60", "stop"])
     if out.returncode != 0:
         raise StackError(f"postgres: pg_ctl stop failed:\n{out.stdout}\n{out.stderr}")
     return True

@@ -10,10 +10,9 @@ Tables live in schema ``kneeload``; dashboards and tools read the documented vie
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-
+# migrate imports psycopg and the settings where used: importing the package stays cheap
 from kneeload.storage.migrate import (
     Flavour,
     MigrateReport,
@@ -22,6 +21,9 @@ from kneeload.storage.migrate import (
     migrate,
     render,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = [
     "Flavour",

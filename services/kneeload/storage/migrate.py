@@ -24,11 +24,12 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # imported where used: `kneeload --help` does not pay for psycopg/pydantic
+    import psycopg
 
-from kneeload.settings import Settings, get_settings
+    from kneeload.settings import Settings
 
 __all__ = [
     "Flavour",
@@ -215,6 +216,8 @@ def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = No
     """TimescaleDB when the server has the extension preloaded (``storage_timescale=auto``).
 
     A database keeps the flavour it was first migrated with (recorded per migration)."""
+    from kneeload.settings import get_settings
+
     s = settings or get_settings()
     row = (
         conn.execute(
@@ -250,6 +253,10 @@ def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = No
 
 def migrate(conninfo: str | None = None, settings: Settings | None = None) -> MigrateReport:
     """Apply every pending migration; safe to run any number of times."""
+    import psycopg
+
+    from kneeload.settings import get_settings
+
     s = settings or get_settings()
     with psycopg.connect(conninfo or s.database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from kneeload.settings import Settings, get_settings
+if TYPE_CHECKING:  # pydantic is imported when a topic is resolved, not by `kneeload --help`
+    from kneeload.settings import Settings
 
 __all__ = [
     "ALERTS",
@@ -198,7 +199,7 @@ def _resolve(d: _Def, s: Settings) -> Topic:
 
 def catalogue(settings: Settings | None = None) -> tuple[Topic, ...]:
     """Every topic, resolved against ``settings`` (default: the process settings)."""
-    s = settings or get_settings()
+    s = settings or _process_settings()
     return tuple(_resolve(d, s) for d in _DEFS)
 
 
@@ -220,7 +221,7 @@ def internal_catalogue(settings: Settings | None = None) -> tuple[Topic, ...]:
     tuple of Topic
         One entry per internal topic; ``schema`` is ``"internal"`` (no public contract).
     """
-    s = settings or get_settings()
+    s = settings or _process_settings()
     return tuple(_resolve(d, s) for d in _INTERNAL_DEFS)
 
 
@@ -230,9 +231,15 @@ def get_topic(logical_name: str, settings: Settings | None = None) -> Topic:
         d = _BY_NAME[logical_name]
     except KeyError:
         raise KeyError(f"unknown topic {logical_name!r}; known: {', '.join(_BY_NAME)}") from None
-    return _resolve(d, settings or get_settings())
+    return _resolve(d, settings or _process_settings())
 
 
 def topic_name(logical_name: str, settings: Settings | None = None) -> str:
     """Full topic name: ``settings.topic_prefix + logical_name``."""
     return get_topic(logical_name, settings).full_name
+
+
+def _process_settings() -> Settings:
+    from kneeload.settings import get_settings
+
+    return get_settings()

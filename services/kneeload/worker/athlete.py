@@ -997,8 +997,7 @@ class AthleteProcessor:
         return [
             p
             for p in list(st["pain"])
-            if p[3] == sess["sid"]
-            or (p[3] is None and a["start"] <= p[0] <= a["end"] + window_ms)
+            if p[3] == sess["sid"] or (p[3] is None and a["start"] <= p[0] <= a["end"] + window_ms)
         ]
 
     def on_pain(
@@ -1060,9 +1059,7 @@ class AthleteProcessor:
             # the unit's support during the session (event time), not the latest entry the
             # worker happens to hold: telemetry of later days must not change this response
             end_ms = sess["acc"]["end"]
-            cur = next(
-                (e[2] for e in reversed(st["bws"]) if e[1] == unit and e[0] <= end_ms), 0.0
-            )
+            cur = next((e[2] for e in reversed(st["bws"]) if e[1] == unit and e[0] <= end_ms), 0.0)
             step_cfg = core_pain.BwsStepConfig()
             cur = min(max(cur, step_cfg.min_pct), step_cfg.unit_max_pct)
             sug = core_pain.suggest_bws(cur, c, step_cfg)
