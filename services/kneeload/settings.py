@@ -123,6 +123,18 @@ class Settings(BaseSettings):
     worker_tick_s: float = Field(1.0, description="Processing-time timer period of the worker (s)")
     worker_unit_timeout_s: float = Field(60.0, description="Unit silent longer than this is offline (s; registry timeout_s wins)")
     worker_unit_status_interval_s: float = Field(30.0, description="Minimum interval between unchanged unit_status publishes (s)")
+    fleet_running_min_speed_mps: float = Field(
+        0.5, description="Belt speed from which a LEVER unit counts as running, for calibration (m/s; kneeload's choice)"
+    )
+    fleet_drift_bias_pp: float = Field(
+        3.0, description="|measured − commanded support| above which a unit is drifting (percentage points; kneeload's choice)"
+    )
+    fleet_drift_critical_pp: float = Field(
+        6.0, description="Mean |bias| of a drift episode from which unit_calibration_drift is critical (pp; kneeload's choice)"
+    )
+    fleet_drift_running_s: float = Field(
+        1800.0, description="Running time |bias| must stay above fleet_drift_bias_pp before unit_calibration_drift (s; kneeload's choice)"
+    )
     worker_alert_cooldown_s: float = Field(12 * 3600.0, description="Alert cooldown per kind and subject (event time, s)")
     worker_acwr_history_days: int = Field(60, description="Daily loads kept per athlete for late-day recompute (days)")
     worker_pain_preset: str = Field("lever", description="Pain-monitoring preset: lever | silbernagel")

@@ -28,10 +28,13 @@ DIMENSIONLESS = {
     # counts of samples per session (like "samples")
     "samples_estimated", "samples_without_estimate", "samples_walking",
     "samples_cadence_corrected", "samples_contact_estimated",
+    # running samples of a unit-day that entered its calibration figures
+    "calibration_samples",
 }  # fmt: skip
 UNIT_SUFFIXES = (
     "_mps", "_spm", "_ms", "_mm", "_pct", "_w", "_bpm", "_m", "_bw", "_kg", "_mpa", "_mpa_s",
     "_s", "_nrs", "_days", "_per_km",
+    "_pp",  # percentage points (a difference of two _pct values)
 )  # fmt: skip
 BAD_TIMESTAMPS = (
     "2024-06-10T06:13:20",

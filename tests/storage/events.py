@@ -248,8 +248,14 @@ def unit_status(
     in_use: bool,
     bws: float | None,
     minutes: float,
+    calibration: tuple[int, float, float] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """A unit_status; ``calibration`` = (samples, bias_pp, mae_pp) of the day when given."""
+    cal: dict[str, Any] = {}
+    if calibration is not None:
+        n, bias, mae = calibration
+        cal = {"calibration_samples": n, "support_bias_pp": bias, "support_mae_pp": mae}
+    return cal | {
         "id": f"{unit}:{iso(t)}",
         "unit_id": unit,
         "clinic_id": clinic,

@@ -68,6 +68,7 @@ def _seed_events(now: datetime) -> list[tuple[str, Any]]:
                     ev.unit_status(
                         u, c, now - timedelta(seconds=20), athlete_id=rider, in_use=bool(rider),
                         bws=20.0 if rider else None, minutes=30.0,
+                        calibration=(40, 1.5, 2.0) if rider else None,
                     ),
                 )
             )  # fmt: skip

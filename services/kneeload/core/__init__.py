@@ -31,6 +31,11 @@ pain–load correlation                           :mod:`kneeload.core.correlatio
                                                   ``athlete_correlations``
   per team, repeated measures                     ``correlation.rmcorr``
   incremental                                     ``correlation.PairedObservations``
+LEVER fleet: calibration drift per unit         :mod:`kneeload.core.fleet`
+  running (belt moving, athlete on), error        ``fleet.is_running``, ``fleet.support_bias_pp``
+  per day: bias, MAE; trend over days             ``fleet.calibration_summary``,
+                                                  ``fleet.drift_trend_pp_per_day``
+  drift episode (running time out of tolerance)   ``fleet.advance_drift``
 alert rules and cooldown                        :mod:`kneeload.core.alerts`
 =============================================  ==========================================
 

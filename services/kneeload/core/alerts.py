@@ -12,6 +12,8 @@ clinic), the event time and :class:`AlertThresholds`:
 :func:`check_pain_not_settled`  not back to baseline within 24 h (LEVER preset)
 :func:`check_weekly_pain_trend` mean weekly pain up ≥ 1 point
 :func:`check_unit_silent`   no telemetry from a unit for longer than its timeout
+:func:`check_unit_calibration_drift`  |measured − commanded support| > 3 pp for 30 min
+                            of running time (kneeload; :mod:`kneeload.core.fleet`)
 =========================  =======================================================
 
 Every alert carries a deterministic ``dedup_key`` (kind, subject, day or window) so
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kneeload.core.fleet import DEFAULT_FLEET_THRESHOLDS, DriftEpisode, FleetThresholds
+
 __all__ = [
     "Alert",
     "AlertKind",
@@ -38,6 +42,7 @@ __all__ = [
     "check_pain",
     "check_pain_not_settled",
     "check_session_load",
+    "check_unit_calibration_drift",
     "check_unit_silent",
     "check_week_over_week",
     "check_weekly_pain_trend",
@@ -59,6 +64,7 @@ class AlertKind(StrEnum):
     PAIN_NOT_SETTLED = "pain_not_settled"
     PAIN_TREND_WORSENING = "pain_trend_worsening"
     UNIT_OFFLINE = "unit_offline"
+    UNIT_CALIBRATION_DRIFT = "unit_calibration_drift"
     # former member names, kept as aliases (same values)
     WEEKLY_LOAD_JUMP = "load_spike_wow"
     PAIN_TREND_WORSE = "pain_trend_worsening"
@@ -389,6 +395,53 @@ def check_unit_silent(
         f"{limit.total_seconds() / 60:g} min).",
         {"silent_s": silent.total_seconds(), "timeout_s": limit.total_seconds()},
         dedup_key(kind, f"unit:{unit_id}", _compact_utc(last_seen)),
+        unit_id=unit_id,
+        clinic_id=clinic_id,
+    )
+
+
+def check_unit_calibration_drift(
+    unit_id: str,
+    clinic_id: str | None,
+    event_time: dt.datetime,
+    episode: DriftEpisode,
+    t: FleetThresholds = DEFAULT_FLEET_THRESHOLDS,
+) -> Alert | None:
+    """|measured − commanded support| above ``drift_bias_pp`` (3 pp) for ``drift_running_s``
+    (30 min) of running time → warning; a mean bias of at least ``drift_critical_pp`` (6 pp)
+    → critical (all kneeload's choices, :class:`kneeload.core.fleet.FleetThresholds`).
+
+    ``episode`` is the unit's :class:`kneeload.core.fleet.DriftEpisode`. One alert per
+    episode and severity: None when the episode already alerted at this severity or
+    higher. The dedup key is bucketed by the episode's start (plus ``.critical`` for the
+    escalation), so a replay yields the same keys.
+    """
+    mean = episode.mean_bias_pp
+    if episode.since_ms is None or mean is None or episode.above_s < t.drift_running_s:
+        return None
+    sev = Severity.CRITICAL if abs(mean) >= t.drift_critical_pp else Severity.WARNING
+    if episode.alerted and Severity(episode.alerted).rank >= sev.rank:
+        return None
+    kind = AlertKind.UNIT_CALIBRATION_DRIFT
+    since = dt.datetime.fromtimestamp(episode.since_ms / 1000.0, dt.UTC)
+    bucket = _compact_utc(since) + (".critical" if sev is Severity.CRITICAL else "")
+    direction = "more" if mean > 0 else "less"
+    return Alert(
+        kind,
+        sev,
+        event_time,
+        f"Unit {unit_id} measures {abs(mean):.1f} pp {direction} body-weight support than "
+        f"commanded over {episode.above_s / 60:.0f} running minutes (tolerance "
+        f"{t.drift_bias_pp:g} pp): check its calibration; PFJ estimates use the measured "
+        "support.",
+        {
+            "bias_pp": round(mean, 3),
+            "above_running_s": round(episode.above_s, 1),
+            "threshold_pp": t.drift_bias_pp,
+            "critical_pp": t.drift_critical_pp,
+            "running_threshold_s": t.drift_running_s,
+        },
+        dedup_key(kind, f"unit:{unit_id}", bucket),
         unit_id=unit_id,
         clinic_id=clinic_id,
     )

@@ -21,6 +21,10 @@ ALERT_KINDS: dict[str, tuple[str, str]] = {
     "pain_not_settled": ("warning", "Pain not settled by the next morning"),
     "pain_trend_worsening": ("warning", "Pain trend worsening"),
     "unit_offline": ("warning", "LEVER unit offline"),
+    "unit_calibration_drift": (
+        "warning",
+        "LEVER unit's measured support drifts from the commanded",
+    ),
 }
 FOLDER = "kneeload alerts"
 

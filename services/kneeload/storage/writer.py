@@ -351,6 +351,10 @@ _UNIT_STATUS = (
     "date",
     "minutes_used_today",
     "last_seen",
+    "calibration_samples",
+    "support_bias_pp",
+    "support_mae_pp",
+    "drift_running_s",
 )
 _DEAD = (
     "id",

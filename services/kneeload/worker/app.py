@@ -78,6 +78,7 @@ from kneeload.worker.fleet import (
     DEVICES_BY_UNIT,
     UnitProcessor,
     device_to_unit,
+    fleet_thresholds,
     new_unit,
 )
 from kneeload.worker.team import TeamProcessor
@@ -309,7 +310,10 @@ def create_app(settings: Settings) -> faust.App:
     teams = CachedTable(table("teams"))
     proc = AthleteProcessor(cfg, chunks)
     fleet = UnitProcessor(
-        settings.worker_unit_timeout_s, settings.worker_unit_status_interval_s, cfg.bws_stale_s
+        settings.worker_unit_timeout_s,
+        settings.worker_unit_status_interval_s,
+        cfg.bws_stale_s,
+        fleet_thresholds(settings),
     )
     out_topics: dict[str, Any] = {}
 

@@ -15,18 +15,30 @@ The worker re-keys each ``lever_unit`` record (and each tombstone) into the inte
 agent applies it with :meth:`UnitProcessor.on_device`.
 Minutes used are credited per UTC day between consecutive in-use telemetry records
 (gaps capped at one minute).
+
+Calibration: every telemetry record that runs with an athlete and carries both the
+commanded and the measured support adds to the unit's per-day calibration sums
+(:func:`kneeload.core.fleet.calibration_summary`'s n, Σe, Σ|e|, published in each
+``unit_status`` as the day's bias and MAE) and advances the unit's drift episode
+(:func:`kneeload.core.fleet.advance_drift`); core's ``unit_calibration_drift`` alert
+(:func:`kneeload.core.alerts.check_unit_calibration_drift`) fires once per episode and
+severity. Setpoint changes carry no measured support and leave both untouched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneeload.core import alerts as core_alerts
+from kneeload.core import fleet as core_fleet
 from kneeload.topics import UNIT_STATUS
 from kneeload.topics.catalogue import WORKER_BWS_BY_ATHLETE, WORKER_DEVICES_BY_UNIT
 from kneeload.worker.athlete import Output, alert_out
 from kneeload.worker.timeutil import iso, parse_ms, to_dt
+
+if TYPE_CHECKING:
+    from kneeload.settings import Settings
 
 #: logical name of the internal re-keying topic (treadmill entries keyed by athlete)
 BWS_BY_ATHLETE = WORKER_BWS_BY_ATHLETE
@@ -34,6 +46,8 @@ BWS_BY_ATHLETE = WORKER_BWS_BY_ATHLETE
 DEVICES_BY_UNIT = WORKER_DEVICES_BY_UNIT
 
 _GAP_CAP_MS = 60_000
+#: UTC days of calibration sums kept per unit (late telemetry for an older day starts afresh)
+_CAL_DAYS_KEPT = 8
 
 
 def new_unit(unit_id: str) -> dict[str, Any]:
@@ -51,14 +65,23 @@ def new_unit(unit_id: str) -> dict[str, Any]:
         "timeout_s": None,
         "last_pub": 0,
         "last_fwd": None,
+        "cal": {},
+        "drift": None,
     }
 
 
 class UnitProcessor:
-    def __init__(self, unit_timeout_s: float, status_interval_s: float, bws_stale_s: float) -> None:
+    def __init__(
+        self,
+        unit_timeout_s: float,
+        status_interval_s: float,
+        bws_stale_s: float,
+        thresholds: core_fleet.FleetThresholds = core_fleet.DEFAULT_FLEET_THRESHOLDS,
+    ) -> None:
         self.unit_timeout_s = unit_timeout_s
         self.status_interval_s = status_interval_s
         self.bws_stale_s = bws_stale_s
+        self.thresholds = thresholds
 
     def on_assignment(self, u: dict[str, Any], rec: dict[str, Any] | None) -> list[Output]:
         if rec is not None:
@@ -102,6 +125,8 @@ class UnitProcessor:
             bws = float(support) if support is not None else rec.get("bws_pct")
             if bws is not None:
                 bws = float(bws)
+            if kind == "telemetry":
+                out += self._calibration(u, t, rec, athlete, now_ms)
             if athlete != prev_athlete or bws != u["bws_pct"]:
                 changed = True
             if prev_athlete is not None and athlete != prev_athlete:
@@ -137,6 +162,48 @@ class UnitProcessor:
             out.append(self._status(u, t, now_ms))
         return out
 
+    def _calibration(
+        self, u: dict[str, Any], t: int, rec: dict[str, Any], athlete: str | None, now_ms: int
+    ) -> list[Output]:
+        """Per-day calibration sums and the drift episode (core's functions).
+
+        The first running sample of a new UTC day publishes the previous day's final
+        status (at that day's last sample), so every day's sums reach the database even
+        when status publishes are rarer than days (a replay, the demo's compressed weeks).
+        """
+        th = self.thresholds
+        sample = core_fleet.SupportSample(
+            rec.get("belt_speed_mps"), athlete, rec.get("bws_pct"), rec.get("measured_support_pct")
+        )
+        if sample.bws_pct is None or sample.measured_support_pct is None:
+            return []
+        closing: list[Output] = []
+        if core_fleet.is_running(sample.belt_speed_mps, athlete, th.running_min_speed_mps):
+            e = core_fleet.support_bias_pp(sample.bws_pct, sample.measured_support_pct)
+            cal: dict[str, list[float]] = u.setdefault("cal", {})
+            d = to_dt(t).date().isoformat()
+            sums = cal.setdefault(d, [0.0, 0.0, 0.0])
+            sums[0] += 1.0
+            sums[1] += e
+            sums[2] += abs(e)
+            for old in sorted(cal)[:-_CAL_DAYS_KEPT]:
+                del cal[old]
+            last = u.get("cal_last")
+            if last is None or t >= last[1]:
+                if last is not None and last[0] != d:
+                    closing.append(self._status(u, last[1], now_ms))
+                u["cal_last"] = [d, t]
+        raw = u.get("drift")
+        ep = core_fleet.DriftEpisode(*raw) if raw else core_fleet.DriftEpisode()
+        ep = core_fleet.advance_drift(ep, t, sample, th)
+        a = core_alerts.check_unit_calibration_drift(u["unit_id"], u["clinic_id"], to_dt(t), ep, th)
+        if a is not None:
+            ep = core_fleet.DriftEpisode(
+                ep.since_ms, ep.above_s, ep.bias_sum_pp_s, ep.last_ms, a.severity.value
+            )
+        u["drift"] = [ep.since_ms, ep.above_s, ep.bias_sum_pp_s, ep.last_ms, ep.alerted]
+        return closing + ([alert_out(a)] if a is not None else [])
+
     @staticmethod
     def _fwd(athlete: str, t: int, unit: str | None, bws: float) -> Output:
         return (
@@ -148,6 +215,8 @@ class UnitProcessor:
     def _status(self, u: dict[str, Any], t: int, now_ms: int) -> Output:
         u["last_pub"] = now_ms
         d = to_dt(t).date().isoformat()
+        n, se, sa = u.get("cal", {}).get(d, (0.0, 0.0, 0.0))
+        drift = u.get("drift")
         return (
             UNIT_STATUS,
             u["unit_id"],
@@ -163,6 +232,10 @@ class UnitProcessor:
                 "date": d,
                 "minutes_used_today": min(1440.0, u["minutes"].get(d, 0.0)),
                 "last_seen": iso(u["last_seen"]) if u["last_seen"] is not None else None,
+                "calibration_samples": int(n),
+                "support_bias_pp": round(se / n, 4) if n else None,
+                "support_mae_pp": round(sa / n, 4) if n else None,
+                "drift_running_s": round(drift[1], 1) if drift and drift[0] is not None else 0.0,
             },
         )
 
@@ -192,6 +265,16 @@ class UnitProcessor:
         if a is not None:
             out.append(alert_out(a))
         return out
+
+
+def fleet_thresholds(settings: Settings) -> core_fleet.FleetThresholds:
+    """Core's :class:`~kneeload.core.fleet.FleetThresholds` from ``KNEELOAD_FLEET_*``."""
+    return core_fleet.FleetThresholds(
+        running_min_speed_mps=settings.fleet_running_min_speed_mps,
+        drift_bias_pp=settings.fleet_drift_bias_pp,
+        drift_critical_pp=settings.fleet_drift_critical_pp,
+        drift_running_s=settings.fleet_drift_running_s,
+    )
 
 
 def device_to_unit(key: str | None, rec: dict[str, Any] | None) -> Output | None:

@@ -55,7 +55,7 @@ from kneeload.topics import (
     catalogue,
 )
 from kneeload.worker.athlete import METRIC, AthleteProcessor, WorkerConfig, new_state
-from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, new_unit
+from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, fleet_thresholds, new_unit
 from kneeload.worker.team import TeamProcessor
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms
 
@@ -106,7 +106,10 @@ def build(
     out = Rebuilt()
     proc = AthleteProcessor(cfg, out.chunks)
     fleet = UnitProcessor(
-        settings.worker_unit_timeout_s, settings.worker_unit_status_interval_s, cfg.bws_stale_s
+        settings.worker_unit_timeout_s,
+        settings.worker_unit_status_interval_s,
+        cfg.bws_stale_s,
+        fleet_thresholds(settings),
     )
     q = conn.execute
     for topic, part, off in q(
