@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import subprocess
@@ -111,6 +112,38 @@ def test_installed_redaction_covers_every_logger_and_tracebacks(
         text = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
         assert "hooks.slack.com/***" in text and "RuntimeError" in text
         assert not [p for p in PLAIN if p in text]
+    finally:
+        logging.setLogRecordFactory(before)
+        logs._installed = None
+
+
+def test_redacted_records_format_under_fausts_formatter() -> None:
+    """A redacted record keeps ``args`` a tuple: Faust's log formatter (mode's
+    ExtensionFormatter) wraps any non-tuple ``args`` in a tuple, so ``None`` became
+    ``(None,)`` and every Faust log line of the worker was a "--- Logging error ---"
+    traceback instead of the message (18 MB of them in a ``make chaos`` run)."""
+    from mode.utils.logging import ExtensionFormatter
+
+    s = _settings()
+    logs._installed = None
+    before = logging.getLogRecordFactory()
+    try:
+        logs.install(lambda: s)
+        record = logging.getLogger("faust").makeRecord(
+            "faust",
+            logging.WARNING,
+            __file__,
+            1,
+            "Timer %s is overlapping (%s)",
+            ("commit", SLACK),
+            None,
+        )
+        text = ExtensionFormatter(stream=io.StringIO()).format(record)
+        assert text.endswith("Timer commit is overlapping (https://hooks.slack.com/***)"), text
+        plain = logging.getLogger("faust").makeRecord(
+            "faust", logging.WARNING, __file__, 1, "100% done", (), None
+        )
+        assert ExtensionFormatter(stream=io.StringIO()).format(plain).endswith("100% done")
     finally:
         logging.setLogRecordFactory(before)
         logs._installed = None

@@ -142,7 +142,8 @@ def install(settings: Callable[[], Settings] | None = None) -> None:
             message = record.getMessage()
         except Exception:  # a malformed call: let the handler report it as usual
             return record
-        record.msg, record.args = redact(message, known), None
+        # args stay a tuple: Faust's formatter wraps anything else (None -> (None,))
+        record.msg, record.args = redact(message, known), ()
         if record.exc_info and not record.exc_text:
             record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)), known)
             record.exc_text = record.exc_text.rstrip("\n")
