@@ -356,3 +356,36 @@ def test_a_republished_sample_load_batch_replaces_the_stored_values(
     assert (
         _count(db, "SELECT count(*) FROM kneeload.sample_load WHERE athlete_id = %s", athlete) == 5
     )
+
+
+def test_the_last_version_of_a_pain_response_in_one_batch_is_stored(
+    topics: Settings, db: str
+) -> None:
+    """A pain response is re-published under its id when a later report of its session
+    re-classifies it (pending → next-day value received). Two versions of one response in
+    one sink transaction: the sink picked one by ``time``, which both share, so either
+    could be stored — ``make chaos`` stored 'pending' in one run and 'received' in the
+    other for the same workload. The last version in Kafka order must win, in one batch
+    as across batches."""
+    s = topics
+    tag = uuid.uuid4().hex[:8]
+    athlete = f"ath-pain-ver-{tag}"
+    t = datetime(2030, 3, 2, 7, tzinfo=UTC)
+    first = ev.pain_response(f"pr-{tag}-1", athlete, t, nrs=2, unit=None)
+    versions = []
+    for i, status in enumerate(("pending", "received", "pending", "received", "received")):
+        v = dict(first, next_day_status=status, next_day_nrs=None if status == "pending" else 1.0)
+        v["summary"] = f"version {i}"
+        versions.append(v)
+    group = f"sink-painver-{tag}"
+    _produce(s, [("pain.responses", athlete.encode(), dumps(v)) for v in versions])
+    p = _sink(s, db, group)
+    sql = "SELECT count(*) FROM kneeload.pain_responses WHERE athlete_id = %s"
+    try:
+        _wait(lambda: _count(db, sql, athlete) == 1, 90, "the pain response")
+        _wait(lambda: _db_offsets(db, group) != {}, 90, "the batch's offsets")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+    last = "SELECT count(*) FROM kneeload.pain_responses WHERE athlete_id = %s AND summary = %s"
+    assert _count(db, last, athlete, "version 4") == 1

@@ -563,7 +563,7 @@ KINDS: dict[str, Kind] = {
                     f"(athlete_id) DO UPDATE SET {_update_set(_ATHLETE, ['athlete_id'])} "
                     "WHERE athletes.updated_at <= EXCLUDED.updated_at",
                     distinct_on="athlete_id",
-                    order="updated_at DESC",
+                    order="updated_at DESC, stg_seq DESC",
                 ),
                 "INSERT INTO kneeload.teams (team_id) SELECT DISTINCT team_id FROM {stg} WHERE "
                 "team_id IS NOT NULL "
@@ -585,7 +585,7 @@ KINDS: dict[str, Kind] = {
                     f"(device_id) DO UPDATE SET {_update_set(_DEVICE, ['device_id'])} "
                     "WHERE devices.updated_at <= EXCLUDED.updated_at",
                     distinct_on="device_id",
-                    order="updated_at DESC",
+                    order="updated_at DESC, stg_seq DESC",
                 ),
                 "INSERT INTO kneeload.units (unit_id, clinic_id, max_bws_pct, timeout_s) "
                 "SELECT DISTINCT ON (device_id) device_id, clinic_id, max_bws_pct, timeout_s FROM "
@@ -611,7 +611,7 @@ KINDS: dict[str, Kind] = {
                     f"(unit_id) DO UPDATE SET {_update_set(_ASSIGN, ['unit_id'])} "
                     "WHERE units.updated_at <= EXCLUDED.updated_at",
                     distinct_on="unit_id",
-                    order="updated_at DESC",
+                    order="updated_at DESC, stg_seq DESC",
                 ),
             ),
             registry=True,
@@ -685,7 +685,9 @@ KINDS: dict[str, Kind] = {
                     _PAIN_RESPONSE,
                     f"(id) DO UPDATE SET {_update_set(_PAIN_RESPONSE, ['id'])}",
                     distinct_on="id",
-                    order="time DESC",
+                    # the versions of a response share its time: the last one in Kafka
+                    # order (a re-classification) wins, as it does across batches
+                    order="stg_seq DESC",
                 ),
             ),
         ),
@@ -702,7 +704,7 @@ KINDS: dict[str, Kind] = {
                     f"(id) DO UPDATE SET {_update_set(_CORRELATION, ['id'])} WHERE "
                     "correlations.time <= EXCLUDED.time",
                     distinct_on="id",
-                    order="time DESC",
+                    order="time DESC, stg_seq DESC",  # a recomputation keeps its time
                 ),
             ),
         ),
@@ -1198,7 +1200,7 @@ class Writer:
         tombs = [m for m in msgs if m.doc is None]
         n = 0
         if live:
-            stg = await self._stage(kind.table)
+            stg = await self._stage(kind.table, sequenced=True)
             async with self.conn.cursor() as cur:
                 async with cur.copy(f"COPY {stg} ({_cols(kind.columns)}) FROM STDIN") as cp:
                     for m in live:
