@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     fleet_drift_running_s: float = Field(
         1800.0, description="Running time |bias| must stay above fleet_drift_bias_pp before unit_calibration_drift (s; kneeload's choice)"
     )
+    fleet_opening_hours: str = Field(
+        "Mon-Fri 07:00-20:00; Sat 08:00-14:00",
+        description="Clinic opening hours for utilisation and downtime, local time ('Mon-Fri 07:00-20:00; Sat 08:00-14:00'; a placeholder, kneeload's choice)",
+    )
+    fleet_timezone: str = Field("UTC", description="IANA time zone of the opening hours (e.g. Europe/Copenhagen)")
+    fleet_clinic_opening_hours: str | None = Field(
+        None,
+        description='Per-clinic opening hours, JSON: {"clinic-id": {"timezone": "Europe/Oslo", "hours": "Mon-Fri 08:00-18:00"}}; others use fleet_opening_hours',
+    )
     worker_alert_cooldown_s: float = Field(12 * 3600.0, description="Alert cooldown per kind and subject (event time, s)")
     worker_acwr_history_days: int = Field(60, description="Daily loads kept per athlete for late-day recompute (days)")
     worker_pain_preset: str = Field("lever", description="Pain-monitoring preset: lever | silbernagel")

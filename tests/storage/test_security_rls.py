@@ -238,6 +238,8 @@ VIEWS: dict[str, tuple[tuple[str, ...], Rule]] = {
     "open_alerts": (("alert_id",), Scope.athlete_or_unit),
     "alert_acknowledgement": (("alert_id",), lambda s, r: _alert_visible(s, r["alert_id"])),
     "fleet_status": (("unit_id",), Scope.unit),
+    # a unit's state history is the clinic's (its athlete column does not open it to teams)
+    "fleet_unit_states": (("unit_id", "time"), Scope.unit),
     "fleet_sessions": (("session_id",), Scope.athlete_or_unit),
     "fleet_bws_distribution": (
         ("unit_id", "date", "bws_band_low_pct"),

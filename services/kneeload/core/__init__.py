@@ -36,6 +36,10 @@ LEVER fleet: calibration drift per unit         :mod:`kneeload.core.fleet`
   per day: bias, MAE; trend over days             ``fleet.calibration_summary``,
                                                   ``fleet.drift_trend_pp_per_day``
   drift episode (running time out of tolerance)   ``fleet.advance_drift``
+LEVER fleet: utilisation against opening hours  :mod:`kneeload.core.utilisation`
+  opening hours (local, DST-aware) → UTC          ``utilisation.open_intervals_utc``
+  status history → in use / idle / offline        ``utilisation.state_intervals``
+  minutes per state within the hours, per day     ``utilisation.utilisation_day``
 alert rules and cooldown                        :mod:`kneeload.core.alerts`
 =============================================  ==========================================
 

@@ -1,0 +1,1 @@
+"""Fleet tools for clinics: utilisation and downtime of LEVER units (``kneeload fleet``)."""
