@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         500_000, description="Recent record ids remembered per gateway/bridge process (duplicate detection)"
     )
     ingest_linger_ms: int = Field(5, description="Kafka producer linger of the gateways (ms)")
+    ingest_produce_timeout_s: float = Field(
+        5.0,
+        description="Longest the HTTP gateway waits for Kafka per send and per acknowledgement before answering 503 kafka_unavailable (s)",
+    )
+    ingest_retry_after_s: int = Field(5, description="Retry-After of a 503 kafka_unavailable answer (s)")
     ingest_workers: int = Field(1, description="uvicorn worker processes of `kneeload ingest`")
     mqtt_topic_root: str = Field("lever", description="MQTT topic root of LEVER units: <root>/<unit_id>/<kind>")
     mqtt_bridge_client_id: str = Field(

@@ -70,12 +70,18 @@ class HTTPError(Exception):
         self.dead_letter = dead_letter
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(obj), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def _error(
-    status: int, code: str, message: str, errors: list[FieldError] | None = None
+    status: int,
+    code: str,
+    message: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     return _json(
         {
@@ -86,6 +92,26 @@ def _error(
             }
         },
         status,
+        headers,
+    )
+
+
+def _json_content_type(request: Request) -> None:
+    """415 ``unsupported_media_type`` unless the body is declared JSON (``application/json``
+    or ``application/<x>+json``); a request that declares no type is read as JSON."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    ctype = declared.split(";")[0].strip().lower()
+    if ctype == "application/json" or (
+        ctype.startswith("application/") and ctype.endswith("+json")
+    ):
+        return
+    raise HTTPError(
+        415,
+        "unsupported_media_type",
+        f"expected application/json, got {ctype[:80]!r}",
+        dead_letter=False,
     )
 
 
@@ -108,7 +134,9 @@ class Gateway:
             from kneeload.topics import reconcile
 
             await asyncio.to_thread(reconcile, self.settings)
-        self.producer = make_producer(self.settings)
+        self.producer = make_producer(
+            self.settings, produce_timeout_s=self.settings.ingest_produce_timeout_s
+        )
         self.ingestor = Ingestor(self.settings, self.view, self.producer)
         self.writer = RegistryWriter(self.settings, producer=self.producer, view=self.view)
         await self.producer.start()
@@ -184,18 +212,33 @@ class Gateway:
         except contracts.JSONError as exc:
             raise HTTPError(400, "invalid_json", str(exc)[:300]) from exc
 
+    def unavailable(self) -> Response:
+        """503 ``kafka_unavailable`` with ``Retry-After``: the producer's bounded wait ran out."""
+        return _error(
+            503,
+            "kafka_unavailable",
+            "Kafka did not acknowledge in time; retry after Retry-After seconds (records "
+            "carry idempotency keys: a retry is never counted twice)",
+            headers={"Retry-After": str(self.settings.ingest_retry_after_s)},
+        )
+
     def handler(
         self,
         source: str | Callable[[Request], str],
         limit_attr: str,
         fn: Callable[[Request, bytes], Awaitable[Response]],
+        *,
+        json_body: bool = True,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap an endpoint: body limit, rejections as 4xx + dead letter, Kafka trouble as 503."""
+        """Wrap an endpoint: content type (JSON endpoints), body limit, rejections as 4xx +
+        dead letter, Kafka trouble as 503 within ``ingest_produce_timeout_s``."""
 
         async def endpoint(request: Request) -> Response:
             body = b""
             src = source(request) if callable(source) else source
             try:
+                if json_body:
+                    _json_content_type(request)
                 body = await self.body(request, getattr(self.settings, limit_attr))
                 return await fn(request, body)
             except HTTPError as exc:
@@ -222,12 +265,8 @@ class Gateway:
                     )
                 return _error(422, "invalid_request", str(exc), exc.errors)
             except (TimeoutError, KafkaError) as exc:
-                log.warning("Kafka did not acknowledge: %s", exc)
-                return _error(
-                    503,
-                    "kafka_unavailable",
-                    "Kafka did not acknowledge; retry (records are idempotent)",
-                )
+                log.warning("Kafka did not acknowledge: %r", exc)
+                return self.unavailable()
 
         return endpoint
 
@@ -411,6 +450,8 @@ class Gateway:
         async def endpoint(request: Request) -> Response:
             try:
                 self.admin(request)
+                if request.method in ("POST", "PUT"):
+                    _json_content_type(request)
                 body = await self.body(request, self.settings.ingest_max_body_bytes)
                 payload = self.parse(body) if body else {}
                 if not isinstance(payload, dict):
@@ -427,7 +468,7 @@ class Gateway:
             except TypeError as exc:  # unexpected/missing keyword from the body
                 return _error(422, "invalid_request", str(exc)[:300])
             except (TimeoutError, KafkaError):
-                return _error(503, "kafka_unavailable", "Kafka did not acknowledge; retry")
+                return self.unavailable()
 
         return endpoint
 
@@ -509,6 +550,43 @@ class Gateway:
         }
         return _json(body, 200 if v.ready else 503)
 
+    async def readyz(self, _request: Request) -> Response:
+        """Readiness: 200 when the broker answers and the registry is loaded, else 503.
+
+        ``/healthz`` stays liveness (the process serves). The database is reported for
+        operators but does not decide: the gateway writes only to Kafka, which keeps what it
+        accepts while PostgreSQL is away."""
+        broker, database = await asyncio.gather(self._broker_ok(), self._database_ok())
+        ready = broker and self.view.ready
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "broker": broker,
+            "registry": self.view.ready,
+            "database": database,
+        }
+        return _json(body, 200 if ready else 503)
+
+    async def _broker_ok(self) -> bool:
+        try:
+            await asyncio.wait_for(
+                self.producer.client.fetch_all_metadata(), self.settings.ingest_produce_timeout_s
+            )
+        except (TimeoutError, KafkaError, OSError):
+            return False
+        return True
+
+    async def _database_ok(self) -> bool:
+        import psycopg
+
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.settings.database_url, connect_timeout=2
+            ) as conn:
+                await conn.execute("SELECT 1")
+        except (psycopg.Error, OSError):
+            return False
+        return True
+
     async def openapi_doc(self, _request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
 
@@ -531,7 +609,7 @@ class Gateway:
             ),
             Route(
                 "/v1/activities",
-                h(activity_source, "ingest_max_upload_bytes", self.activity),
+                h(activity_source, "ingest_max_upload_bytes", self.activity, json_body=False),
                 methods=["POST"],
             ),
             Route(
@@ -552,6 +630,7 @@ class Gateway:
             Route("/admin/units/{unit_id}/assignment", a(self.assign), methods=["PUT"]),
             Route("/admin/registry", a(self.registry), methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
             Route("/openapi.json", self.openapi_doc, methods=["GET"]),
         ]
 

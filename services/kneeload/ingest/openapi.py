@@ -148,7 +148,9 @@ def _replies(ok: str = "IngestReply", *extra: int) -> dict[str, Any]:
             "content": _json(ok),
         },
         "503": {
-            "description": "Kafka did not acknowledge; retry (records carry idempotency keys).",
+            "description": "Kafka did not acknowledge within KNEELOAD_INGEST_PRODUCE_TIMEOUT_S; "
+            "retry after Retry-After seconds (records carry idempotency keys).",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
             **err,
         },
     }
@@ -416,6 +418,17 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "Liveness and registry readiness",
                 "tags": ["ops"],
                 "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the broker answers and the registry is loaded "
+                "(the database is reported, not required)",
+                "tags": ["ops"],
+                "responses": {
+                    "200": {"description": "Ready: {status, broker, registry, database}"},
+                    "503": {"description": "Not ready (the broker or the registry is not)"},
+                },
             }
         },
     }

@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from kneeload.settings import Settings
 
-__all__ = ["bootstrap_servers", "make_producer"]
+__all__ = ["BoundedProducer", "bootstrap_servers", "make_producer"]
 
 
 def bootstrap_servers(settings: Settings) -> list[str]:
     return [s.strip() for s in settings.kafka_bootstrap.split(",") if s.strip()]
 
 
-def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+class BoundedProducer(AIOKafkaProducer):
+    """A producer whose every send answers within ``produce_timeout_s``.
+
+    aiokafka waits for a broker without limit: for metadata before a send and, with
+    ``acks=all`` and idempotence, for the acknowledgement. A gateway must answer instead
+    (503 ``kafka_unavailable``, the device retries), so the wait for the send and the wait
+    for its acknowledgement each raise :class:`TimeoutError` after ``produce_timeout_s``.
+    The record itself is not withdrawn (the acknowledgement is shielded): if it reaches
+    Kafka later, the device's retry is a duplicate the record ids make harmless.
+    """
+
+    def __init__(self, *, produce_timeout_s: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.produce_timeout_s = produce_timeout_s
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        t = self.produce_timeout_s
+        fut = await asyncio.wait_for(super().send(*args, **kwargs), t)
+        return asyncio.ensure_future(asyncio.wait_for(asyncio.shield(fut), t))
+
+
+def make_producer(
+    settings: Settings, *, produce_timeout_s: float | None = None, **overrides: Any
+) -> AIOKafkaProducer:
     """A durable producer: idempotent, ``acks=all`` (a send returns only once every in-sync
     replica has the record), values/keys as bytes. No compression: on loopback it costs
     CPU and saves nothing; lz4 is the choice across a network (install ``lz4``)."""
@@ -30,4 +54,6 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "request_timeout_ms": 30_000,
     }
     options.update(overrides)
+    if produce_timeout_s is not None:
+        return BoundedProducer(produce_timeout_s=produce_timeout_s, **options)
     return AIOKafkaProducer(**options)
