@@ -51,7 +51,7 @@ def test_open_repeat_escalate_resolve() -> None:
     first = ch[0].episode_id
     assert first == "pain_high:athlete:a1:20240503T070000Z"
     assert [c.episode_id for c in ch[:3]] == [first] * 3
-    assert [c.change_id for c in ch[:3]] == [f"{first}:0", f"{first}:1", f"{first}:1"]
+    assert [c.change_id for c in ch[:3]] == [f"{first}:0", f"{first}:1", f"{first}:resolved"]
     assert ch[2].event_id == "report-ok" and ch[2].time_ms == T0 + 27 * H
     assert ch[3].episode_id != first
 

@@ -235,10 +235,17 @@ def test_acknowledge_via_cli_and_http_shows_on_the_dashboards(
         tr = TimeRange(now - timedelta(days=90), now + timedelta(minutes=1), variables=VARS)
         acked = panels["Acknowledged alerts"]["targets"][0]["rawSql"]
         rows = conn.execute(expand(acked, tr)).fetchall()
-        assert {(r[1], r[6]) for r in rows} == {("coach-anna", a1), ("coach-ben", a2)}
+        ep1, ep2 = (
+            conn.execute(
+                "SELECT episode_id FROM kneeload_api.alerts WHERE alert_id = %s", (a,)
+            ).fetchone()[0]  # type: ignore[index]
+            for a in (a1, a2)
+        )
+        # one row per acknowledged episode (acknowledging a change acknowledges its episode)
+        assert {(r[1], r[6]) for r in rows} == {("coach-anna", ep1), ("coach-ben", ep2)}
         detail = panels["Alerts (with acknowledgement)"]["targets"][0]["rawSql"]
         rows = conn.execute(expand(detail, tr)).fetchall()
-        assert ("pain_high", "coach-anna") in {(r[2], r[4]) for r in rows}
+        assert ("pain_high", "opened", "coach-anna") in {(r[2], r[3], r[5]) for r in rows}
     assert UNIT
 
 

@@ -236,6 +236,7 @@ VIEWS: dict[str, tuple[tuple[str, ...], Rule]] = {
     "bws_suggestions": (("report_id",), Scope.athlete_or_unit),
     "alerts": (("alert_id",), Scope.athlete_or_unit),
     "open_alerts": (("alert_id",), Scope.athlete_or_unit),
+    "alert_episodes": (("episode_id",), Scope.athlete_or_unit),
     "alert_acknowledgement": (("alert_id",), lambda s, r: _alert_visible(s, r["alert_id"])),
     "fleet_status": (("unit_id",), Scope.unit),
     # a unit's state history is the clinic's (its athlete column does not open it to teams)

@@ -22,7 +22,8 @@ of a set of observations gives the same episodes. A late observation older than 
 latest one of its condition is ignored too: an episode's story is told forward only.
 
 The episode id is ``<condition>:<opening time, compact UTC>``, so a replay re-derives the
-same ids; a change's id appends its sequence number in the episode.
+same ids; a change's id appends its sequence number in the episode (0 opened, 1, 2, …
+escalations) or ``resolved``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class ConditionState(msgspec.Struct):
 class Change(msgspec.Struct, frozen=True):
     """One episode change (what is notified and recorded)."""
 
-    change_id: str  # "<episode_id>:<seq>"
+    change_id: str  # "<episode_id>:<seq>" or "<episode_id>:resolved"
     episode_id: str
     condition: str
     transition: Transition
@@ -97,8 +98,9 @@ def _compact(time_ms: int) -> str:
 
 def _change(cs: ConditionState, obs: Observation, tr: Transition) -> Change:
     assert cs.episode_id is not None and cs.severity is not None
+    suffix = "resolved" if tr is Transition.RESOLVED else str(cs.seq)
     return Change(
-        f"{cs.episode_id}:{cs.seq}",
+        f"{cs.episode_id}:{suffix}",
         cs.episode_id,
         obs.condition,
         tr,

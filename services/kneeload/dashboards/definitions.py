@@ -156,13 +156,22 @@ def team_overview() -> dash.Dashboard:
     acked = SQL(
         """
         SELECT acknowledged_at AS "time", acknowledged_by AS "acknowledged by", kind, severity,
-               display_name AS "athlete", message, alert_id
-          FROM kneeload_api.alerts
+               display_name AS "athlete", message, episode_id AS "episode", status
+          FROM kneeload_api.alert_episodes
          WHERE team_id = '$team' AND acknowledged_at IS NOT NULL
            AND $__timeFilter(acknowledged_at)
          ORDER BY acknowledged_at DESC
         """,
-        expect=["time", "acknowledged by", "kind", "severity", "athlete", "message", "alert_id"],
+        expect=[
+            "time",
+            "acknowledged by",
+            "kind",
+            "severity",
+            "athlete",
+            "message",
+            "episode",
+            "status",
+        ],
     )
     daily = SQL(
         """
@@ -361,13 +370,21 @@ def athlete_detail() -> dash.Dashboard:
     )  # fmt: skip
     alerts = SQL(
         """
-        SELECT event_time AS "time", severity, kind, message,
+        SELECT event_time AS "time", severity, kind, episode_transition AS "change", message,
                acknowledged_by AS "acknowledged by", acknowledged_at AS "acknowledged at"
           FROM kneeload_api.alerts
          WHERE athlete_id = '$athlete' AND $__timeFilter(event_time)
          ORDER BY event_time DESC
         """,
-        expect=["time", "severity", "kind", "message", "acknowledged by", "acknowledged at"],
+        expect=[
+            "time",
+            "severity",
+            "kind",
+            "change",
+            "message",
+            "acknowledged by",
+            "acknowledged at",
+        ],
     )
     return (
         dash.Dashboard("Athlete detail — sessions, ACWR, pain vs estimated load")

@@ -60,6 +60,8 @@ from kneeload.topics import (
     SESSIONS,
 )
 from kneeload.topics.catalogue import WORKER_PAIRS_BY_TEAM
+from kneeload.worker import episodes as worker_episodes
+from kneeload.worker.episodes import Verdict, or_clear
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
 
 Output = tuple[str, str, dict[str, Any]]  # (logical topic, key, event)
@@ -693,7 +695,8 @@ class AthleteProcessor:
         aid = st["athlete_id"]
         team = st["team_id"]
         out: list[Output] = []
-        alerts: list[core_alerts.Alert | None] = []
+        alerts: list[Verdict] = []
+        subject = f"athlete:{aid}"
         for s in st["sessions"].values():
             if not s["dirty"] or s["acc"] is None:
                 continue
@@ -734,15 +737,17 @@ class AthleteProcessor:
             s["minutes_dirty"] = []
             if s["status"] == "closed" and s["rev"] >= 0:
                 chronic = self._chronic_mean(st, s)
+                end = to_dt(s["acc"]["end"])
                 alerts.append(
-                    core_alerts.check_session_load(
-                        aid,
-                        team,
-                        to_dt(s["acc"]["end"]),
-                        s["acc"]["load"],
-                        chronic,
+                    or_clear(
+                        core_alerts.check_session_load(
+                            aid, team, end, s["acc"]["load"], chronic, s["sid"], self._thresholds()
+                        ),
+                        core_alerts.AlertKind.SESSION_LOAD_HIGH,
+                        subject,
+                        end,
                         s["sid"],
-                        self._thresholds(),
+                        evaluable=chronic is not None and chronic > 0.0,
                     )
                 )
         cal = self.cal(st)
@@ -781,20 +786,35 @@ class AthleteProcessor:
                 when = to_dt(cal.end_of_day_ms(d) - 1000)
                 ew = o["methods"]["ewma"]
                 alerts.append(
-                    core_alerts.check_acwr(
-                        aid,
-                        team,
+                    or_clear(
+                        core_alerts.check_acwr(
+                            aid,
+                            team,
+                            when,
+                            ew["acwr"],
+                            ew["acute"],
+                            ew["chronic"],
+                            "ewma",
+                            self._thresholds(),
+                        ),
+                        core_alerts.AlertKind.ACWR_HIGH,
+                        subject,
                         when,
-                        ew["acwr"],
-                        ew["acute"],
-                        ew["chronic"],
-                        "ewma",
-                        self._thresholds(),
+                        d,
+                        evaluable=ew["acwr"] is not None,
                     )
                 )
+                wow = o["week_over_week_pct"]
                 alerts.append(
-                    core_alerts.check_week_over_week(
-                        aid, team, when, o["week_over_week_pct"], None, self._thresholds()
+                    or_clear(
+                        core_alerts.check_week_over_week(
+                            aid, team, when, wow, None, self._thresholds()
+                        ),
+                        core_alerts.AlertKind.LOAD_SPIKE_WOW,
+                        subject,
+                        when,
+                        d,
+                        evaluable=wow is not None,
                     )
                 )
         out += self._alerts(st, alerts)
@@ -812,15 +832,16 @@ class AthleteProcessor:
     def _thresholds(self) -> core_alerts.AlertThresholds:
         return core_alerts.AlertThresholds(cooldown=dt.timedelta(seconds=self.cfg.alert_cooldown_s))
 
-    def _alerts(self, st: dict[str, Any], found: list[core_alerts.Alert | None]) -> list[Output]:
-        if not any(found):
-            return []
-        last = {k: (v[0], v[1]) for k, v in st["cooldown"].items()}
-        sent, state = core_alerts.apply_cooldown(
-            found, last, dt.timedelta(seconds=self.cfg.alert_cooldown_s)
-        )
-        st["cooldown"] = {k: list(v) for k, v in state.items()}
-        return [alert_out(a) for a in sent]
+    def _alerts(self, st: dict[str, Any], found: list[Verdict]) -> list[Output]:
+        """Episode changes only (kneeload.core.episodes): opened, escalated, resolved."""
+        aid = st["athlete_id"]
+        ids: dict[str, str | None] = {
+            "athlete_id": aid,
+            "unit_id": None,
+            "team_id": st["team_id"],
+            "clinic_id": None,
+        }
+        return worker_episodes.publish(st, found, f"athlete:{aid}", ids)
 
     def _summary(self, st: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         a = s["acc"]
@@ -1101,23 +1122,49 @@ class AthleteProcessor:
             )
         ]
         th = self._thresholds()
-        found: list[core_alerts.Alert | None] = []
+        found: list[Verdict] = []
+        subject = f"athlete:{aid}"
+        rid = rep["report_id"]
         if ctx in ("during", "after"):
-            found.append(core_alerts.check_pain(aid, team, when, nrs, ctx, th))
-        if sess is not None and sp.next_day_nrs is not None and sp.next_day_hours is not None:
-            found.append(  # the next-day value only: an "after" report never stands in for it
-                core_alerts.check_pain_not_settled(
-                    aid,
-                    team,
+            found.append(
+                or_clear(
+                    core_alerts.check_pain(aid, team, when, nrs, ctx, th),
+                    core_alerts.AlertKind.PAIN_HIGH,
+                    subject,
                     when,
-                    baseline or 0.0,
-                    sp.next_day_nrs,
-                    sp.next_day_hours,
-                    sess["sid"],
-                    th,
+                    rid,
                 )
             )
-        found.append(core_alerts.check_weekly_pain_trend(aid, team, when, this_w, last_w, th))
+        if sess is not None and sp.next_day_nrs is not None and sp.next_day_hours is not None:
+            found.append(  # the next-day value only: an "after" report never stands in for it
+                or_clear(
+                    core_alerts.check_pain_not_settled(
+                        aid,
+                        team,
+                        when,
+                        baseline or 0.0,
+                        sp.next_day_nrs,
+                        sp.next_day_hours,
+                        sess["sid"],
+                        th,
+                    ),
+                    core_alerts.AlertKind.PAIN_NOT_SETTLED,
+                    subject,
+                    when,
+                    sess["sid"],
+                    evaluable=sp.next_day_hours >= th.pain_settle_hours * 0.5,
+                )
+            )
+        found.append(
+            or_clear(
+                core_alerts.check_weekly_pain_trend(aid, team, when, this_w, last_w, th),
+                core_alerts.AlertKind.PAIN_TREND_WORSENING,
+                subject,
+                when,
+                rid,
+                evaluable=this_w is not None and last_w is not None,
+            )
+        )
         out += self._alerts(st, found)
         out += self._correlate(st, t, ctx, nrs, team)
         if sess is not None and not rerun:

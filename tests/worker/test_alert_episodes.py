@@ -1,0 +1,68 @@
+"""The athlete worker publishes alert episodes (no Kafka): opened, escalated, resolved —
+never a repeat, and a redelivered report changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from kneeload.contracts import validate
+from kneeload.worker.athlete import AthleteProcessor, WorkerConfig, new_state
+
+from .helpers import UTC, athlete_record, iso
+
+CFG = WorkerConfig(day_grace_s=60, publish_interval_s=0)
+T0 = dt.datetime(2024, 6, 10, 17, 0, tzinfo=UTC)
+
+
+def _alerts(p: AthleteProcessor, st: dict, rid: str, hours: float, nrs: int) -> list[dict]:
+    t = T0 + dt.timedelta(hours=hours)
+    rep = {
+        "report_id": rid,
+        "athlete_id": "a1",
+        "time": iso(t),
+        "pain_nrs": nrs,
+        "context": "after",
+    }
+    out = [e for topic, _, e in p.on_pain(st, rep, 10**13) if topic == "alerts"]
+    for e in out:
+        validate("alert", e)
+    return out
+
+
+def test_pain_episode_opened_escalated_resolved_once() -> None:
+    p = AthleteProcessor(CFG, {})
+    st = new_state("a1", CFG)
+    p.on_registry(st, athlete_record("a1", "t1"))
+    seen = []
+    for rid, h, nrs in [
+        ("r1", 0, 5),  # > 4/10: opened (warning)
+        ("r2", 1, 5),  # same: nothing
+        ("r3", 2, 7),  # > 6/10: escalated (critical)
+        ("r4", 30, 5),  # a day later, still above: nothing (the cooldown re-sent this)
+        ("r5", 31, 2),  # below: resolved by r5
+        ("r6", 32, 1),  # still clear: nothing
+    ]:
+        seen += [
+            (rid, a["values"]["episode_transition"], a["severity"])
+            for a in _alerts(p, st, rid, h, nrs)
+        ]
+    assert seen == [
+        ("r1", "opened", "warning"),
+        ("r3", "escalated", "critical"),
+        ("r5", "resolved", "info"),
+    ]
+    assert _alerts(p, st, "r3", 2, 7) == []  # redelivered: nothing
+
+
+def test_episode_ids_are_deterministic_on_replay() -> None:
+    runs = []
+    for _ in range(2):
+        p = AthleteProcessor(CFG, {})
+        st = new_state("a1", CFG)
+        p.on_registry(st, athlete_record("a1", "t1"))
+        runs.append(
+            [a["alert_id"] for a in _alerts(p, st, "r1", 0, 5) + _alerts(p, st, "r2", 5, 0)]
+        )
+    assert runs[0] == runs[1]
+    ep = "pain_high:athlete:a1:20240610T170000Z"
+    assert runs[0] == [f"{ep}:0", f"{ep}:resolved"]
