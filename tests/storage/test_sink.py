@@ -389,3 +389,63 @@ def test_the_last_version_of_a_pain_response_in_one_batch_is_stored(
         p.communicate(timeout=60)
     last = "SELECT count(*) FROM kneeload.pain_responses WHERE athlete_id = %s AND summary = %s"
     assert _count(db, last, athlete, "version 4") == 1
+
+
+def test_one_poisoned_row_never_takes_its_neighbours_or_the_sink(topics: Settings, db: str) -> None:
+    """Rows PostgreSQL refuses although they reached Kafka (issue #17): a sample timed with
+    an offset timestamptz cannot store (+20:00), a per-sample value beyond a real column
+    (1e300), and a NUL in a batch's free text. Before, the sink dead-lettered the whole
+    message (the batch's valid samples lost) or, when its staging table had been created in
+    the rolled-back attempt, failed again isolating and exited. Now: every valid sample
+    stored, one dead letter per poisoned row (the whole message only when what is poisoned
+    is the message itself), the sink still running and storing what comes after."""
+    s = topics
+    tag = uuid.uuid4().hex[:8]
+    athlete = f"ath-poison-{tag}"
+    t0 = datetime(2030, 3, 3, 8, tzinfo=UTC)
+    a = ev.watch_batch(athlete, t0, n=10, batch_id=f"pa-{tag}", device=f"pd-{tag}")
+    a["samples"][3]["time"] = "2030-03-03T08:00:03+20:00"
+    dev = f"pd-{tag}"
+    c = ev.watch_batch(athlete, t0 + timedelta(minutes=2), n=4, batch_id=f"pc-{tag}", device=dev)
+    c["sub_sport"] = f"trail\u0000{tag}"
+    d = ev.load_batch(athlete, t0, n=6, batch_id=f"pl-{tag}")
+    d["samples"][4]["peak_pfj_stress_mpa"] = 1e300
+    after = ev.watch_batch(
+        athlete, t0 + timedelta(minutes=5), n=5, batch_id=f"pz-{tag}", device=dev
+    )
+    key = athlete.encode()
+    _produce(s, [("watch.samples", key, dumps(a)), ("watch.samples", key, dumps(c)),
+                 ("load.samples", key, dumps(d))])  # fmt: skip
+    group = f"sink-poison-{tag}"
+    p = _sink(s, db, group)
+    watch = "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = %s"
+    load = "SELECT count(*) FROM kneeload.sample_load WHERE athlete_id = %s"
+    letters = "SELECT count(*) FROM kneeload.dead_letters WHERE source = 'sink' AND payload LIKE %s"
+    try:
+        _wait(
+            lambda: _count(db, watch, athlete) >= 9 and _count(db, load, athlete) >= 5,
+            90,
+            "the valid rows",
+        )
+        _produce(s, [("watch.samples", key, dumps(after))])
+        _wait(lambda: _count(db, watch, athlete) >= 14, 90, "the batch after the poisoned ones")
+        assert p.poll() is None, "the sink exited"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+    assert _count(db, watch, athlete) == 9 + 5
+    assert _count(db, load, athlete) == 5
+    assert _count(db, letters, f"%{a['samples'][3]['record_id']}%") == 1
+    assert _count(db, letters, f"%pa-{tag}%") == 1  # only the poisoned sample's letter
+    assert _count(db, letters, f"%{d['samples'][4]['record_id']}%") == 1
+    assert _count(db, letters, f"%pl-{tag}:%") == 1
+    assert _count(db, letters, f"%pc-{tag}%") == 1  # the whole message: its envelope
+    reason = "SELECT reason_code FROM kneeload.dead_letters WHERE payload LIKE %s"
+    with psycopg.connect(db) as conn:
+        got = {
+            k: [r[0] for r in conn.execute(reason, (f"%{k}-{tag}%",)).fetchall()]
+            for k in ("pa", "pc", "pl")
+        }
+    # the database's refusals; the load sample beyond its schema is named as such (a refused
+    # batch's samples are checked against the schema before they are retried)
+    assert got == {"pa": ["db_rejected"], "pc": ["db_rejected"], "pl": ["schema_invalid"]}

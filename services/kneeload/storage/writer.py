@@ -1002,6 +1002,47 @@ def _dead(msg: Message, reason: str, detail: str, errors: Iterable[Any] = ()) ->
     )
 
 
+#: what the database refuses for a row's content (a connection or server failure is not
+#: this: it propagates, and the sink retries the whole batch once the database is back)
+_REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
+
+
+def _as_dict(m: Message) -> dict[str, Any]:
+    doc = m.doc if isinstance(m.doc, dict) else orjson.loads(m.value or b"")
+    return doc if isinstance(doc, dict) else {}
+
+
+def _valid_part(topic: str, m: Message) -> tuple[Message | None, list[dict[str, Any]]]:
+    """A per-sample message split by its schema: the message with its valid samples (None
+    when there are none) and a ``schema_invalid`` dead letter per invalid sample — or one
+    for the whole message when no sample passes (its envelope is what is invalid)."""
+    schema = _schema_of(topic)
+    contract = contracts.get_contract(schema)
+    doc = _as_dict(m)
+    if not contract.errors(doc):
+        return m, []
+    samples = doc.get("samples")
+    if not isinstance(samples, list):
+        return None, [_dead(m, "schema_invalid", f"not a valid {schema}", contract.errors(doc))]
+    good, letters = [], []
+    for s in samples:
+        one = _with_samples(m, [s])
+        errs = contract.errors(_as_dict(one))
+        if errs:
+            letters.append(_dead(one, "schema_invalid", f"a sample is not a valid {schema}", errs))
+        else:
+            good.append(s)
+    if not good:
+        return None, [_dead(m, "schema_invalid", f"not a valid {schema}", contract.errors(doc))]
+    return _with_samples(m, good), letters
+
+
+def _with_samples(m: Message, samples: list[Any]) -> Message:
+    """``m`` with only ``samples`` (its envelope kept): one half of a refused batch."""
+    doc = {**_as_dict(m), "samples": samples}
+    return Message(m.topic, m.partition, m.offset, m.key, orjson.dumps(doc), m.full_topic, doc=doc)
+
+
 def _schema_of(topic: str) -> str:
     if topic in KINDS:
         return KINDS[topic].schema
@@ -1296,6 +1337,39 @@ class Writer:
         Same as ``write_prepared(prepare(msgs, dead, offsets))``."""
         return await self.write_prepared(self.prepare(msgs, dead, offsets))
 
+    async def _isolate(self, topic: str, m: Message, result: WriteResult) -> list[dict[str, Any]]:
+        """Write ``m`` alone in a savepoint; if the database refuses it, a per-sample message
+        is split in halves until the refused samples stand alone, each dead-lettered with the
+        database's error, and the rest stored. When no sample of the message can be stored
+        (what is refused is the message's own envelope, e.g. a NUL in its free text), one
+        dead letter for the whole message. Returns the dead letters."""
+        letters: list[dict[str, Any]] = []
+        stored = await self._bisect(topic, m, result, letters)
+        if stored == 0 and len(letters) > 1:
+            first = letters[0]
+            return [_dead(m, "db_rejected", f"every sample refused: {first['detail']}"[:2000])]
+        return letters
+
+    async def _bisect(
+        self, topic: str, m: Message, result: WriteResult, letters: list[dict[str, Any]]
+    ) -> int:
+        try:
+            async with self.conn.transaction():
+                n = await self._write_kind(topic, [m])
+            result.rows[topic] += n
+            return max(n, 1)
+        except _REFUSED as exc:
+            self._staged.clear()
+            refused = f"{type(exc).__name__}: {exc}"[:2000]
+        samples = _as_dict(m).get("samples") if topic in SAMPLE_TOPICS else None
+        if not isinstance(samples, list) or len(samples) < 2:
+            letters.append(_dead(m, "db_rejected", refused))
+            return 0
+        half = len(samples) // 2
+        return await self._bisect(
+            topic, _with_samples(m, samples[:half]), result, letters
+        ) + await self._bisect(topic, _with_samples(m, samples[half:]), result, letters)
+
     async def write_prepared(self, batch: Prepared) -> WriteResult:
         """The database half of :meth:`write` (one transaction; see there)."""
         msgs, by_topic = batch.msgs, batch.by_topic
@@ -1312,39 +1386,16 @@ class Writer:
                         result.rows[topic] += await self._write_kind(
                             topic, group, batch.copy_data.get(topic)
                         )
-                except (
-                    psycopg.DataError,
-                    psycopg.IntegrityError,
-                    psycopg.errors.InvalidTextRepresentation,
-                ) as exc:
-                    log.warning(
-                        "sink: %s batch refused (%s); isolating the bad messages", topic, exc
-                    )
+                except _REFUSED as exc:
+                    self._staged.clear()  # staging tables made in the rolled-back attempt
+                    log.warning("sink: %s batch refused (%s); isolating the bad rows", topic, exc)
                     for m in group:
-                        try:
-                            async with self.conn.transaction():
-                                if topic in SAMPLE_TOPICS and m.doc is not None:
-                                    doc = (
-                                        m.doc
-                                        if isinstance(m.doc, dict)
-                                        else orjson.loads(m.value or b"")
-                                    )
-                                    errs = contracts.get_contract(_schema_of(topic)).errors(doc)
-                                    if errs:
-                                        dead_rows.append(
-                                            _dead(
-                                                m,
-                                                "schema_invalid",
-                                                f"not a valid {_schema_of(topic)}",
-                                                errs,
-                                            )
-                                        )
-                                        continue
-                                result.rows[topic] += await self._write_kind(topic, [m])
-                        except (psycopg.DataError, psycopg.IntegrityError) as one:
-                            dead_rows.append(
-                                _dead(m, "db_rejected", f"{type(one).__name__}: {one}"[:2000])
-                            )
+                        valid: Message | None = m
+                        if topic in SAMPLE_TOPICS and m.doc is not None:
+                            valid, invalid = _valid_part(topic, m)
+                            dead_rows += invalid
+                        if valid is not None:
+                            dead_rows += await self._isolate(topic, valid, result)
             if dead_rows:
                 result.rows[DEADLETTER] += await self._generic(
                     KINDS[DEADLETTER],
