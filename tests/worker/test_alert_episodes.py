@@ -66,3 +66,32 @@ def test_episode_ids_are_deterministic_on_replay() -> None:
     assert runs[0] == runs[1]
     ep = "pain_high:athlete:a1:20240610T170000Z"
     assert runs[0] == [f"{ep}:0", f"{ep}:resolved"]
+
+
+def test_unit_offline_episode_resolves_when_heard_again() -> None:
+    from kneeload.worker.fleet import UnitProcessor, new_unit
+
+    f = UnitProcessor(unit_timeout_s=60, status_interval_s=30, bws_stale_s=30)
+    u = new_unit("u7")
+
+    def beat(minute: int, now_ms: int) -> list[dict]:
+        t = iso(T0 + dt.timedelta(minutes=minute))
+        rec = {"unit_id": "u7", "clinic_id": "c1", "time": t, "kind": "heartbeat"}
+        return [e for topic, _, e in f.on_telemetry(u, rec, now_ms) if topic == "alerts"]
+
+    def tick(now_ms: int) -> list[dict]:
+        return [e for topic, _, e in f.on_tick(u, now_ms) if topic == "alerts"]
+
+    def tr(evs: list[dict]) -> list[str]:
+        for e in evs:
+            validate("alert", e)
+        return [e["values"]["episode_transition"] for e in evs]
+
+    assert beat(0, 1_000) == []
+    assert tr(tick(62_000)) == ["opened"]
+    assert tick(200_000) == []  # still silent: nothing more
+    back = beat(5, 300_000)
+    assert tr(back) == ["resolved"] and back[0]["unit_id"] == "u7"
+    assert back[0]["clinic_id"] == "c1" and back[0]["severity"] == "info"
+    assert beat(6, 310_000) == []
+    assert tr(tick(400_000)) == ["opened"]  # a new silence: a new episode

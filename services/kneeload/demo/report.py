@@ -190,6 +190,7 @@ def build_summary(
     ctx: Any, sc: Scenario, opts: Any, result: dict[str, Any], started_at: dt.datetime
 ) -> dict[str, Any]:
     from kneeload.demo.expect import expected
+    from kneeload.demo.quality import alert_quality, ground_truth
 
     c = result.get("counters")
     db = result.get("db", {})
@@ -201,6 +202,8 @@ def build_summary(
             "unit_id": a["unit_id"],
             "event_time": _iso(a["event_time"]),
             "message": a["message"],
+            "episode_id": a.get("episode_id"),
+            "episode_transition": a.get("episode_transition"),
         }
         for a in db.get("alerts", [])
     ]
@@ -278,6 +281,8 @@ def build_summary(
         },
     }
     summary["planted"] = check_planted(sc, summary, db)
+    summary["ground_truth"] = {s.name: s.as_dict() for s in ground_truth(sc)}
+    summary["alert_quality"] = alert_quality(sc, alerts)
     status = svc.service_status(ctx.paths)
     summary["services"] = {
         "state": "stopped" if opts.stop_services else "running",
@@ -468,6 +473,37 @@ plausibility bounds and walking get no estimate: they are kept and counted with 
 # ------------------------------------------------------------------------ console
 
 
+def _print_quality(console: Console, q: dict[str, Any] | None) -> None:
+    """The alert_quality block: per kind, per planted situation, healthy athletes."""
+    if not q:
+        return
+    qt = Table(title="alert quality (episodes against the simulator's ground truth)")
+    for col in ("kind", "episodes", "true positives", "precision", "recall"):
+        qt.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, v in q["per_kind"].items():
+        qt.add_row(
+            kind,
+            str(v["episodes"]),
+            str(v["true_positives"]),
+            "—" if v["precision"] is None else f"{v['precision']:.2f}",
+            "—" if v["recall"] is None else f"{v['recall']:.2f}",
+        )
+    console.print(qt)
+    for name, v in q["per_situation"].items():
+        ok = "[green]" if v["caught"] and v["meets_target"] else "[red]"
+        console.print(
+            f"  {ok}{name}[/]: caught {v['caught']}, {v['episodes']} episodes, "
+            f"{v['notifications']} notifications (target ≤ {q['targets']['per_situation_max']:g})"
+        )
+    h = q["healthy"]
+    ok = "[green]" if h["meets_target"] else "[red]"
+    console.print(
+        f"  {ok}healthy athletes[/]: {h['episodes_per_athlete_week']} episodes and "
+        f"{h['notifications_per_athlete_week']} notifications per athlete-week "
+        f"(target ≤ {q['targets']['per_healthy_athlete_week_max']:g})"
+    )
+
+
 def print_summary(
     console: Console, summary: dict[str, Any], json_path: Path, html_path: Path
 ) -> None:
@@ -526,6 +562,7 @@ def print_summary(
         ev = orjson.dumps(v.get("evidence"), default=_default).decode()
         pt.add_row(name, "[green]yes[/]" if v["caught"] else "[red]NO[/]", ev[:150])
     console.print(pt)
+    _print_quality(console, summary.get("alert_quality"))
     s = summary["services"]
     console.print(f"\nwrote [bold]{json_path}[/] and [bold]{html_path}[/] (open it in a browser)")
     if s["state"] == "running":

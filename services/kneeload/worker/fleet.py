@@ -34,6 +34,7 @@ from kneeload.core import alerts as core_alerts
 from kneeload.core import fleet as core_fleet
 from kneeload.topics import UNIT_STATUS
 from kneeload.topics.catalogue import WORKER_BWS_BY_ATHLETE, WORKER_DEVICES_BY_UNIT
+from kneeload.worker import episodes as worker_episodes
 from kneeload.worker.athlete import Output, alert_out
 from kneeload.worker.timeutil import iso, parse_ms, to_dt
 
@@ -119,6 +120,8 @@ class UnitProcessor:
         u["online"] = True
         kind = rec.get("kind", "setpoint")
         changed = not was_online
+        if not was_online:
+            out += self._heard_again(u, t)
         if kind != "heartbeat":
             athlete = rec.get("athlete_id") if "athlete_id" in rec else u["assigned"]
             support = rec.get("measured_support_pct")
@@ -262,9 +265,33 @@ class UnitProcessor:
             to_dt(t_event),
             dt.timedelta(seconds=timeout),
         )
-        if a is not None:
-            out.append(alert_out(a))
+        out += self._episodes(u, [a])
         return out
+
+    def _episodes(self, u: dict[str, Any], verdicts: list[worker_episodes.Verdict]) -> list[Output]:
+        """unit_offline as episodes: opened on silence, resolved when the unit is heard again."""
+        ids: dict[str, str | None] = {
+            "athlete_id": None,
+            "unit_id": u["unit_id"],
+            "team_id": None,
+            "clinic_id": u["clinic_id"],
+        }
+        return worker_episodes.publish(u, verdicts, f"unit:{u['unit_id']}", ids)
+
+    def _heard_again(self, u: dict[str, Any], t: int) -> list[Output]:
+        """The resolving event of an open offline episode: the first message after it.
+
+        Silence is judged in processing time, so the offline change can carry an event time
+        later than this message; the resolution is stamped just after it (never before).
+        """
+        kind = core_alerts.AlertKind.UNIT_OFFLINE
+        cond = f"{kind.value}:unit:{u['unit_id']}"
+        st = (u.get("episodes") or {}).get(cond)
+        if not st or st.get("episode_id") is None:
+            return []
+        t_ms = max(t, int(st["last_ms"]) + 1)
+        when = to_dt(t_ms)
+        return self._episodes(u, [worker_episodes.clear(kind, when, f"heard:{iso(t_ms)}")])
 
 
 def fleet_thresholds(settings: Settings) -> core_fleet.FleetThresholds:

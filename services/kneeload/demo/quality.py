@@ -1,0 +1,166 @@
+"""Alert quality of a demo run: episodes and notifications against the simulator's ground truth.
+
+Ground truth (:func:`ground_truth`) is what the simulator planted, with a time window and
+the alert kinds that should catch it:
+
+* ``load_spike``: the spike athlete's camp week (± 1 day for local dates); kinds
+  ``session_spike`` (the default overload rule once it lands), ``session_load_high``,
+  ``acwr_high``, ``load_spike_wow``;
+* ``pain``: the pain athlete from the flare's start to the end; kinds ``pain_high``,
+  ``pain_not_settled``, ``pain_trend_worsening``;
+* ``silent_unit``: the unit from its silence to the end; kinds ``unit_offline``.
+
+:func:`alert_quality` scores the run's alert rows (one row per episode change: opened,
+escalated, resolved; rows without an episode are counted as opened episodes of their own):
+
+* per kind: precision = episodes of the kind that open inside the window of a planted
+  situation expecting that kind / all episodes of the kind; recall = planted situations
+  expecting the kind with such an episode / planted situations expecting it (None when
+  nothing of the kind was expected or raised);
+* per planted situation: caught (an expected-kind episode opened in its window), episodes
+  and notifications (changes) of its subject inside the window;
+* healthy athletes (nothing planted that alerts): episodes and notifications per
+  athlete-week.
+
+"Notifications" are episode changes: notify sends each change once per routed channel
+(routing is by team/clinic, so per channel the count is the same).
+Targets (issue #14): every situation caught, ≤ 3 per situation, ≤ 0.15 per healthy
+athlete-week.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kneeload.demo.sim import Scenario
+
+__all__ = ["Situation", "alert_quality", "ground_truth"]
+
+OVERLOAD_KINDS = ("session_spike", "session_load_high", "acwr_high", "load_spike_wow")
+PAIN_KINDS = ("pain_high", "pain_not_settled", "pain_trend_worsening")
+UNIT_KINDS = ("unit_offline",)
+TARGET_PER_SITUATION = 3.0
+TARGET_PER_HEALTHY_ATHLETE_WEEK = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """One planted situation: subject, window [start, end], the kinds that catch it."""
+
+    name: str
+    subject: str  # athlete:<id> or unit:<id>
+    start: dt.datetime
+    end: dt.datetime
+    kinds: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "kinds": list(self.kinds),
+        }
+
+    def contains(self, subject: str, t: dt.datetime) -> bool:
+        return subject == self.subject and self.start <= t <= self.end
+
+
+def ground_truth(sc: Scenario) -> list[Situation]:
+    """The planted situations that alerts should catch, with their windows."""
+    p, cfg = sc.planted, sc.config
+    day = dt.timedelta(days=1)
+    week_start = cfg.start + dt.timedelta(days=7 * p.load_spike_week)
+    end = cfg.end + day  # processing-time checks (silence) may stamp just past the end
+    return [
+        Situation(
+            "load_spike",
+            f"athlete:{p.load_spike_athlete}",
+            week_start - day,
+            week_start + dt.timedelta(days=7) + day,
+            OVERLOAD_KINDS,
+        ),
+        Situation("pain", f"athlete:{p.pain_athlete}", p.pain_from, end, PAIN_KINDS),
+        Situation("silent_unit", f"unit:{p.silent_unit}", p.silent_from, end, UNIT_KINDS),
+    ]
+
+
+def _time(x: Any) -> dt.datetime:
+    return x if isinstance(x, dt.datetime) else dt.datetime.fromisoformat(str(x))
+
+
+def _subject(a: Mapping[str, Any]) -> str:
+    return f"athlete:{a['athlete_id']}" if a.get("athlete_id") else f"unit:{a.get('unit_id')}"
+
+
+def _ratio(n: int, d: int) -> float | None:
+    return round(n / d, 3) if d else None
+
+
+def alert_quality(sc: Scenario, alerts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``alert_quality`` block of out/demo-summary.json (see the module docstring).
+
+    ``alerts`` rows need kind, athlete_id, unit_id, event_time and, for episode changes,
+    episode_transition (rows without it count as an opened episode).
+    """
+    truth = ground_truth(sc)
+    rows = [dict(a, _t=_time(a["event_time"]), _s=_subject(a)) for a in alerts]
+    opened = [r for r in rows if (r.get("episode_transition") or "opened") == "opened"]
+    per_kind: dict[str, Any] = {}
+    kinds = sorted({r["kind"] for r in opened} | {k for s in truth for k in s.kinds})
+    for k in kinds:
+        eps = [r for r in opened if r["kind"] == k]
+        expecting = [s for s in truth if k in s.kinds]
+        hits = [r for r in eps if any(s.contains(r["_s"], r["_t"]) for s in expecting)]
+        found = [s for s in expecting if any(s.contains(r["_s"], r["_t"]) for r in eps)]
+        if not eps and not expecting:
+            continue
+        per_kind[k] = {
+            "episodes": len(eps),
+            "true_positives": len(hits),
+            "precision": _ratio(len(hits), len(eps)),
+            "situations_expecting": len(expecting),
+            "recall": _ratio(len(found), len(expecting)),
+        }
+    situations: dict[str, Any] = {}
+    for s in truth:
+        mine = [r for r in rows if s.contains(r["_s"], r["_t"])]
+        eps = [r for r in opened if s.contains(r["_s"], r["_t"])]
+        situations[s.name] = {
+            **s.as_dict(),
+            "caught": any(r["kind"] in s.kinds for r in eps),
+            "episodes": len(eps),
+            "notifications": len(mine),
+            "meets_target": len(eps) <= TARGET_PER_SITUATION and len(mine) <= TARGET_PER_SITUATION,
+        }
+    planted_athletes = {s.subject for s in truth if s.subject.startswith("athlete:")}
+    healthy = [f"athlete:{a.athlete_id}" for a in sc.athletes]
+    healthy = [h for h in healthy if h not in planted_athletes]
+    weeks = len(healthy) * (sc.config.end - sc.config.start) / dt.timedelta(days=7)
+    h_eps = sum(1 for r in opened if r["_s"] in healthy)
+    h_notes = sum(1 for r in rows if r["_s"] in healthy)
+    per_week = {
+        "athletes": len(healthy),
+        "athlete_weeks": round(weeks, 2),
+        "episodes": h_eps,
+        "notifications": h_notes,
+        "episodes_per_athlete_week": round(h_eps / weeks, 3) if weeks else None,
+        "notifications_per_athlete_week": round(h_notes / weeks, 3) if weeks else None,
+    }
+    per_week["meets_target"] = weeks > 0 and max(h_eps, h_notes) / weeks <= (
+        TARGET_PER_HEALTHY_ATHLETE_WEEK
+    )
+    return {
+        "per_kind": per_kind,
+        "per_situation": situations,
+        "healthy": per_week,
+        "all_caught": all(v["caught"] for v in situations.values()),
+        "targets": {
+            "per_situation_max": TARGET_PER_SITUATION,
+            "per_healthy_athlete_week_max": TARGET_PER_HEALTHY_ATHLETE_WEEK,
+        },
+        "note": "episodes count when they open inside a planted window; notifications are "
+        "episode changes (opened, escalated, resolved), each sent once per routed channel",
+    }

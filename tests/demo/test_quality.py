@@ -1,0 +1,74 @@
+"""alert_quality against the simulator's ground truth, on hand-made alert rows (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from kneeload.demo.quality import alert_quality, ground_truth
+from kneeload.demo.sim import Scenario, SimConfig, build_scenario
+
+END = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def sc() -> Scenario:
+    return build_scenario(SimConfig(end=END))
+
+
+def _row(kind: str, t: dt.datetime, athlete: str | None = None, unit: str | None = None,
+         tr: str | None = "opened") -> dict:  # fmt: skip
+    return {
+        "kind": kind,
+        "athlete_id": athlete,
+        "unit_id": unit,
+        "event_time": t.isoformat(),
+        "episode_transition": tr,
+    }
+
+
+def test_ground_truth_windows(sc: Scenario) -> None:
+    g = {s.name: s for s in ground_truth(sc)}
+    p = sc.planted
+    assert g["load_spike"].subject == f"athlete:{p.load_spike_athlete}"
+    assert g["load_spike"].end - g["load_spike"].start == dt.timedelta(days=9)
+    assert g["pain"].start == p.pain_from and g["silent_unit"].start == p.silent_from
+
+
+def test_precision_recall_and_rates(sc: Scenario) -> None:
+    p = sc.planted
+    g = {s.name: s for s in ground_truth(sc)}
+    spike_t = g["load_spike"].start + dt.timedelta(days=3)
+    healthy = next(
+        a.athlete_id
+        for a in sc.athletes
+        if a.athlete_id not in (p.load_spike_athlete, p.pain_athlete)
+    )
+    rows = [
+        _row("acwr_high", spike_t, p.load_spike_athlete),  # caught in its window
+        _row("acwr_high", spike_t, p.load_spike_athlete, tr="escalated"),
+        _row("acwr_high", spike_t + dt.timedelta(days=1), p.load_spike_athlete, tr="resolved"),
+        _row("acwr_high", sc.config.start + dt.timedelta(days=3), healthy),  # false positive
+        _row("pain_high", p.pain_from - dt.timedelta(days=1), p.pain_athlete),  # too early
+        _row("unit_offline", p.silent_from + dt.timedelta(hours=2), unit=p.silent_unit, tr=None),
+    ]
+    q = alert_quality(sc, rows)
+    assert q["per_kind"]["acwr_high"] == {
+        "episodes": 2,
+        "true_positives": 1,
+        "precision": 0.5,
+        "situations_expecting": 1,
+        "recall": 1.0,
+    }
+    assert q["per_kind"]["pain_high"]["precision"] == 0.0
+    assert q["per_kind"]["pain_high"]["recall"] == 0.0
+    assert q["per_kind"]["unit_offline"]["recall"] == 1.0  # a row without episode = opened
+    sit = q["per_situation"]
+    assert sit["load_spike"]["caught"] and sit["load_spike"]["episodes"] == 1
+    assert sit["load_spike"]["notifications"] == 3 and sit["load_spike"]["meets_target"]
+    assert not sit["pain"]["caught"] and not q["all_caught"]
+    h = q["healthy"]
+    assert h["athletes"] == len(sc.athletes) - 2 and h["athlete_weeks"] == 8 * h["athletes"]
+    assert h["episodes"] == 1 and h["notifications"] == 1
+    assert h["episodes_per_athlete_week"] == round(1 / (8 * h["athletes"]), 3)
