@@ -336,3 +336,22 @@ def test_a_setpoint_processed_after_later_telemetry_still_reaches_the_athlete() 
             key=lambda s: s["time"],
         )
         assert (first["unit_id"], first["bws_pct"]) == ("u1", 18.5)
+
+
+def test_a_sample_the_worker_cannot_read_is_dead_lettered_alone() -> None:
+    """A leap second as some devices write it (second 60) passes the schema's pattern but no
+    datetime parser: the worker raised ValueError and the batch's derived rows all went to
+    dead letters (issue #17). Now the one sample gets a ``sample_unreadable`` dead letter and
+    its neighbours are processed."""
+    rows = samples(D0, 10)
+    (b,) = batches("a1", "t1", rows, 10, "s1")
+    leap = dict(b["samples"][4], time="2024-06-10T23:59:60Z")
+    b["samples"][4] = leap
+    b["samples"][6] = dict(b["samples"][6], speed_mps=None)
+    _, out, _ = run([b])
+    letters = [e for t, _, e in out if t == "deadletter"]
+    assert sorted(e["reason_code"] for e in letters) == ["sample_unreadable"] * 2
+    assert any(leap["record_id"] in e["detail"] for e in letters)
+    stored = {s["record_id"] for t, _, e in out if t == "load.samples" for s in e["samples"]}
+    assert len(stored) == 8 and leap["record_id"] not in stored
+    assert latest(out, "sessions", "session_id")["s1"]["samples"] == 8

@@ -58,6 +58,7 @@ from kneeload.topics import (
     LOAD_SAMPLES,
     PAIN_RESPONSES,
     SESSIONS,
+    WATCH_SAMPLES,
 )
 from kneeload.topics.catalogue import WORKER_PAIRS_BY_TEAM
 from kneeload.worker import episodes as worker_episodes
@@ -185,6 +186,40 @@ def _chunk_key(aid: str, sid: str, batch_id: str) -> str:
     return f"{aid}|{sid}|{batch_id}"
 
 
+def _sample_row(s: dict[str, Any]) -> list[Any]:
+    """A watch sample as the worker's row: [time ms, record id, time text, speed, cadence,
+    contact, grade, late flag, vertical load, contact source]. Raises for a sample it cannot
+    read (a time datetime refuses, a missing or non-numeric speed or cadence)."""
+    src = s.get("sources")
+    return [
+        parse_ms(s["time"]),
+        s["record_id"],
+        s["time"],
+        float(s["speed_mps"]),
+        float(s["cadence_spm"]),
+        s.get("ground_contact_ms"),
+        _num(s.get("grade_pct")),
+        0,
+        s.get("vertical_load_bw"),  # device-measured (e.g. an insole), else None
+        parse_sources(src).get("ground_contact_ms") if src else None,
+    ]
+
+
+def _sample_dead_letter(batch: dict[str, Any], s: Any, exc: Exception) -> Output:
+    from kneeload.contracts import dead_letter
+
+    rid = s.get("record_id") if isinstance(s, dict) else None
+    ev = dead_letter(
+        "worker",
+        "sample_unreadable",
+        f"sample {rid!r} of batch {batch.get('batch_id')!r}: {exc!r}"[:2000],
+        orjson.dumps({**batch, "samples": [s]}),
+        topic=WATCH_SAMPLES,
+        key=batch.get("athlete_id"),
+    )
+    return ("deadletter", "worker", ev)
+
+
 def _num(x: Any, default: float = 0.0) -> float:
     return default if x is None else float(x)
 
@@ -296,33 +331,38 @@ class AthleteProcessor:
     # ------------------------------------------------------------------ samples
     def on_batch(self, st: dict[str, Any], batch: dict[str, Any], now_ms: int) -> list[Output]:
         """One ``watch_sample_batch``: returns the events to publish."""
-        cfg = self.cfg
-        aid = st["athlete_id"]
         st["last_proc"] = now_ms
         if batch.get("team_id") is not None:
             st["team_id"] = batch["team_id"]
         rows: list[list[Any]] = []
         sources: dict[str, str] = {}
+        refused: list[Output] = []
         for s in batch["samples"]:
+            try:
+                row = _sample_row(s)
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                # one sample the worker cannot read is dead-lettered alone, never its batch
+                refused.append(_sample_dead_letter(batch, s, exc))
+                continue
             src = s.get("sources")
             if src and not sources:  # one source per measure and session: the importer chose
                 sources = parse_sources(src)
-            rows.append(
-                [
-                    parse_ms(s["time"]),
-                    s["record_id"],
-                    s["time"],
-                    float(s["speed_mps"]),
-                    float(s["cadence_spm"]),
-                    s.get("ground_contact_ms"),
-                    _num(s.get("grade_pct")),
-                    0,
-                    s.get("vertical_load_bw"),  # device-measured (e.g. an insole), else None
-                    parse_sources(src).get("ground_contact_ms") if src else None,
-                ]
-            )
+            rows.append(row)
         if not rows:
-            return []
+            return refused
+        return refused + self._on_rows(st, batch, rows, sources, now_ms)
+
+    def _on_rows(
+        self,
+        st: dict[str, Any],
+        batch: dict[str, Any],
+        rows: list[list[Any]],
+        sources: dict[str, str],
+        now_ms: int,
+    ) -> list[Output]:
+        """The batch's readable samples (rows of :func:`_sample_row`) into the state."""
+        cfg = self.cfg
+        aid = st["athlete_id"]
         rows.sort(key=lambda r: (r[0], r[1]))
         explicit = batch.get("session_id")
         sid = explicit or self._gap_session(st, rows[0][0], rows[-1][0])
