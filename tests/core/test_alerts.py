@@ -41,6 +41,11 @@ def test_rules_fire_at_thresholds() -> None:
     assert check_pain_not_settled("a1", None, T, 1.0, 1.0, 24.0) is None
     assert check_pain_not_settled("a1", None, T, 1.0, 3.0, 24.0) is not None
     assert check_pain_not_settled("a1", None, T, 1.0, 3.0, 2.0) is None  # too early
+    # the pain model's safe zone (≤ 2/10) is settled whatever the baseline
+    assert check_pain_not_settled("a1", None, T, 0.0, 1.0, 24.0) is None
+    assert check_pain_not_settled("a1", None, T, 0.0, 2.0, 24.0) is None
+    assert check_pain_not_settled("a1", None, T, 0.0, 2.5, 24.0) is not None
+    assert check_weekly_pain_trend("a1", None, T, 2.0, 0.5) is None  # worse, but safe
     assert check_weekly_pain_trend("a1", None, T, 3.0, 2.5) is None
     w = check_weekly_pain_trend("a1", None, T, 4.0, 2.5)
     assert w is not None and w.dedup_key == "pain_trend_worsening:athlete:a1:2024-W18"

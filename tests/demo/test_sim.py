@@ -187,3 +187,20 @@ def test_planted_late_fit_changes_a_past_days_acwr(sc: Scenario, exp: dict) -> N
     after = exp[p.late_fit_athlete]
     assert after.acwr(p.late_fit_date) - before.acwr(p.late_fit_date) > 0.1
     assert after.final_acwr != before.final_acwr
+
+
+def test_long_runs_progress_like_a_coached_plan(sc: Scenario) -> None:
+    """Outside the planted spike, no run is more than 10 % longer (planned minutes) than
+    the athlete's longest of the previous 30 days (the session-spike rule's first band),
+    once 28 days of history are there (the first long run of the record is its first)."""
+    p = sc.planted
+    worst = 0.0
+    for a in sc.athletes:
+        runs = [s for s in sc.sessions if s.athlete.athlete_id == a.athlete_id]
+        for i, s in enumerate(runs):
+            if a.athlete_id == p.load_spike_athlete and s.week == p.load_spike_week:
+                continue
+            before = [r.minutes for r in runs[:i] if s.start - r.start <= dt.timedelta(days=30)]
+            if s.start - runs[0].start >= dt.timedelta(days=28):
+                worst = max(worst, s.minutes / max(before))
+    assert 1.0 < worst <= 1.10, worst

@@ -92,8 +92,11 @@ class AlertThresholds:
     (kneeload's choice); wow_increase_pct 30 (Nielsen et al. 2014, JOSPT);
     session_load_ratio 2.0 × chronic daily mean (kneeload's choice, **unconfirmed**);
     pain_nrs 4 (LEVER; > 6 critical, kneeload's choice); pain_settle_tolerance_nrs 0 and
-    pain_settle_hours 24 (LEVER); pain_trend_nrs 1 point week on week (kneeload's
-    choice); unit_timeout 5 min (kneeload's choice); cooldown 12 h (kneeload's choice).
+    pain_settle_hours 24 (LEVER); pain_safe_max_nrs 2 (pain-monitoring model's safe zone,
+    Silbernagel et al. 2007, as :class:`kneeload.core.pain.PainPreset`: pain at or below it
+    is settled whatever the baseline, and a weekly trend inside it is no finding);
+    pain_trend_nrs 1 point week on week (kneeload's choice); unit_timeout 5 min (kneeload's
+    choice); cooldown 12 h (kneeload's choice).
     """
 
     acwr_warning: float = 1.5
@@ -104,6 +107,7 @@ class AlertThresholds:
     pain_critical_nrs: float = 6.0
     pain_settle_tolerance_nrs: float = 0.0
     pain_settle_hours: float = 24.0
+    pain_safe_max_nrs: float = 2.0
     pain_trend_nrs: float = 1.0
     unit_timeout: dt.timedelta = dt.timedelta(minutes=5)
     cooldown: dt.timedelta = dt.timedelta(hours=12)
@@ -305,15 +309,16 @@ def check_pain_not_settled(
     session_id: str | None = None,
     t: AlertThresholds = DEFAULT_THRESHOLDS,
 ) -> Alert | None:
-    """Pain still above baseline (+ tolerance) once ``pain_settle_hours`` (24 h) have passed.
+    """Pain still above baseline (+ tolerance) and above the safe zone (``pain_safe_max_nrs``,
+    2/10) once ``pain_settle_hours`` (24 h) have passed.
 
     ``pain_nrs`` is the last report in the window; evaluated only when the window has
     closed (``hours_after_session`` ≥ 24) or a next-morning report is in.
     """
     if hours_after_session < t.pain_settle_hours * 0.5:  # too early to judge
         return None
-    if pain_nrs <= baseline_nrs + t.pain_settle_tolerance_nrs:
-        return None
+    if pain_nrs <= max(baseline_nrs + t.pain_settle_tolerance_nrs, t.pain_safe_max_nrs):
+        return None  # back to baseline, or within the safe zone whatever the baseline
     return _athlete_alert(
         AlertKind.PAIN_NOT_SETTLED,
         Severity.WARNING,
@@ -340,12 +345,12 @@ def check_weekly_pain_trend(
     last_week_mean_nrs: float | None,
     t: AlertThresholds = DEFAULT_THRESHOLDS,
 ) -> Alert | None:
-    """Mean weekly pain up ≥ ``pain_trend_nrs`` (1 point) on last week."""
+    """Mean weekly pain up ≥ ``pain_trend_nrs`` (1 point) on last week, above the safe zone."""
     if this_week_mean_nrs is None or last_week_mean_nrs is None:
         return None
     delta = this_week_mean_nrs - last_week_mean_nrs
-    if delta < t.pain_trend_nrs:
-        return None
+    if delta < t.pain_trend_nrs or this_week_mean_nrs <= t.pain_safe_max_nrs:
+        return None  # not worse, or worse inside the safe zone (no finding)
     iso = event_time.isocalendar()
     return _athlete_alert(
         AlertKind.PAIN_TREND_WORSENING,

@@ -8,7 +8,8 @@ the alert kinds that should catch it:
   ``acwr_high``, ``load_spike_wow``;
 * ``pain``: the pain athlete from the flare's start to the end; kinds ``pain_high``,
   ``pain_not_settled``, ``pain_trend_worsening``;
-* ``silent_unit``: the unit from its silence to the end; kinds ``unit_offline``.
+* ``silent_unit``: the unit from its last heartbeat period before the silence to the end
+  (the offline alert is stamped from the unit's last message); kinds ``unit_offline``.
 
 :func:`alert_quality` scores the run's alert rows (one row per episode change: opened,
 escalated, resolved; rows without an episode are counted as opened episodes of their own):
@@ -83,7 +84,13 @@ def ground_truth(sc: Scenario) -> list[Situation]:
             OVERLOAD_KINDS,
         ),
         Situation("pain", f"athlete:{p.pain_athlete}", p.pain_from, end, PAIN_KINDS),
-        Situation("silent_unit", f"unit:{p.silent_unit}", p.silent_from, end, UNIT_KINDS),
+        Situation(  # the offline alert is stamped from the last message (a heartbeat before)
+            "silent_unit",
+            f"unit:{p.silent_unit}",
+            p.silent_from - dt.timedelta(minutes=cfg.heartbeat_period_min),
+            end,
+            UNIT_KINDS,
+        ),
     ]
 
 

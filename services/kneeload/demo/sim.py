@@ -9,7 +9,9 @@ What is simulated
 * A team of runners (default 12), each with their own body mass, time zone, habitual
   easy speed, cadence at that speed and its coupling to speed (spm per m/s), ground
   contact time and its fall with speed, vertical oscillation, heart-rate range and
-  weekly schedule (4–5 runs: easy, intervals, hills with grade, a long run).
+  weekly schedule (4–5 runs: easy, intervals, hills with grade, a long run). The long
+  run follows a coach's plan (:func:`long_run_factor`): it progresses by ≤ 10 % on the
+  longest of the previous 30 days; the one planned spike is situation (a).
 * Running dynamics per sample: warm-up and cool-down ramps, interval reps, hill
   repeats with grade (slower uphill, slightly higher cadence), AR(1) pace noise,
   cadence–speed coupling, contact time ∝ speed^−k (k per athlete), step length,
@@ -66,6 +68,7 @@ __all__ = [
     "UnitMessage",
     "build_scenario",
     "default_end",
+    "long_run_factor",
 ]
 
 SessionKind = Literal["easy", "intervals", "hills", "long", "lever"]
@@ -524,6 +527,17 @@ def _bws_plan(
     return tuple(plan)
 
 
+#: A coached long-run block: +4 % a week for three weeks, then a lighter week; each block
+#: starts 4 % above the last. No long run exceeds the longest of the previous 30 days by
+#: more than 10 % (the session-spike rule's first category, Frandsen et al. 2025).
+_LONG_BLOCK = (1.0, 1.04, 1.08, 0.92)
+
+
+def long_run_factor(week: int) -> float:
+    """Long-run duration relative to the athlete's usual run in ``week`` (0-based)."""
+    return 1.45 * _LONG_BLOCK[week % 4] * (1.0 + 0.04 * (week // 4))
+
+
 def _sessions(
     cfg: SimConfig,
     team: list[Athlete],
@@ -555,13 +569,14 @@ def _sessions(
             if spiker and week == planted["load_spike_week"] and not kinds:
                 kinds.append("easy")  # ... then a training camp: a run every day
             for kind in kinds:
-                mult = float(rng.normal(1.0, 0.07))
+                # planned by a coach: little day-to-day noise (σ 2.8 %, long runs 1.4 %)
+                mult = 1.0 + (float(rng.normal(1.0, 0.07)) - 1.0) * 0.4
                 intensity = float(rng.normal(1.0, 0.025))
-                if spiker and week == planted["load_spike_week"]:
-                    mult *= 2.1  # longer and faster camp runs
-                    intensity *= 1.1
                 if kind == "long":
-                    mult *= 1.45
+                    mult = (1.0 + (mult - 1.0) * 0.5) * long_run_factor(week)
+                if spiker and week == planted["load_spike_week"]:
+                    mult *= 2.1  # longer and faster camp runs: the planned spike
+                    intensity *= 1.1
                 minutes = max(12.0, a.run_minutes * mult * cfg.duration_scale)
                 if kind == "lever":
                     hour = float(rng.choice([9.0, 10.5, 13.0, 14.5, 16.0]))

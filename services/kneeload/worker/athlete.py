@@ -870,7 +870,10 @@ class AthleteProcessor:
         return float(c) if c is not None else None
 
     def _thresholds(self) -> core_alerts.AlertThresholds:
-        return core_alerts.AlertThresholds(cooldown=dt.timedelta(seconds=self.cfg.alert_cooldown_s))
+        return core_alerts.AlertThresholds(
+            cooldown=dt.timedelta(seconds=self.cfg.alert_cooldown_s),
+            pain_safe_max_nrs=self.cfg.preset.safe_max_nrs,
+        )
 
     def _alerts(self, st: dict[str, Any], found: list[Verdict]) -> list[Output]:
         """Episode changes only (kneeload.core.episodes): opened, escalated, resolved."""
