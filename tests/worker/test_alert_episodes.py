@@ -95,3 +95,35 @@ def test_unit_offline_episode_resolves_when_heard_again() -> None:
     assert back[0]["clinic_id"] == "c1" and back[0]["severity"] == "info"
     assert beat(6, 310_000) == []
     assert tr(tick(400_000)) == ["opened"]  # a new silence: a new episode
+
+
+def test_rebuild_restores_episodes_from_stored_changes() -> None:
+    """kneeload rebuild-state: an open episode stays open (a repeat raises nothing), a
+    resolved one is closed (the next firing opens a new episode)."""
+    from kneeload.worker.rebuild import _stored_episodes
+
+    p = AthleteProcessor(CFG, {})
+    st = new_state("a1", CFG)
+    p.on_registry(st, athlete_record("a1", "t1"))
+    stored = _alerts(p, st, "r1", 0, 5) + _alerts(p, st, "r2", 1, 7)  # opened, escalated
+    rows = [
+        ("a1", a["kind"], a["dedup_key"], a["values"]["episode_transition"],
+         dt.datetime.fromisoformat(a["event_time"]), a["severity"])
+        for a in stored
+    ]  # fmt: skip
+
+    class _Q:
+        def fetchall(self) -> list[tuple]:
+            return rows
+
+    eps = _stored_episodes(lambda _sql: _Q())
+    fresh = new_state("a1", CFG)
+    p.on_registry(fresh, athlete_record("a1", "t1"))
+    fresh["episodes"] = eps["a1"]
+    cond = "pain_high:athlete:a1"
+    live = {k: v for k, v in st["episodes"][cond].items() if k != "last_event_id"}
+    assert {k: v for k, v in eps["a1"][cond].items() if k != "last_event_id"} == live
+    assert _alerts(p, fresh, "r3", 2, 7) == []  # still open at critical: nothing
+    assert [a["values"]["episode_transition"] for a in _alerts(p, fresh, "r4", 3, 1)] == [
+        "resolved"
+    ]

@@ -91,6 +91,31 @@ def _f(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
+def _stored_episodes(q: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per athlete and condition, the episode state (kneeload.core.episodes.ConditionState as
+    plain JSON) at its latest stored change: open with its highest severity, or closed."""
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    rank = {"info": 0, "warning": 1, "critical": 2}
+    rows = q(
+        "SELECT athlete_id, kind, episode_id, episode_transition, event_time, severity "
+        "FROM kneeload.alerts WHERE athlete_id IS NOT NULL "
+        "ORDER BY athlete_id, kind, event_time, alert_id"
+    ).fetchall()
+    for aid, kind, ep, tr, t, sev in rows:
+        cond = f"{kind}:athlete:{aid}"
+        prev = out[aid].get(cond)
+        t_ms = _ms(t)
+        state: dict[str, Any] = {"last_ms": t_ms, "last_event_id": "", "episode_id": None,
+                                 "severity": None, "seq": 0}  # fmt: skip
+        if tr != "resolved":
+            same = prev is not None and prev["episode_id"] == ep
+            top = max(sev, prev["severity"], key=rank.__getitem__) if prev and same else sev
+            seq = prev["seq"] + 1 if prev and same else 0
+            state.update(episode_id=ep, severity=top, seq=seq)
+        out[aid][cond] = state
+    return out
+
+
 def build(
     conn: Any, settings: Settings, now_ms: int | None = None, since: dt.date | None = None
 ) -> Rebuilt:
@@ -195,6 +220,7 @@ def build(
         "ORDER BY athlete_id, kind, event_time DESC"
     ).fetchall():
         cooldowns[aid][f"{kind}:athlete:{aid}"] = [t.astimezone(dt.UTC).isoformat(), sev]
+    episodes = _stored_episodes(q)
     for aid, st in states.items():
         w = window.get(aid, now)
         c = DayCalendar(st["tz"] or "UTC")
@@ -274,6 +300,11 @@ def build(
             mine = st["cooldown"].get(k)
             if mine is None or mine[0] < v[0]:
                 st["cooldown"][k] = v
+        eps = st.setdefault("episodes", {})
+        for k, e in episodes.get(aid, {}).items():  # the stored story wins when it is newer
+            mine = eps.get(k)
+            if mine is None or mine["last_ms"] < e["last_ms"]:
+                eps[k] = e
         st["last_proc"] = now
         out.athletes[aid] = st
     out.teams = rebuild_teams(proc, out.athletes)
