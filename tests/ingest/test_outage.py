@@ -207,3 +207,33 @@ def test_broker_down_answers_503_fast_and_the_retried_batch_is_stored_once(
         assert stored == len(batch)
     finally:
         gw.stop()
+
+
+def test_text_and_times_storage_cannot_keep_are_refused_at_the_door(
+    gateway: Gateway, fleet: dict[str, Any], admin: httpx.Client
+) -> None:
+    """The gateway accepts exactly what storage stores (issue #17): a NUL in an athlete's
+    name, a pain note or a batch's sub_sport, a leap second and a +20:00 offset are refused
+    with a reason naming the field, where before they were 'accepted' and lost later."""
+    r = admin.put("/admin/athletes/ath-nul", json={"display_name": "Ann\u0000", "body_mass_kg": 60})
+    assert r.status_code == 422 and "/display_name" in r.text, r.text
+    watch = httpx.Client(base_url=gateway.url, headers=device_headers(fleet, "watch"), timeout=30)
+    for bad, path in (
+        ({"samples": _samples(1, "x"), "sub_sport": "trail\u0000"}, "/sub_sport"),
+        ({"samples": [dict(_samples(1, "y")[0], time="2026-12-01T23:59:60Z")]}, "/time"),
+        ({"samples": [dict(_samples(1, "z")[0], time="2026-12-01T08:00:00+20:00")]}, "/time"),
+    ):
+        r = watch.post("/v1/watch/samples", json=bad)
+        assert r.status_code == 422 and path in r.text, r.text
+    pain = {
+        "report_id": f"p-nul-{uuid.uuid4().hex[:6]}",
+        "athlete_id": fleet["ath"],
+        "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "pain_nrs": 2,
+        "context": "after",
+        "note": "sore\u0000",
+    }
+    r = httpx.post(
+        gateway.url + "/v1/pain", json=pain, headers=device_headers(fleet, "app"), timeout=30
+    )
+    assert r.status_code == 422 and "/note" in r.text, r.text
