@@ -819,7 +819,10 @@ def _pain(
             if day.weekday() in (0, 3, 5):  # rest reports: the baseline
                 t = dt.datetime.combine(day, dt.time(7, 10), tzinfo=tz).astimezone(UTC)
                 if cfg.start <= t <= cfg.end:
-                    nrs = a.baseline_pain + int(rng.random() < 0.15)
+                    # a settled knee: some mornings better than usual, none worse (a +1
+                    # rest morning after a run day is "not back to baseline" in the pain
+                    # model, kneeload.core.pain, and would be a false alert)
+                    nrs = max(0, a.baseline_pain - int(rng.random() < 0.15))
                     out.append(PainEntry(rid(a.athlete_id), a.athlete_id, t, nrs, "rest"))
     for s in sessions:
         a = s.athlete
