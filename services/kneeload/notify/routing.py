@@ -80,7 +80,16 @@ class Route:
                 return False
         if self.kinds is not None and alert.get("kind") not in self.kinds:
             return False
-        return SEVERITY_RANK.get(str(alert.get("severity")), 0) >= SEVERITY_RANK[self.min_severity]
+        return SEVERITY_RANK.get(_route_severity(alert), 0) >= SEVERITY_RANK[self.min_severity]
+
+
+def _route_severity(alert: Mapping[str, Any]) -> str:
+    """The severity a route judges: a resolved episode's change (severity info) is routed by
+    the episode's highest severity, so it reaches every channel that heard of the episode."""
+    values = alert.get("values")
+    if isinstance(values, Mapping) and values.get("episode_transition") == "resolved":
+        return str(values.get("episode_severity") or alert.get("severity"))
+    return str(alert.get("severity"))
 
 
 @dataclass(frozen=True, slots=True)
