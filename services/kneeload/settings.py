@@ -144,6 +144,16 @@ class Settings(BaseSettings):
         None,
         description='Per-clinic opening hours, JSON: {"clinic-id": {"timezone": "Europe/Oslo", "hours": "Mon-Fri 08:00-18:00"}}; others use fleet_opening_hours',
     )
+    alert_trend_alerts: bool = Field(
+        False,
+        description="Raise acwr_high and load_spike_wow alerts (off: neither predicted injury in Frandsen et al. 2025; both stay computed and shown)",
+    )
+    alert_spike_window_days: float = Field(
+        30.0, description="Window of the session-spike ceiling: the longest session of this many days before (Frandsen et al. 2025)"
+    )
+    alert_spike_min_sessions: int = Field(
+        3, description="Sessions the ceiling window must hold before a session-spike verdict (kneeload's choice)"
+    )
     worker_alert_cooldown_s: float = Field(12 * 3600.0, description="Alert cooldown per kind and subject (event time, s)")
     worker_acwr_history_days: int = Field(60, description="Daily loads kept per athlete for late-day recompute (days)")
     worker_pain_preset: str = Field("lever", description="Pain-monitoring preset: lever | silbernagel")

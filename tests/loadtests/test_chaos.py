@@ -138,7 +138,7 @@ def test_lost_extra_different_and_natural_duplicates_are_found(
         )
         c.execute(  # a spurious alert
             "INSERT INTO kneeload.alerts SELECT 'c1-a2', 'c1-a2', kind, severity, athlete_id, "
-            "unit_id, team_id, clinic_id, event_time, message, \"values\" FROM kneeload.alerts"
+            'unit_id, team_id, clinic_id, event_time, message, "values" FROM kneeload.alerts'
         )
     got = {t.table: t for t in compare_databases(a, b)[0]}
     assert (got["kneeload.sessions"].lost, got["kneeload.sessions"].duplicated) == (1, 0)

@@ -355,3 +355,23 @@ def test_a_sample_the_worker_cannot_read_is_dead_lettered_alone() -> None:
     stored = {s["record_id"] for t, _, e in out if t == "load.samples" for s in e["samples"]}
     assert len(stored) == 8 and leap["record_id"] not in stored
     assert latest(out, "sessions", "session_id")["s1"]["samples"] == 8
+
+
+def test_a_long_run_well_above_the_30_day_longest_raises_one_session_spike() -> None:
+    """Four runs of 10 minutes, then one of 17 minutes (+70 %: a moderate spike by distance
+    and by estimated PFJ load, Frandsen et al. 2025), then one of 10 minutes (no spike)."""
+    bs: list[dict] = []
+    for k, n in enumerate((600, 600, 600, 600, 1020, 600)):
+        start = D0 + dt.timedelta(days=k)
+        bs += batches("a1", "t1", samples(start, n, tag=f"s{k}"), 100, f"s{k}", f"b{k}")
+    _, out, _ = run(bs)
+    spikes = [e for t, _, e in out if t == "alerts" and e["kind"] == "session_spike"]
+    assert len({e["dedup_key"] for e in spikes}) == 1, spikes  # one episode
+    assert spikes[0]["event_time"].startswith("2024-06-14")  # the fifth run, D0 + 4 days
+    assert spikes[-1]["alert_id"].endswith(":resolved")  # the next, ordinary run clears it
+    v = spikes[0]["values"]
+    assert v["category"] == "moderate" and v["sessions_in_window"] == 4
+    assert v["ratio"] == pytest.approx(0.7, abs=0.01)
+    assert not [
+        e for t, _, e in out if t == "alerts" and e["kind"] in ("acwr_high", "load_spike_wow")
+    ]

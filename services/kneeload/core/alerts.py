@@ -7,7 +7,11 @@ clinic), the event time and :class:`AlertThresholds`:
 :func:`check_acwr`          ACWR ≥ 1.5 (Gabbett 2016 band; a trend, not a validated
                             injury threshold — Impellizzeri et al. 2020)
 :func:`check_week_over_week`  weekly load up > 30 % (Nielsen et al. 2014)
-:func:`check_session_load`  session PFJ load ≥ 2 × chronic daily mean (kneeload)
+:func:`check_session_load`  session PFJ load ≥ 2 × chronic daily mean (kneeload;
+                            retired from the worker in favour of the session spike)
+:func:`check_session_spike` a session > 10 % above the longest of the last 30 days, on
+                            distance or PFJ load (Frandsen et al. 2025;
+                            :mod:`kneeload.core.spike`)
 :func:`check_pain`          pain during > 4/10 (LEVER preset)
 :func:`check_pain_not_settled`  not back to baseline within 24 h (LEVER preset)
 :func:`check_weekly_pain_trend` mean weekly pain up ≥ 1 point
@@ -31,6 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 from kneeload.core.fleet import DEFAULT_FLEET_THRESHOLDS, DriftEpisode, FleetThresholds
+from kneeload.core.spike import SpikeVerdict
 
 __all__ = [
     "Alert",
@@ -65,6 +70,7 @@ class AlertKind(StrEnum):
     PAIN_TREND_WORSENING = "pain_trend_worsening"
     UNIT_OFFLINE = "unit_offline"
     UNIT_CALIBRATION_DRIFT = "unit_calibration_drift"
+    SESSION_SPIKE = "session_spike"
     # former member names, kept as aliases (same values)
     WEEKLY_LOAD_JUMP = "load_spike_wow"
     PAIN_TREND_WORSE = "pain_trend_worsening"
@@ -124,7 +130,7 @@ class Alert:
     severity: Severity
     event_time: dt.datetime
     message: str
-    values: Mapping[str, float | None]
+    values: Mapping[str, float | str | None]
     dedup_key: str
     athlete_id: str | None = None
     unit_id: str | None = None
@@ -167,7 +173,7 @@ def _athlete_alert(
     team_id: str | None,
     event_time: dt.datetime,
     message: str,
-    values: Mapping[str, float | None],
+    values: Mapping[str, float | str | None],
     bucket: str | None = None,
 ) -> Alert:
     b = bucket if bucket is not None else event_time.date().isoformat()
@@ -482,3 +488,54 @@ def apply_cooldown(
         state[key] = (a.event_time.isoformat(), a.severity.value)
         out.append(a)
     return out, state
+
+
+_SPIKE_SEVERITY = {
+    "small": Severity.INFO,
+    "moderate": Severity.WARNING,
+    "large": Severity.CRITICAL,
+}
+
+
+def check_session_spike(
+    athlete_id: str,
+    team_id: str | None,
+    event_time: dt.datetime,
+    verdict: SpikeVerdict,
+    session_id: str,
+) -> Alert | None:
+    """``session_spike`` when :func:`kneeload.core.spike.session_spike` found one.
+
+    Severity by Frandsen et al. 2025's category (small → info, moderate → warning, large →
+    critical: the large spike had the highest hazard ratio, 2.28). The values name the
+    measure that decided (distance or estimated PFJ load), the session's value, the 30-day
+    ceiling, the ratio and the category, and both measures' ratios. One alert per session.
+    """
+    s = verdict.spike
+    if s is None:
+        return None
+    unit = "m" if s.measure == "distance_m" else "MPa·s (estimate)"
+    what = "distance" if s.measure == "distance_m" else "PFJ load"
+    pct = 100.0 * (s.ratio or 0.0)
+    values: dict[str, float | str | None] = {
+        "measure": s.measure,
+        "session_value": s.value,
+        "ceiling_30d": s.ceiling,
+        "ratio": s.ratio,
+        "category": s.category.value,
+        "sessions_in_window": verdict.sessions_in_window,
+    }
+    for m in verdict.measures:
+        values[f"{m.measure}_ratio"] = m.ratio
+    return _athlete_alert(
+        AlertKind.SESSION_SPIKE,
+        _SPIKE_SEVERITY[s.category.value],
+        athlete_id,
+        team_id,
+        event_time,
+        f"Session spike ({s.category.value}): {what} "
+        f"{s.value:.0f} {unit}, {pct:.0f}% above the longest of the last 30 days "
+        f"({s.ceiling:.0f}); Frandsen et al. 2025.",
+        values,
+        bucket=session_id,
+    )

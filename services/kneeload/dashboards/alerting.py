@@ -14,9 +14,15 @@ from kneeload.dashboards.definitions import DS_UID
 __all__ = ["ALERT_KINDS", "alert_rules", "contact_points", "notification_policies", "rule_sql"]
 
 ALERT_KINDS: dict[str, tuple[str, str]] = {
-    "acwr_high": ("warning", "ACWR of estimated PFJ load above the danger threshold"),
-    "load_spike_wow": ("warning", "Week-over-week spike of estimated PFJ load"),
-    "session_load_high": ("warning", "Session estimated PFJ load far above the athlete's usual"),
+    "session_spike": (
+        "warning",
+        "Session > 10 % above the longest of the last 30 days (distance or PFJ load estimate)",
+    ),
+    # ACWR and week-on-week: shown, but no longer predictors of injury in the largest cohort
+    # (Frandsen et al. 2025); session_load_high is retired (old rows keep their kind)
+    "acwr_high": ("info", "ACWR of estimated PFJ load high (a trend, not an injury predictor)"),
+    "load_spike_wow": ("info", "Week-over-week rise of estimated PFJ load (a trend)"),
+    "session_load_high": ("info", "Retired: session load vs chronic mean (see session_spike)"),
     "pain_high": ("critical", "Pain above threshold"),
     "pain_not_settled": ("warning", "Pain not settled by the next morning"),
     "pain_trend_worsening": ("warning", "Pain trend worsening"),

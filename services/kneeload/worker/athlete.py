@@ -50,6 +50,7 @@ from kneeload.core.pfj import (
     pfj_sample_load_mpa_s,
     sample_interval_s,
 )
+from kneeload.core.spike import PastSession, SpikeConfig, session_spike
 from kneeload.topics import (
     ALERTS,
     CORRELATIONS,
@@ -135,6 +136,13 @@ class WorkerConfig:
     acwr_history_days: int = 60
     pain_preset: str = "lever"
     default_body_mass_kg: float = 70.0
+    spike_window_days: float = 30.0
+    spike_min_sessions: int = 3
+    trend_alerts: bool = False  # acwr_high and load_spike_wow alerts
+
+    @property
+    def spike(self) -> SpikeConfig:
+        return SpikeConfig(window_days=self.spike_window_days, min_sessions=self.spike_min_sessions)
 
     @classmethod
     def from_settings(cls, s: Any) -> WorkerConfig:
@@ -151,6 +159,9 @@ class WorkerConfig:
             acwr_history_days=s.worker_acwr_history_days,
             pain_preset=s.worker_pain_preset,
             default_body_mass_kg=s.worker_default_body_mass_kg,
+            spike_window_days=s.alert_spike_window_days,
+            spike_min_sessions=s.alert_spike_min_sessions,
+            trend_alerts=s.alert_trend_alerts,
         )
 
     @property
@@ -776,20 +787,7 @@ class AthleteProcessor:
                 )
             s["minutes_dirty"] = []
             if s["status"] == "closed" and s["rev"] >= 0:
-                chronic = self._chronic_mean(st, s)
-                end = to_dt(s["acc"]["end"])
-                alerts.append(
-                    or_clear(
-                        core_alerts.check_session_load(
-                            aid, team, end, s["acc"]["load"], chronic, s["sid"], self._thresholds()
-                        ),
-                        core_alerts.AlertKind.SESSION_LOAD_HIGH,
-                        subject,
-                        end,
-                        s["sid"],
-                        evaluable=chronic is not None and chronic > 0.0,
-                    )
-                )
+                alerts.append(self._session_spike(st, s, subject))
         cal = self.cal(st)
         for d in sorted(st["days"]):
             day = st["days"][d]
@@ -822,7 +820,9 @@ class AthleteProcessor:
                     },
                 )
             )
-            if day["final"]:
+            if day["final"] and self.cfg.trend_alerts:
+                # off by default: ACWR and week-on-week did not predict injury in the largest
+                # cohort (Frandsen et al. 2025); still computed and shown
                 when = to_dt(cal.end_of_day_ms(d) - 1000)
                 ew = o["methods"]["ewma"]
                 alerts.append(
@@ -868,6 +868,29 @@ class AthleteProcessor:
             return None
         c = day["out"]["methods"]["rac"]["chronic"]
         return float(c) if c is not None else None
+
+    def _session_spike(self, st: dict[str, Any], s: dict[str, Any], subject: str) -> Verdict:
+        """The closed session against the athlete's 30-day ceiling (core.spike); the session
+        joins the athlete's ceiling history (kept for twice the window)."""
+        a = s["acc"]
+        hist: dict[str, list[float]] = st.setdefault("spike_hist", {})
+        past = [PastSession(int(v[0]), v[1], v[2]) for k, v in hist.items() if k != s["sid"]]
+        verdict = session_spike(a["dist"], a["load"], a["start"], past, self.cfg.spike)
+        hist[s["sid"]] = [a["start"], a["dist"], a["load"]]
+        keep = a["start"] - 2 * self.cfg.spike_window_days * 86_400_000
+        for k in [k for k, v in hist.items() if v[0] < keep]:
+            del hist[k]
+        end = to_dt(a["end"])
+        return or_clear(
+            core_alerts.check_session_spike(
+                st["athlete_id"], st["team_id"], end, verdict, s["sid"]
+            ),
+            core_alerts.AlertKind.SESSION_SPIKE,
+            subject,
+            end,
+            s["sid"],
+            evaluable=verdict.withheld is None,
+        )
 
     def _thresholds(self) -> core_alerts.AlertThresholds:
         return core_alerts.AlertThresholds(
