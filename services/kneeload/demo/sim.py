@@ -823,6 +823,8 @@ def _pain(
                     # rest morning after a run day is "not back to baseline" in the pain
                     # model, kneeload.core.pain, and would be a false alert)
                     nrs = max(0, a.baseline_pain - int(rng.random() < 0.15))
+                    if a.athlete_id == planted["pain"] and t >= planted["pain_from"]:
+                        continue  # in the flare the athlete reports mornings after runs only
                     out.append(PainEntry(rid(a.athlete_id), a.athlete_id, t, nrs, "rest"))
     for s in sessions:
         a = s.athlete
