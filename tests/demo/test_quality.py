@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from kneeload.demo.quality import alert_quality, ground_truth
+from kneeload.demo.quality import alert_quality, ground_truth, spike_sessions
 from kneeload.demo.sim import Scenario, SimConfig, build_scenario
 
 END = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -73,3 +73,18 @@ def test_precision_recall_and_rates(sc: Scenario) -> None:
     assert h["athletes"] == len(sc.athletes) - 2 and h["athlete_weeks"] == 8 * h["athletes"]
     assert h["episodes"] == 1 and h["notifications"] == 1
     assert h["episodes_per_athlete_week"] == round(1 / (8 * h["athletes"]), 3)
+
+
+def test_spike_sessions_by_the_rule_include_the_planted_spike() -> None:
+    small = build_scenario(SimConfig(end=END, athletes=4, units=2, weeks=6, duration_scale=0.2))
+    spikes = spike_sessions(small)
+    p = small.planted
+    mine = [s for s in spikes if s.subject == f"athlete:{p.load_spike_athlete}"]
+    assert mine and all(s.kinds == ("session_spike",) for s in spikes)
+    assert any(
+        s.start >= small.config.start + dt.timedelta(days=7 * p.load_spike_week) for s in mine
+    )
+    q = alert_quality(small, [], spikes)
+    assert q["per_kind"]["session_spike"]["situations_expecting"] == len(spikes) + 1
+    assert q["per_kind"]["session_spike"]["recall"] == 0.0  # nothing raised
+    assert len(q["spike_sessions"]) == len(spikes)

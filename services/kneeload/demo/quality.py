@@ -38,7 +38,7 @@ from typing import Any
 
 from kneeload.demo.sim import Scenario
 
-__all__ = ["Situation", "alert_quality", "ground_truth"]
+__all__ = ["Situation", "alert_quality", "ground_truth", "spike_sessions"]
 
 OVERLOAD_KINDS = ("session_spike", "session_load_high", "acwr_high", "load_spike_wow")
 PAIN_KINDS = ("pain_high", "pain_not_settled", "pain_trend_worsening")
@@ -94,6 +94,39 @@ def ground_truth(sc: Scenario) -> list[Situation]:
     ]
 
 
+def spike_sessions(sc: Scenario) -> list[Situation]:
+    """Every simulated session that is a spike by kneeload's session-spike rule
+    (:func:`kneeload.core.spike.session_spike`, default config), from the simulator's own
+    samples: distance and estimated PFJ load (:func:`kneeload.demo.expect.session_pfj_load`)
+    against the athlete's sessions of the previous 30 days. The window is the session, to an
+    hour after its end (the worker judges a session when it closes)."""
+    from kneeload.core.spike import PastSession, session_spike
+    from kneeload.demo.expect import session_pfj_load
+
+    out: list[Situation] = []
+    past: dict[str, list[PastSession]] = {}
+    for plan in sc.sessions:
+        aid = plan.athlete.athlete_id
+        smp = plan.samples()
+        dist = float(smp.distance_m[-1]) if len(smp) else 0.0
+        start_ms = round(plan.start.timestamp() * 1000)
+        mine = past.setdefault(aid, [])
+        load = session_pfj_load(plan)
+        verdict = session_spike(dist, load, start_ms, mine)
+        mine.append(PastSession(start_ms, dist, load))
+        if verdict.spike is not None:
+            out.append(
+                Situation(
+                    f"spike:{plan.session_id}:{verdict.spike.category.value}",
+                    f"athlete:{aid}",
+                    plan.start,
+                    plan.end + dt.timedelta(hours=1),
+                    ("session_spike",),
+                )
+            )
+    return out
+
+
 def _time(x: Any) -> dt.datetime:
     return x if isinstance(x, dt.datetime) else dt.datetime.fromisoformat(str(x))
 
@@ -106,20 +139,27 @@ def _ratio(n: int, d: int) -> float | None:
     return round(n / d, 3) if d else None
 
 
-def alert_quality(sc: Scenario, alerts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def alert_quality(
+    sc: Scenario,
+    alerts: Iterable[Mapping[str, Any]],
+    spikes: list[Situation] | None = None,
+) -> dict[str, Any]:
     """The ``alert_quality`` block of out/demo-summary.json (see the module docstring).
 
     ``alerts`` rows need kind, athlete_id, unit_id, event_time and, for episode changes,
-    episode_transition (rows without it count as an opened episode).
+    episode_transition (rows without it count as an opened episode). ``spikes``
+    (:func:`spike_sessions`) adds every rule-spike session as ground truth of
+    ``session_spike`` (per kind precision and recall; not a planted situation).
     """
     truth = ground_truth(sc)
+    kind_truth = truth + list(spikes or [])
     rows = [dict(a, _t=_time(a["event_time"]), _s=_subject(a)) for a in alerts]
     opened = [r for r in rows if (r.get("episode_transition") or "opened") == "opened"]
     per_kind: dict[str, Any] = {}
-    kinds = sorted({r["kind"] for r in opened} | {k for s in truth for k in s.kinds})
+    kinds = sorted({r["kind"] for r in opened} | {k for s in kind_truth for k in s.kinds})
     for k in kinds:
         eps = [r for r in opened if r["kind"] == k]
-        expecting = [s for s in truth if k in s.kinds]
+        expecting = [s for s in kind_truth if k in s.kinds]
         hits = [r for r in eps if any(s.contains(r["_s"], r["_t"]) for s in expecting)]
         found = [s for s in expecting if any(s.contains(r["_s"], r["_t"]) for r in eps)]
         if not eps and not expecting:
@@ -160,6 +200,7 @@ def alert_quality(sc: Scenario, alerts: Iterable[Mapping[str, Any]]) -> dict[str
         TARGET_PER_HEALTHY_ATHLETE_WEEK
     )
     return {
+        "spike_sessions": [s.name.split(":", 1)[1] for s in spikes or []],
         "per_kind": per_kind,
         "per_situation": situations,
         "healthy": per_week,

@@ -190,7 +190,7 @@ def build_summary(
     ctx: Any, sc: Scenario, opts: Any, result: dict[str, Any], started_at: dt.datetime
 ) -> dict[str, Any]:
     from kneeload.demo.expect import expected
-    from kneeload.demo.quality import alert_quality, ground_truth
+    from kneeload.demo.quality import alert_quality, ground_truth, spike_sessions
 
     c = result.get("counters")
     db = result.get("db", {})
@@ -281,8 +281,9 @@ def build_summary(
         },
     }
     summary["planted"] = check_planted(sc, summary, db)
-    summary["ground_truth"] = {s.name: s.as_dict() for s in ground_truth(sc)}
-    summary["alert_quality"] = alert_quality(sc, alerts)
+    spikes = spike_sessions(sc)
+    summary["ground_truth"] = {s.name: s.as_dict() for s in [*ground_truth(sc), *spikes]}
+    summary["alert_quality"] = alert_quality(sc, alerts, spikes)
     status = svc.service_status(ctx.paths)
     summary["services"] = {
         "state": "stopped" if opts.stop_services else "running",
