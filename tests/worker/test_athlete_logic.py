@@ -359,7 +359,8 @@ def test_a_sample_the_worker_cannot_read_is_dead_lettered_alone() -> None:
 
 def test_a_long_run_well_above_the_30_day_longest_raises_one_session_spike() -> None:
     """Four runs of 10 minutes, then one of 17 minutes (+70 %: a moderate spike by distance
-    and by estimated PFJ load, Frandsen et al. 2025), then one of 10 minutes (no spike)."""
+    and by estimated PFJ load, Frandsen et al. 2025), then one of 10 minutes (no spike): one
+    episode."""
     bs: list[dict] = []
     for k, n in enumerate((600, 600, 600, 600, 1020, 600)):
         start = D0 + dt.timedelta(days=k)
@@ -369,9 +370,38 @@ def test_a_long_run_well_above_the_30_day_longest_raises_one_session_spike() -> 
     assert len({e["dedup_key"] for e in spikes}) == 1, spikes  # one episode
     assert spikes[0]["event_time"].startswith("2024-06-14")  # the fifth run, D0 + 4 days
     assert spikes[-1]["alert_id"].endswith(":resolved")  # the next, ordinary run clears it
-    v = spikes[0]["values"]
-    assert v["category"] == "moderate" and v["sessions_in_window"] == 4
-    assert v["ratio"] == pytest.approx(0.7, abs=0.01)
+    # opened while running (small, > 10 %), escalated while running (moderate, > 30 %); the
+    # close at +70 % is still moderate (no new change), the next ordinary run resolves it
+    changes = [(e["values"]["category"], e["values"]["live"]) for e in spikes[:-1]]
+    assert changes == [("small", True), ("moderate", True)]
+    assert spikes[1]["severity"] == "warning" and spikes[1]["values"]["sessions_in_window"] == 4
     assert not [
         e for t, _, e in out if t == "alerts" and e["kind"] in ("acwr_high", "load_spike_wow")
     ]
+
+
+def test_a_running_session_past_110_percent_of_the_ceiling_is_flagged_while_it_runs() -> None:
+    """Four 10-minute runs, then a long one fed batch by batch with no end: once its distance
+    so far passes 1.10 × the longest of the 30 days (~660 s of running), the session_spike
+    alert goes out live — before the session has closed — and not before that."""
+    p = AthleteProcessor(CFG, {})
+    st = new_state("a1", CFG)
+    p.on_registry(st, athlete_record("a1", "t1"))
+    for k in range(4):
+        for b in batches(
+            "a1", "t1", samples(D0 + dt.timedelta(days=k), 600, tag=f"h{k}"), 100, f"h{k}"
+        ):
+            p.on_batch(st, b, 0)
+    live_at = None
+    long_run = batches("a1", "t1", samples(D0 + dt.timedelta(days=4), 1200, tag="L"), 60, "L")
+    for i, b in enumerate(long_run):
+        out = p.on_batch(st, b, 0)
+        if any(t == "alerts" and e["kind"] == "session_spike" for t, _, e in out):
+            live_at = i
+            event = next(e for t, _, e in out if t == "alerts" and e["kind"] == "session_spike")
+            break
+    assert live_at is not None, "no live warning"
+    # 60-sample batches: the 12th batch ends at 720 s, the first past 660 s
+    assert live_at in (10, 11), live_at
+    assert event["values"]["live"] is True and event["message"].startswith("Running now")
+    assert st["sessions"]["L"]["status"] == "open"

@@ -788,6 +788,8 @@ class AthleteProcessor:
             s["minutes_dirty"] = []
             if s["status"] == "closed" and s["rev"] >= 0:
                 alerts.append(self._session_spike(st, s, subject))
+            elif s["status"] == "open":
+                alerts.append(self._live_spike(st, s))
         cal = self.cal(st)
         for d in sorted(st["days"]):
             day = st["days"][d]
@@ -868,6 +870,21 @@ class AthleteProcessor:
             return None
         c = day["out"]["methods"]["rac"]["chronic"]
         return float(c) if c is not None else None
+
+    def _live_spike(self, st: dict[str, Any], s: dict[str, Any]) -> Verdict:
+        """A running session that has already passed 110 % of its 30-day ceiling (distance or
+        estimated PFJ load so far): the session_spike alert while the athlete still runs, so
+        a coach or clinician can stop the run or raise the support. Nothing (not a clear)
+        while it is below: the verdict of a session is given when it closes."""
+        a = s["acc"]
+        hist: dict[str, list[float]] = st.get("spike_hist", {})
+        past = [PastSession(int(v[0]), v[1], v[2]) for k, v in hist.items() if k != s["sid"]]
+        verdict = session_spike(a["dist"], a["load"], a["start"], past, self.cfg.spike)
+        if verdict.spike is None:
+            return None
+        return core_alerts.check_session_spike(
+            st["athlete_id"], st["team_id"], to_dt(a["end"]), verdict, s["sid"], live=True
+        )
 
     def _session_spike(self, st: dict[str, Any], s: dict[str, Any], subject: str) -> Verdict:
         """The closed session against the athlete's 30-day ceiling (core.spike); the session
