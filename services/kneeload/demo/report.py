@@ -26,6 +26,7 @@ from kneeload.demo.sim import Scenario
 
 __all__ = ["build_summary", "check_planted", "finish", "render_html"]
 
+SPIKE_KINDS = {"session_spike"}  # the default overload rule (issue #14)
 ACWR_KINDS = {"acwr_high"}
 WOW_KINDS = {"load_spike_wow", "weekly_load_jump"}
 OFFLINE_KINDS = {"unit_offline", "unit_silent"}
@@ -79,7 +80,7 @@ def check_planted(sc: Scenario, summary: dict[str, Any], db: dict[str, Any]) -> 
         a["event_time"]
         for a in alerts
         if a["athlete_id"] == p.load_spike_athlete
-        and a["kind"] in ACWR_KINDS | WOW_KINDS
+        and a["kind"] in ACWR_KINDS | WOW_KINDS | SPIKE_KINDS
         and a["event_time"]
         and w0 <= dt.datetime.fromisoformat(a["event_time"]) <= w1
     )
@@ -91,6 +92,7 @@ def check_planted(sc: Scenario, summary: dict[str, Any], db: dict[str, Any]) -> 
             "alerts": dict(k),
             "first": week6[0] if week6 else None,
             "acwr_high": bool(sum(k[x] for x in ACWR_KINDS)),
+            "session_spike": bool(sum(k[x] for x in SPIKE_KINDS)),
         },
     }
     k = kinds_for(athlete=p.pain_athlete)
