@@ -392,9 +392,9 @@ def test_the_last_version_of_a_pain_response_in_one_batch_is_stored(
 
 
 def test_one_poisoned_row_never_takes_its_neighbours_or_the_sink(topics: Settings, db: str) -> None:
-    """Rows PostgreSQL refuses although they reached Kafka (issue #17): a sample timed with
-    an offset timestamptz cannot store (+20:00), a per-sample value beyond a real column
-    (1e300), and a NUL in a batch's free text. Before, the sink dead-lettered the whole
+    """Rows that reached Kafka although storage cannot keep them (issue #17): a date
+    PostgreSQL refuses (29 February 2100), a per-sample value beyond a real column (1e300),
+    and a NUL in a batch's free text. Before, the sink dead-lettered the whole
     message (the batch's valid samples lost) or, when its staging table had been created in
     the rolled-back attempt, failed again isolating and exited. Now: every valid sample
     stored, one dead letter per poisoned row (the whole message only when what is poisoned
@@ -404,7 +404,9 @@ def test_one_poisoned_row_never_takes_its_neighbours_or_the_sink(topics: Setting
     athlete = f"ath-poison-{tag}"
     t0 = datetime(2030, 3, 3, 8, tzinfo=UTC)
     a = ev.watch_batch(athlete, t0, n=10, batch_id=f"pa-{tag}", device=f"pd-{tag}")
-    a["samples"][3]["time"] = "2030-03-03T08:00:03+20:00"
+    # 29 February 2100: the schema's pattern lets it through (2100 is no leap year, a rule
+    # a pattern cannot say), PostgreSQL refuses it — a refusal only the database makes
+    a["samples"][3]["time"] = "2100-02-29T08:00:03Z"
     dev = f"pd-{tag}"
     c = ev.watch_batch(athlete, t0 + timedelta(minutes=2), n=4, batch_id=f"pc-{tag}", device=dev)
     c["sub_sport"] = f"trail\u0000{tag}"
@@ -446,6 +448,7 @@ def test_one_poisoned_row_never_takes_its_neighbours_or_the_sink(topics: Setting
             k: [r[0] for r in conn.execute(reason, (f"%{k}-{tag}%",)).fetchall()]
             for k in ("pa", "pc", "pl")
         }
-    # the database's refusals; the load sample beyond its schema is named as such (a refused
-    # batch's samples are checked against the schema before they are retried)
-    assert got == {"pa": ["db_rejected"], "pc": ["db_rejected"], "pl": ["schema_invalid"]}
+    # the database's refusal; what the schema refuses (a NUL in the envelope, a value beyond
+    # its maximum) is named as such: a refused batch's samples are checked against the
+    # schema before they are retried
+    assert got == {"pa": ["db_rejected"], "pc": ["schema_invalid"], "pl": ["schema_invalid"]}
