@@ -280,11 +280,22 @@ COMPONENTS: tuple[Component, ...] = (
                 target=0.3,  # issue #20
                 higher_is_better=False,
             ),
-            Figure(
-                "`kneeload pfj` (one estimate) over a bare interpreter",
-                ("pfj_overhead_s",),
-                unit="s",
-                higher_is_better=False,
+            *(
+                Figure(
+                    f"`kneeload {what}` over a bare interpreter",
+                    (f"{key}_overhead_s",),
+                    unit="s",
+                    target=0.3,  # issue #20
+                    higher_is_better=False,
+                )
+                for key, what in (
+                    ("stack_help", "stack --help"),
+                    ("ceiling_help", "ceiling --help"),
+                    ("fleet_help", "fleet --help"),
+                    ("pfj", "pfj"),
+                    ("settings", "settings"),
+                    ("stack_status", "stack status"),
+                )
             ),
         ),
         quick_args=("--runs", "5"),
