@@ -503,7 +503,7 @@ def check_session_spike(
     event_time: dt.datetime,
     verdict: SpikeVerdict,
     session_id: str,
-    live: bool = False,
+    in_progress: bool = False,
 ) -> Alert | None:
     """``session_spike`` when :func:`kneeload.core.spike.session_spike` found one.
 
@@ -511,7 +511,9 @@ def check_session_spike(
     critical: the large spike had the highest hazard ratio, 2.28). The values name the
     measure that decided (distance or estimated PFJ load), the session's value, the 30-day
     ceiling, the ratio and the category, and both measures' ratios. One alert per session.
-    ``live``: the session is still running (its values so far already pass the ceiling).
+    ``in_progress``: the session had not ended at ``event_time`` (its values so far already
+    pass the ceiling); the message says "During the session" and the values
+    ``in_progress: true`` — true whether the data arrived live or was uploaded later.
     """
     s = verdict.spike
     if s is None:
@@ -526,7 +528,7 @@ def check_session_spike(
         "ratio": s.ratio,
         "category": s.category.value,
         "sessions_in_window": verdict.sessions_in_window,
-        "live": live,
+        "in_progress": in_progress,
     }
     for m in verdict.measures:
         values[f"{m.measure}_ratio"] = m.ratio
@@ -536,7 +538,8 @@ def check_session_spike(
         athlete_id,
         team_id,
         event_time,
-        ("Running now — " if live else "") + f"Session spike ({s.category.value}): {what} "
+        ("During the session, so far — " if in_progress else "")
+        + f"Session spike ({s.category.value}): {what} "
         f"{s.value:.0f} {unit}, {pct:.0f}% above the longest of the last 30 days "
         f"({s.ceiling:.0f}); Frandsen et al. 2025.",
         values,

@@ -422,6 +422,8 @@ class AthleteProcessor:
             top = live[-1][0]
             st["wm"] = top if wm is None else max(wm, top)
             self._apply_session_days(st, sess)
+            if sess["status"] == "open":
+                out += self._alerts(st, [self._spike_so_far(st, sess)])
         out += self._advance(st, now_ms, idle=False)
         return out
 
@@ -788,8 +790,6 @@ class AthleteProcessor:
             s["minutes_dirty"] = []
             if s["status"] == "closed" and s["rev"] >= 0:
                 alerts.append(self._session_spike(st, s, subject))
-            elif s["status"] == "open":
-                alerts.append(self._live_spike(st, s))
         cal = self.cal(st)
         for d in sorted(st["days"]):
             day = st["days"][d]
@@ -871,19 +871,40 @@ class AthleteProcessor:
         c = day["out"]["methods"]["rac"]["chronic"]
         return float(c) if c is not None else None
 
-    def _live_spike(self, st: dict[str, Any], s: dict[str, Any]) -> Verdict:
-        """A running session that has already passed 110 % of its 30-day ceiling (distance or
-        estimated PFJ load so far): the session_spike alert while the athlete still runs, so
-        a coach or clinician can stop the run or raise the support. Nothing (not a clear)
-        while it is below: the verdict of a session is given when it closes."""
-        a = s["acc"]
+    def _past_sessions(self, st: dict[str, Any], s: dict[str, Any]) -> list[PastSession]:
+        """The sessions the ceiling of ``s`` is taken from: the ceiling history (closed
+        sessions) and any other session of the state that started before ``s`` (one not
+        closed yet, when the next one's first samples arrive before the watermark closes
+        it), so the ceiling does not depend on when a session was closed."""
         hist: dict[str, list[float]] = st.get("spike_hist", {})
-        past = [PastSession(int(v[0]), v[1], v[2]) for k, v in hist.items() if k != s["sid"]]
-        verdict = session_spike(a["dist"], a["load"], a["start"], past, self.cfg.spike)
+        past = {k: PastSession(int(v[0]), v[1], v[2]) for k, v in hist.items()}
+        start = s["acc"]["start"]
+        for o in st["sessions"].values():
+            a = o["acc"]
+            if a is not None and o["sid"] != s["sid"] and a["start"] < start:
+                past[o["sid"]] = PastSession(a["start"], a["dist"], a["load"])
+        past.pop(s["sid"], None)
+        return list(past.values())
+
+    def _spike_so_far(self, st: dict[str, Any], s: dict[str, Any]) -> Verdict:
+        """A session still open after this batch that has already passed 110 % of its 30-day
+        ceiling (distance or estimated PFJ load so far): the session_spike alert while the
+        athlete still runs, so a coach or clinician can stop the run or raise the support.
+        Nothing (not a clear) while it is below: the verdict of a session is given when it
+        closes.
+
+        Judged on every batch, not on the worker's publish timer: the observation is the
+        session's data up to this batch's last sample (event time), so a replay or a
+        restarted worker raises the same warnings at the same points; whether the coach
+        hears it while the athlete still runs depends only on how fast the data arrives."""
+        a = s["acc"]
+        verdict = session_spike(
+            a["dist"], a["load"], a["start"], self._past_sessions(st, s), self.cfg.spike
+        )
         if verdict.spike is None:
             return None
         return core_alerts.check_session_spike(
-            st["athlete_id"], st["team_id"], to_dt(a["end"]), verdict, s["sid"], live=True
+            st["athlete_id"], st["team_id"], to_dt(a["end"]), verdict, s["sid"], in_progress=True
         )
 
     def _session_spike(self, st: dict[str, Any], s: dict[str, Any], subject: str) -> Verdict:
@@ -891,7 +912,7 @@ class AthleteProcessor:
         joins the athlete's ceiling history (kept for twice the window)."""
         a = s["acc"]
         hist: dict[str, list[float]] = st.setdefault("spike_hist", {})
-        past = [PastSession(int(v[0]), v[1], v[2]) for k, v in hist.items() if k != s["sid"]]
+        past = self._past_sessions(st, s)
         verdict = session_spike(a["dist"], a["load"], a["start"], past, self.cfg.spike)
         hist[s["sid"]] = [a["start"], a["dist"], a["load"]]
         keep = a["start"] - 2 * self.cfg.spike_window_days * 86_400_000
