@@ -423,14 +423,14 @@ def test_session_spike_warnings_do_not_depend_on_the_publish_timer_or_a_restart(
         start = D0 + dt.timedelta(days=k)
         bs += batches("a1", "t1", samples(start, n, tag=f"s{k}"), 60, f"s{k}", f"b{k}")
 
-    def spikes(out: list) -> list[tuple[str, str, str]]:
+    def spikes(out: list) -> list[tuple[str, str, bytes]]:
         return [
             (e["alert_id"], e["message"], orjson.dumps(e["values"], option=orjson.OPT_SORT_KEYS))
             for t, _, e in out
             if t == "alerts" and e["kind"] == "session_spike"
         ]
 
-    def fed(publish_interval_s: float, restart_at: int | None) -> list[tuple[str, str, str]]:
+    def fed(publish_interval_s: float, restart_at: int | None) -> list[tuple[str, str, bytes]]:
         cfg = WorkerConfig(day_grace_s=60, publish_interval_s=publish_interval_s)
         chunks: dict[str, bytes] = {}  # the chunk table (changelog'd like the state)
         p = AthleteProcessor(cfg, chunks)
