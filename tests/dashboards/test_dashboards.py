@@ -23,7 +23,7 @@ from kneeload.settings import Settings
 
 from .pipeline import ATHLETE, ATHLETE2, ATHLETE3, CLINIC, TEAM, UNIT
 
-TEAM_TABLE = "Athletes — today's estimated PFJ load, ACWR band, pain"
+TEAM_TABLE = "Athletes — today's estimated PFJ load, ceiling, ACWR band, pain"
 
 RANGES = {
     "kneeload-team-overview": timedelta(days=30),

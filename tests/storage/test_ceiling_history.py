@@ -108,3 +108,76 @@ def test_kneeload_ceiling_answers_for_a_day(ceilings: str) -> None:
     assert out["sessions_in_window"] == 3 and out["estimate"] is True
     res = CliRunner().invoke(root, [*args, "2026-06-09"])
     assert res.exit_code == 0 and "no ceiling yet" in res.output, res.output
+
+
+NOW_ATH, FEW_ATH, NOW_TEAM = "ceil-now", "ceil-few", "ceil-now-team"
+
+
+@pytest.fixture(scope="module")
+def today(db: str) -> tuple[str, list[PastSession], dt.datetime]:
+    """Runs relative to today (team_overview is about today): four for one athlete, two for
+    another."""
+    import asyncio
+    from zoneinfo import ZoneInfo
+
+    from .conftest import _write
+
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    local_today = dt.datetime.now(ZoneInfo(TZ)).date()
+    midnight = _utc(dt.datetime.combine(local_today, dt.time()))
+    events: list[tuple[str, Any]] = [
+        ("registry.athletes", ev.athlete(NOW_ATH, NOW_TEAM, "Now", t0, TZ)),
+        ("registry.athletes", ev.athlete(FEW_ATH, NOW_TEAM, "Few", t0, TZ)),
+    ]
+    past: list[PastSession] = []
+    for i, (days_ago, dist, load) in enumerate(
+        [(40, 30000.0, 40000.0), (20, 9000.0, 9000.0), (9, 14000.0, 10000.0), (2, 8000.0, 12500.0)]
+    ):
+        start = midnight - dt.timedelta(days=days_ago) + dt.timedelta(hours=7)
+        s = ev.session(f"ceil-now-s{i}", NOW_ATH, start, load=load, team=NOW_TEAM)
+        s["distance_m"] = dist
+        events.append(("sessions", s))
+        past.append(PastSession(int(start.timestamp() * 1000), dist, load))
+    for i in range(2):
+        start = midnight - dt.timedelta(days=3 + i)
+        events.append(
+            ("sessions", ev.session(f"ceil-few-s{i}", FEW_ATH, start, load=5000.0, team=NOW_TEAM))
+        )
+    asyncio.run(_write(db, events))
+    return db, past, midnight
+
+
+def test_team_overview_shows_todays_ceiling_as_core_computes_it(
+    today: tuple[str, list[PastSession], dt.datetime],
+) -> None:
+    """Issue #14 item 3: the coach's overview carries today's ceiling per athlete (the 40-day
+    old 30 km run is outside the window; three runs are in it)."""
+    db, past, midnight = today
+    c = ceiling(past, int(midnight.timestamp() * 1000))
+    assert (c.sessions, c.distance_m, c.pfj_load_mpa_s) == (3, 14000.0, 12500.0)
+    with psycopg.connect(db) as conn:
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT athlete_id, ceiling_distance_m, ceiling_pfj_load_mpa_s, ceiling_verdict, "
+                "ceiling_sessions_in_window FROM kneeload_api.team_overview WHERE team_id = %s",
+                (NOW_TEAM,),
+            )
+        }
+    dist, load, verdict, n = rows[NOW_ATH]
+    assert verdict == "ceiling" and n == 3
+    assert dist == pytest.approx(1.1 * c.distance_m) and load == pytest.approx(
+        1.1 * c.pfj_load_mpa_s
+    )
+    assert rows[FEW_ATH] == (None, None, "too_few_sessions", 2)
+    # the quick answer agrees
+    import orjson
+    from click.testing import CliRunner
+
+    from kneeload.cli import root
+
+    res = CliRunner().invoke(
+        root, ["ceiling", "--athlete-id", NOW_ATH, "--database-url", db, "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert orjson.loads(res.output)["ceiling_distance_m"] == pytest.approx(dist)

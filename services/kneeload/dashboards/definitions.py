@@ -120,15 +120,20 @@ def team_overview() -> dash.Dashboard:
                latest_pain_nrs AS "latest pain (NRS)",
                latest_pain_time AS "pain reported",
                pain_trend AS "pain trend (7 d)",
-               open_alerts AS "open alerts"
+               open_alerts AS "open alerts",
+               round((ceiling_distance_m / 1000)::numeric, 1) AS "today's ceiling (km)",
+               ceiling_pfj_load_mpa_s AS "today's ceiling, estimated PFJ load (MPa·s)",
+               CASE ceiling_verdict WHEN 'ceiling' THEN ceiling_sessions_in_window || ' sessions in 30 d'
+                    ELSE 'no ceiling yet (' || ceiling_sessions_in_window || ' of 3 sessions)' END
+                   AS "ceiling from"
           FROM kneeload_api.team_overview
          WHERE team_id = '$team' AND active
-         ORDER BY CASE acwr_band WHEN 'danger' THEN 0 WHEN 'caution' THEN 1 ELSE 2 END,
-                  open_alerts DESC, display_name
+         ORDER BY open_alerts DESC, display_name
         """,
         expect=["athlete", "athlete_id", "today's estimated PFJ load (MPa·s)", "day status",
                 "ACWR", "ACWR method", "ACWR band", "latest pain (NRS)", "pain reported",
-                "pain trend (7 d)", "open alerts"],
+                "pain trend (7 d)", "open alerts", "today's ceiling (km)",
+                "today's ceiling, estimated PFJ load (MPa·s)", "ceiling from"],
     )  # fmt: skip
     bands = SQL(
         """
@@ -211,8 +216,8 @@ def team_overview() -> dash.Dashboard:
             ])
         )
         .with_panel(
-            table.Panel().title("Athletes — today's estimated PFJ load, ACWR band, pain").datasource(DS)
-            .description("ACWR bands: under < acwr_band_low ≤ sweet spot < acwr_band_high ≤ caution < acwr_band_danger ≤ danger (kneeload_api.thresholds).")
+            table.Panel().title("Athletes — today's estimated PFJ load, ceiling, ACWR band, pain").datasource(DS)
+            .description("Today's ceiling: the longest distance and the largest estimated PFJ load a session can have today without being a session spike (1.10 × the longest of the last 30 days; Frandsen et al. 2025, the one load measure that predicted injury in 5,205 runners). ACWR is context only: in the same study a higher ACWR went with fewer injuries. ACWR bands: under < acwr_band_low ≤ sweet spot < acwr_band_high ≤ caution < acwr_band_danger ≤ danger (kneeload_api.thresholds).")
             .with_target(athletes)
             .grid_pos(_pos(0, 4, 24, 12))
             .mappings([BAND_MAP, TREND_MAP])
@@ -221,6 +226,7 @@ def team_overview() -> dash.Dashboard:
                 _override("pain trend (7 d)", custom_cellOptions={"type": "color-text"}),
                 _override("today's estimated PFJ load (MPa·s)", decimals=0),
                 _override("ACWR", decimals=2),
+                _override("today's ceiling, estimated PFJ load (MPa·s)", decimals=0),
                 _override("athlete_id", custom_hidden=True),
             ])
         )
@@ -386,6 +392,29 @@ def athlete_detail() -> dash.Dashboard:
             "acknowledged at",
         ],
     )
+    ceiling_today = SQL(
+        """
+        SELECT round((ceiling_distance_m / 1000)::numeric, 1) AS "longest run today (km)",
+               ceiling_pfj_load_mpa_s AS "largest estimated PFJ load today (MPa·s)",
+               ceiling_sessions_in_window AS "sessions in the last 30 days"
+          FROM kneeload_api.team_overview
+         WHERE athlete_id = '$athlete'
+        """,
+        expect=["longest run today (km)", "largest estimated PFJ load today (MPa·s)",
+                "sessions in the last 30 days"],
+    )  # fmt: skip
+    ceiling_ts = SQL(
+        """
+        SELECT $__time(s.start_time), s.distance_m / 1000 AS "session (km)",
+               c.ceiling_distance_m / 1000 AS "ceiling that day (km)"
+          FROM kneeload_api.athlete_timeline s
+          LEFT JOIN kneeload_api.ceiling_history c
+            ON c.athlete_id = s.athlete_id AND c.date = s.local_date
+         WHERE s.athlete_id = '$athlete' AND $__timeFilter(s.start_time)
+         ORDER BY 1
+        """,
+        expect=["time", "session (km)", "ceiling that day (km)"],
+    ).format("time_series")
     return (
         dash.Dashboard("Athlete detail — sessions, ACWR, pain vs estimated load")
         .uid("kneeload-athlete-detail")
@@ -454,6 +483,24 @@ def athlete_detail() -> dash.Dashboard:
         .with_panel(
             table.Panel().title("Pain responses and suggestions for the clinician").datasource(DS).with_target(bws)
             .grid_pos(_pos(0, 44, 14, 8))
+        )
+        .with_panel(
+            stat.Panel().title("Today's session-spike ceiling (estimate)").datasource(DS)
+            .description("The longest distance and the largest estimated PFJ load a session can have today without being a session spike: 1.10 × the longest of the sessions started in the last 30 days (Frandsen et al. 2025). Empty below 3 sessions in the window: no ceiling is guessed. Same numbers as `kneeload ceiling --athlete-id`.")
+            .with_target(ceiling_today).grid_pos(_pos(0, 52, 8, 7))
+            .graph_mode(cm.BigValueGraphMode.NONE)
+        )
+        .with_panel(
+            timeseries.Panel().title("Session distance against that day's ceiling").datasource(DS)
+            .description("Bars: each session's distance. Line: the ceiling of its day (kneeload_api.ceiling_history, the athlete's local day). A bar above the line was a session spike.")
+            .with_target(ceiling_ts).grid_pos(_pos(8, 52, 16, 7)).unit("lengthkm")
+            .legend(_legend())
+            .overrides([
+                _override("session (km)", custom_drawStyle="bars", custom_fillOpacity=50),
+                _override("ceiling that day (km)", custom_lineInterpolation="stepAfter",
+                          custom_lineStyle={"fill": "dash", "dash": [10, 10]},
+                          color={"mode": "fixed", "fixedColor": "red"}),
+            ])
         )
         .with_panel(
             table.Panel().title("Alerts (with acknowledgement)").datasource(DS).with_target(alerts)
