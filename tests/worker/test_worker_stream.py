@@ -476,3 +476,52 @@ def test_a_setpoint_seen_after_later_telemetry_still_reaches_the_samples(
         w.stop()
         c.close()
         k.close()
+
+
+def test_a_session_spike_is_raised_while_the_session_still_runs_on_the_real_broker(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue #14 items 1–2 on the real pipeline: four 10-minute runs, then a long run sent a
+    minute at a time. Once its distance so far passes 110 % of the 30-day longest (660 s of
+    running), session_spike comes out of the worker before the next minute is even sent —
+    with a publish interval of an hour, so only the per-batch check can have raised it — and
+    the rest of the run (to +70 %, moderate) escalates the same episode, never a second one."""
+    bootstrap, prefix = env["KNEELOAD_KAFKA_BOOTSTRAP"], env["KNEELOAD_TOPIC_PREFIX"]
+    k = Kafka(bootstrap, prefix)
+    k.send("registry.athletes", "sp1", athlete_record("sp1", "t-sp"))
+    for d in range(4):
+        start = D0 + dt.timedelta(days=d)
+        for b in batches("sp1", "t-sp", samples(start, 600, tag=f"h{d}"), 100, f"sp-h{d}"):
+            k.send("watch.samples", "sp1", b)
+    k.flush()
+    c = Collector(bootstrap, prefix)
+    w = Worker({**env, "KNEELOAD_WORKER_PUBLISH_INTERVAL_S": "3600"}, tmp_path / "w.log")
+
+    def spikes(c: Collector) -> list[dict]:
+        return [e for e in c.all["alerts"] if e["kind"] == "session_spike"]
+
+    long_run = batches("sp1", "t-sp", samples(D0 + dt.timedelta(days=4), 1020, tag="L"), 60, "sp-L")
+    try:
+        c.wait(lambda c: len(c.latest["load.samples"]) >= 24)  # the history is in
+        for i, b in enumerate(long_run[:12], start=1):  # 12 minutes: the 12th passes 660 s
+            k.send("watch.samples", "sp1", b)
+            k.flush()
+            if i < 12:  # processed (its per-sample rows are out) and no warning yet
+                bid = b["batch_id"]
+                c.wait(lambda c: bid in c.latest["load.samples"])  # noqa: B023
+                assert not spikes(c), f"warned after {i} min, before 110 %"
+        c.wait(lambda c: bool(spikes(c)), describe=lambda c: f"{len(c.all['alerts'])} alerts")
+        first = spikes(c)[0]
+        assert first["values"]["in_progress"] is True and first["values"]["category"] == "small"
+        assert first["values"]["episode_transition"] == "opened"
+        assert first["message"].startswith("During the session, so far")
+        for b in long_run[12:]:
+            k.send("watch.samples", "sp1", b)
+        k.flush()
+        c.wait(lambda c: any(e["values"]["category"] == "moderate" for e in spikes(c)))
+        assert {e["dedup_key"] for e in spikes(c)} == {first["dedup_key"]}  # one episode
+        assert [e["values"]["episode_transition"] for e in spikes(c)] == ["opened", "escalated"]
+    finally:
+        w.stop()
+        c.close()
+        k.close()
