@@ -14,6 +14,10 @@ input plausibility: bounds, gait, cadence fix   :mod:`kneeload.core.plausibility
   bounds with their sources                       ``plausibility.PlausibilityBounds.table``
   one sample: estimable, walking, or why not      ``plausibility.check_sample``
   session totals                                  ``pfj.aggregate_session``
+session and minute aggregates (the worker's)    :mod:`kneeload.core.session`
+  running sums, per minute                        ``session.add_samples``, ``add_to_minutes``
+  means, load per km, coverage                    ``session.session_figures``,
+                                                  ``session.minute_figures``
   lab chain (knee moment → stress)                ``pfj.pfj_stress_from_knee_moment_mpa``
   parameters / per-athlete calibration            ``pfj.PfjParams``, ``pfj.PfjCalibration``
 ACWR (EWMA, rolling coupled/uncoupled)          :mod:`kneeload.core.acwr`

@@ -807,19 +807,24 @@ def aggregate_session(samples: Iterable[tuple[PfjSample, float, float, float]]) 
     """Sum a session's samples: ``(sample, speed_mps, cadence_spm, duration_s)`` tuples.
 
     Session load = Σ J_step · cadence/60 · Δt (the sum of per-step impulses,
-    docs/science.md §1.3 step 4); distance = Σ v·Δt; peak = max peak per step.
+    docs/science.md §1.3 step 4); distance = Σ v·Δt; peak = max peak per step. The sums
+    are :func:`kneeload.core.session.add_samples`, as the stream worker's.
     """
-    load = dist_m = dur = steps = peak = 0.0
-    n = n_est = 0
+    from kneeload.core.session import LoadSample, LoadSums, add_samples
+
+    sums = LoadSums()
+    steps = 0.0
+    n_est = 0
+    parts: list[LoadSample] = []
     for s, v, f, dt in samples:
         if dt < 0:
             raise ImplausibleInputError("duration_s", dt, "must be ≥ 0")
-        n_steps = f / 60.0 * dt
-        load += s.pfj_impulse_per_step_mpa_s * n_steps
-        steps += n_steps
-        dist_m += v * dt
-        dur += dt
-        peak = max(peak, s.peak_pfj_stress_mpa)
-        n += 1
+        steps += f / 60.0 * dt
         n_est += s.contact_estimated
+        load = pfj_sample_load_mpa_s(s.pfj_impulse_per_step_mpa_s, f, dt)
+        parts.append(LoadSample(0, v, f, 0.0, dt, load, s.peak_pfj_stress_mpa))
+    add_samples(sums, parts)
+    load, dist_m, dur = sums.pfj_load_mpa_s, sums.distance_m, sums.duration_s
+    peak = max(0.0, sums.peak_pfj_stress_mpa or 0.0)
+    n = sums.samples
     return SessionLoad(load, dist_m / 1000.0, dur, steps, peak, n, n_est)

@@ -40,6 +40,7 @@ import orjson
 
 from kneeload.core import alerts as core_alerts
 from kneeload.core import pain as core_pain
+from kneeload.core import session as core_session
 from kneeload.core.acwr import AcwrConfig, AcwrTracker, DailyAcwr, LateDayTooOldError
 from kneeload.core.correlation import PairedObservations
 from kneeload.core.pfj import (
@@ -229,6 +230,14 @@ def _sample_dead_letter(batch: dict[str, Any], s: Any, exc: Exception) -> Output
         key=batch.get("athlete_id"),
     )
     return ("deadletter", "worker", ev)
+
+
+def _sums(acc: dict[str, Any]) -> core_session.LoadSums:
+    """A session accumulator's sums as core's :class:`~kneeload.core.session.LoadSums`."""
+    return core_session.LoadSums(
+        acc["n"], acc["dur"], acc["dist"], acc["s_speed"], acc["s_cad"], acc["s_bws"],
+        acc["peak"], acc["load"],
+    )  # fmt: skip
 
 
 def _num(x: Any, default: float = 0.0) -> float:
@@ -763,30 +772,7 @@ class AthleteProcessor:
                     continue
                 rev = s["minute_rev"].get(mk, -1) + 1
                 s["minute_rev"][mk] = rev
-                out.append(
-                    (
-                        LOAD_MINUTE,
-                        aid,
-                        {
-                            "id": f"{aid}:{iso(int(mk))}",
-                            "athlete_id": aid,
-                            "team_id": team,
-                            "session_id": s["sid"],
-                            "unit_id": m[8],
-                            "minute": iso(int(mk)),
-                            "samples": m[0],
-                            "duration_s": min(m[1], 60.0),
-                            "distance_m": min(m[2], 1000.0),
-                            "mean_speed_mps": m[3] / m[0],
-                            "mean_cadence_spm": m[4] / m[0],
-                            "mean_bws_pct": m[5] / m[0],
-                            "peak_pfj_stress_mpa": m[6],
-                            "pfj_load_mpa_s": m[7],
-                            "revision": rev,
-                            "estimate": True,
-                        },
-                    )
-                )
+                out.append((LOAD_MINUTE, aid, self._minute_out(st, s["sid"], mk, m, rev)))
             s["minutes_dirty"] = []
             if s["status"] == "closed" and s["rev"] >= 0:
                 alerts.append(self._session_spike(st, s, subject))
@@ -862,6 +848,32 @@ class AthleteProcessor:
         out += self._alerts(st, alerts)
         st["last_pub"] = now_ms
         return out
+
+    @staticmethod
+    def _minute_out(
+        st: dict[str, Any], sid: str, mk: str, m: list[Any], rev: int
+    ) -> dict[str, Any]:
+        """A ``load_minute`` event: the minute's figures from core."""
+        aid = st["athlete_id"]
+        f = core_session.minute_figures(core_session.MinuteSums(*m))
+        return {
+            "id": f"{aid}:{iso(int(mk))}",
+            "athlete_id": aid,
+            "team_id": st["team_id"],
+            "session_id": sid,
+            "unit_id": m[8],
+            "minute": iso(int(mk)),
+            "samples": f.samples,
+            "duration_s": f.duration_s,
+            "distance_m": f.distance_m,
+            "mean_speed_mps": f.mean_speed_mps,
+            "mean_cadence_spm": f.mean_cadence_spm,
+            "mean_bws_pct": f.mean_bws_pct,
+            "peak_pfj_stress_mpa": f.peak_pfj_stress_mpa,
+            "pfj_load_mpa_s": f.pfj_load_mpa_s,
+            "revision": rev,
+            "estimate": True,
+        }
 
     def _chronic_mean(self, st: dict[str, Any], sess: dict[str, Any]) -> float | None:
         d = self.cal(st).date_iso(sess["acc"]["start"])
@@ -950,8 +962,9 @@ class AthleteProcessor:
     def _summary(self, st: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         a = s["acc"]
         n = a["n"]
-        span_s = (a["end"] - a["start"]) / 1000.0 + self.cfg.first_sample_interval_s
-        dist = a["dist"]
+        f = core_session.session_figures(
+            _sums(a), a["start"], a["end"], self.cfg.first_sample_interval_s
+        )
         return {
             "session_id": s["sid"],
             "athlete_id": st["athlete_id"],
@@ -959,16 +972,16 @@ class AthleteProcessor:
             "unit_id": a["unit"],
             "start_time": iso(a["start"]),
             "end_time": iso(a["end"]),
-            "duration_s": a["dur"],
-            "distance_m": dist,
-            "mean_cadence_spm": a["s_cad"] / n if n else None,
-            "mean_speed_mps": a["s_speed"] / n if n else None,
-            "mean_bws_pct": a["s_bws"] / n if n else None,
-            "peak_pfj_stress_mpa": a["peak"],
-            "pfj_load_mpa_s": a["load"],
-            "pfj_load_per_km": a["load"] / (dist / 1000.0) if dist > 0 else None,
-            "samples": n,
-            "coverage_pct": max(0.0, min(100.0, 100.0 * a["dur"] / span_s)) if span_s > 0 else 0.0,
+            "duration_s": f.duration_s,
+            "distance_m": f.distance_m,
+            "mean_cadence_spm": f.mean_cadence_spm,
+            "mean_speed_mps": f.mean_speed_mps,
+            "mean_bws_pct": f.mean_bws_pct,
+            "peak_pfj_stress_mpa": f.peak_pfj_stress_mpa,
+            "pfj_load_mpa_s": f.pfj_load_mpa_s,
+            "pfj_load_per_km": f.pfj_load_per_km,
+            "samples": f.samples,
+            "coverage_pct": f.coverage_pct,
             "status": s["status"],
             "revision": s["rev"],
             "estimate": True,
