@@ -144,6 +144,15 @@ class Settings(BaseSettings):
         None,
         description='Per-clinic opening hours, JSON: {"clinic-id": {"timezone": "Europe/Oslo", "hours": "Mon-Fri 08:00-18:00"}}; others use fleet_opening_hours',
     )
+    fleet_outcome_min_n: int = Field(
+        5, ge=1, description="Athletes an outcome figure of a unit or clinic needs before it is shown, compared or ranked; below it withheld, n shown (kneeload's own choice)"
+    )
+    fleet_bws_target_pct: float = Field(
+        5.0, ge=0.0, lt=100.0, description="BWS at or below which an athlete counts as progressed in the fleet outcomes (%; issue #15, one 5 % step from none)"
+    )
+    fleet_outcome_window_days: float = Field(
+        14.0, gt=0.0, description="First and last window of the fleet outcomes' pain trajectory (days; issue #15's two weeks)"
+    )
     alert_trend_alerts: bool = Field(
         False,
         description="Raise acwr_high and load_spike_wow alerts (off: neither predicted injury in Frandsen et al. 2025; both stay computed and shown)",
