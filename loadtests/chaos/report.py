@@ -196,7 +196,8 @@ class Report:
         ex = self.storm.unexpected_exits
         out += ["", f"Unexpected service exits (restarted by the supervisor): {len(ex)}."]
         for e in ex[:10]:
-            out.append(f"- {e.service} at +{e.at_s:.0f} s (status {e.status})")
+            why = " — the stall watchdog (kneeload.worker.watchdog)" if e.status == 75 else ""
+            out.append(f"- {e.service} at +{e.at_s:.0f} s (status {e.status}{why})")
         for run in (self.calm, self.storm):
             if run.commit_stalls:
                 out.append(

@@ -549,6 +549,9 @@ def create_app(settings: Settings) -> faust.App:
             elif tp.topic == t_tick_u:
                 await tick_u.send(key=b"tick", value=b"{}", partition=tp.partition)
 
+    from kneeload.worker import watchdog
+
+    watchdog.install(app, settings.worker_stall_timeout_s, settings.worker_watchdog_interval_s)
     app.kneeload_agents = (athlete, units_agent, devices_agent, team_agent)  # type: ignore[attr-defined]
     return app
 
