@@ -379,6 +379,41 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         timeout_s=2400,
     ),
+    Component(
+        "live_spike",
+        "bench_live_spike.py",
+        "live session-spike warning: the batch carrying the crossing sample → alert "
+        "(worker, sink, notify, real webhook), 60 athletes streaming 10-sample batches",
+        (
+            Figure(
+                "crossing sample → notification p99",
+                ("crossing_to_notification.p99_ms",),
+                ("bare_hop_p99_ms",),
+                "bare 2-hop Kafka relay",
+                "ms",
+                1000,  # issue #14
+                higher_is_better=False,
+            ),
+            Figure(
+                "crossing sample → alert row p99",
+                ("crossing_to_alert_row.p99_ms",),
+                ("bare_hop_p99_ms",),
+                "bare 2-hop Kafka relay",
+                "ms",
+                1000,  # issue #14
+                higher_is_better=False,
+            ),
+            Figure(
+                "crossing sample → alert event p50",
+                ("crossing_to_alert_event.p50_ms",),
+                ("bare_hop_p50_ms",),
+                "bare 2-hop Kafka relay",
+                "ms",
+                higher_is_better=False,
+            ),
+        ),
+        timeout_s=900,
+    ),
 )
 
 
