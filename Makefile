@@ -12,7 +12,7 @@ KAFKA_LIBS := var/kafka/libs
 DEBS := postgresql-15 mosquitto
 PYTEST_ARGS ?=
 
-.PHONY: bench chaos demo compose-check help install debs kafka-jars up down status topics migrate test demo bench lint lock clean-var
+.PHONY: bench chaos demo compose-check help install debs kafka-jars timescaledb up down status topics migrate test test-timescale demo bench lint lock clean-var
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ $(KAFKA_LIBS)/.fetched: infra/kafka/pom.xml
 
 kafka-jars: $(KAFKA_LIBS)/.fetched
 
+TIMESCALEDB_VERSION ?= 2.28.3
+TIMESCALEDB_TARBALL ?= ../shared/vendor/timescaledb-$(TIMESCALEDB_VERSION).tar.gz
+timescaledb:  ## build TimescaleDB from its source archive into PostgreSQL 15 (once; skipped when installed)
+	@TIMESCALEDB_VERSION=$(TIMESCALEDB_VERSION) TIMESCALEDB_TARBALL=$(TIMESCALEDB_TARBALL) infra/timescaledb/install.sh
+
 up: install  ## start Kafka, PostgreSQL and Mosquitto (health-checked), reconcile topics, migrate
 	@$(KNEELOAD) stack up
 	@$(KNEELOAD) init
@@ -58,11 +63,24 @@ down:  ## stop the local stack (data in var/ is kept)
 status:  ## report each component of the stack
 	@$(KNEELOAD) stack status
 
-test: install  ## start the stack, run the whole suite, stop what this run started
+#: the database tests run a second time on TimescaleDB when it is installed (make timescaledb)
+TIMESCALE_TESTS ?= tests/storage tests/dashboards tests/worker/test_rebuild_state.py tests/demo/test_demo_e2e.py
+HAS_TIMESCALEDB = $(BIN)/python -c "from kneeload.stack.postgres import timescaledb_version as v; raise SystemExit(v() is None)"
+
+test: install  ## start the stack, run the whole suite (plain PostgreSQL), then the database tests on TimescaleDB when installed
 	@rm -f var/.test-started; mkdir -p var
 	@$(KNEELOAD) stack up --record var/.test-started
-	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
+	@status=0; start=$$(date +%s); $(BIN)/pytest --flavour=plain $(PYTEST_ARGS) || status=$$?; \
+	  echo "make test: the suite on plain PostgreSQL took $$(( $$(date +%s) - start )) s"; \
+	  if $(HAS_TIMESCALEDB); then \
+	    start=$$(date +%s); $(BIN)/pytest --flavour=timescale $(PYTEST_ARGS) $(TIMESCALE_TESTS) || status=$$?; \
+	    echo "make test: the database tests on TimescaleDB took $$(( $$(date +%s) - start )) s"; \
+	  else echo "make test: TimescaleDB is not installed (make timescaledb): its pass skipped"; fi; \
 	  $(KNEELOAD) stack down --only-recorded var/.test-started; exit $$status
+
+test-timescale: install  ## only the database tests, on a throwaway TimescaleDB cluster (needs make timescaledb)
+	@$(KNEELOAD) stack up
+	@$(BIN)/pytest --flavour=timescale $(PYTEST_ARGS) $(TIMESCALE_TESTS)
 
 demo: install  ## start the stack and every service, drive a simulated team + clinic through them, summarise in out/
 	@$(KNEELOAD) stack up

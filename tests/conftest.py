@@ -3,13 +3,25 @@
 `make test` starts the stack before pytest (and stops what it started afterwards); these
 fixtures only check it is healthy and give each test session its own isolated resources:
 a unique topic prefix and a fresh database, so parallel runs and leftovers never collide.
+
+Storage flavour (``--flavour``): ``plain`` (default) runs with KNEELOAD_STORAGE_TIMESCALE=off on
+the local stack's PostgreSQL, whatever it has loaded; ``timescale`` starts a throwaway cluster of
+the same PostgreSQL 15 with TimescaleDB preloaded (``kneeload.stack.postgres``, a free port, under
+var/pytest-pg/, stopped and deleted at the end) and runs with KNEELOAD_STORAGE_TIMESCALE=on,
+Kafka and Mosquitto still the local stack's. It needs the extension installed (``make
+timescaledb``); without it the session fails with that hint. A test that holds for one flavour
+only is marked ``@pytest.mark.flavour("plain")`` (or ``"timescale"``) and is skipped, with the
+reason, on the other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -17,6 +29,114 @@ import pytest
 from kneeload.settings import Settings, get_settings, reload_settings
 
 RUN_ID = uuid.uuid4().hex[:10]
+FLAVOURS = ("plain", "timescale")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--flavour",
+        choices=FLAVOURS,
+        default="plain",
+        help="storage flavour the database tests run on: plain PostgreSQL partitions (default, "
+        "the local stack's server) or timescale (a throwaway cluster with TimescaleDB preloaded)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "flavour(name): the test holds for this storage flavour only (skipped on the other)",
+    )
+    # before any test module reads the settings: every process of the session sees the choice
+    flavour = config.getoption("--flavour")
+    os.environ["KNEELOAD_STORAGE_TIMESCALE"] = "on" if flavour == "timescale" else "off"
+    reload_settings()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    wanted = [m.args[0] for m in item.iter_markers("flavour")]
+    flavour = item.config.getoption("--flavour")
+    if wanted and flavour not in wanted:
+        pytest.skip(f"{' / '.join(wanted)} storage only (this run: --flavour={flavour})")
+
+
+@pytest.fixture(scope="session")
+def flavour(request: pytest.FixtureRequest) -> str:
+    """The storage flavour of this run (``--flavour``)."""
+    return str(request.config.getoption("--flavour"))
+
+
+@contextlib.contextmanager
+def private_postgres(base: Settings, mode: str, tag: str) -> Iterator[tuple[Settings, str]]:
+    """A PostgreSQL cluster of the caller's own (the local stack's code, a free port), started
+    with ``storage_timescale=mode`` (``off``: no TimescaleDB preload), stopped and deleted at
+    the end; yields its settings and a URL with its password file. It lives under the stack's
+    var directory, not pytest's temporary one: a concurrent pytest session resets
+    /tmp/pytest-of-<user> to mode 0700, which locked the postgres user out of a running
+    cluster (``could not open file ".../global/pg_control": Permission denied``, PANIC)."""
+    from kneeload.stack import postgres
+
+    root = base.var_dir / "pytest-pg" / f"{tag}-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+    root.mkdir(parents=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    s = base.model_copy(
+        update={
+            "var_dir": root,
+            "database_url": f"postgresql://kneeload@127.0.0.1:{port}/kneeload",
+            "storage_timescale": mode,
+        }
+    )
+    postgres.start(s)
+    try:
+        yield s, f"{s.database_url}?passfile={root / 'pg' / 'pgpass'}"
+    finally:
+        try:
+            postgres.stop(s)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+PrivatePostgres = Callable[
+    [Settings, str, str], contextlib.AbstractContextManager[tuple[Settings, str]]
+]
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> PrivatePostgres:
+    """:func:`private_postgres`, for tests that need a server of their own."""
+    return private_postgres
+
+
+@pytest.fixture(scope="session")
+def _flavour_server(flavour: str) -> Iterator[None]:
+    """``--flavour=timescale``: a PostgreSQL cluster of the session's own with TimescaleDB
+    preloaded; KNEELOAD_DATABASE_URL points at it for the session (and its subprocesses)."""
+    if flavour != "timescale":
+        yield
+        return
+    from kneeload.stack import postgres
+
+    version = postgres.timescaledb_version()
+    if version is None:
+        pytest.fail(
+            "--flavour=timescale needs the TimescaleDB extension installed into PostgreSQL 15: "
+            "`make timescaledb`",
+            pytrace=False,
+        )
+    saved = os.environ.get("KNEELOAD_DATABASE_URL")
+    with private_postgres(get_settings(), "on", "timescale") as (_s, url):
+        os.environ["KNEELOAD_DATABASE_URL"] = url
+        reload_settings()
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("KNEELOAD_DATABASE_URL", None)
+            else:
+                os.environ["KNEELOAD_DATABASE_URL"] = saved
+            reload_settings()
 
 
 def _require(component: str, ok: bool) -> None:
@@ -29,8 +149,9 @@ def _require(component: str, ok: bool) -> None:
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
-    """Settings as the stack wrote them (var/kneeload.env), before per-session isolation."""
+def base_settings(_flavour_server: None) -> Settings:
+    """Settings as the stack wrote them (var/kneeload.env), before per-session isolation
+    (with ``--flavour=timescale``: the database server is the session's Timescale cluster)."""
     return get_settings()
 
 

@@ -92,9 +92,11 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of the services")
 
     # --- storage --------------------------------------------------------------
-    storage_timescale: str = Field(
+    storage_timescale: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="TimescaleDB path: auto (use it when the extension is available) | on | off",
+        description="TimescaleDB: auto (use it when the running server has it loaded) | on "
+        "(require it; a clear error when the server cannot) | off (plain PostgreSQL; the local "
+        "stack then does not preload it). A database keeps the flavour of its first migration",
     )
     storage_premake_days: int = Field(
         7, description="Plain PostgreSQL: time partitions created ahead by migrate (days)"

@@ -59,6 +59,16 @@ def test_summary_contract(summary: dict) -> None:
     assert summary["services"]["state"] == "stopped"
 
 
+def test_the_storage_setting_reaches_the_demos_processes(summary: dict, flavour: str) -> None:
+    """The session's KNEELOAD_STORAGE_TIMESCALE (off for plain, on for timescale: tests/conftest)
+    reached the demo's migrate: on a server with TimescaleDB preloaded, a dropped `off` became
+    `auto` and migrated the demo's database with TimescaleDB."""
+    assert summary["storage"] == {
+        "flavour": flavour,
+        "setting": "on" if flavour == "timescale" else "off",
+    }
+
+
 def test_acwr_matches_the_simulators_expectation(summary: dict) -> None:
     for aid, v in summary["acwr_final"].items():
         e = summary["acwr_final_expected"][aid]

@@ -1,4 +1,6 @@
-"""Migrations on the real database: idempotence, partitions, retention, Timescale DDL."""
+"""Migrations on the real database: idempotence, partitions (plain) or chunks (TimescaleDB),
+retention, the Timescale DDL. Run on both flavours (``--flavour``); the partition mechanics of
+each are marked with theirs."""
 
 from __future__ import annotations
 
@@ -6,20 +8,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
 from kneeload.settings import Settings
 from kneeload.storage import Flavour, load_migrations, migrate, render
 
 
 def test_migrate_twice_is_a_no_op(
-    db: str, settings: Settings, conn: psycopg.Connection[Any]
+    db: str, settings: Settings, conn: psycopg.Connection[Any], flavour: str
 ) -> None:
     before = conn.execute(
         "SELECT version, applied_at FROM kneeload.schema_migrations ORDER BY 1"
     ).fetchall()
     assert [v for v, _ in before] == [m.version for m in load_migrations()]
     report = migrate(db, settings)
-    assert report.applied == [] and report.already == len(before) and report.flavour == "plain"
+    assert report.applied == [] and report.already == len(before) and report.flavour == flavour
     assert (
         conn.execute(
             "SELECT version, applied_at FROM kneeload.schema_migrations ORDER BY 1"
@@ -28,6 +31,7 @@ def test_migrate_twice_is_a_no_op(
     )
 
 
+@pytest.mark.flavour("plain")
 def test_partitions_created_ahead(conn: psycopg.Connection[Any], settings: Settings) -> None:
     rows = conn.execute(
         "SELECT range_start, range_end FROM kneeload.partitions('kneeload.watch_samples') "
@@ -50,6 +54,7 @@ def test_partitions_created_ahead(conn: psycopg.Connection[Any], settings: Setti
         assert brin == (1,), table
 
 
+@pytest.mark.flavour("plain")
 def test_partition_for_new_time_moves_rows_out_of_default(conn: psycopg.Connection[Any]) -> None:
     """A row beyond the premade partitions lands in the default partition; creating the
     partition later moves it there — nothing is lost, nothing blocks."""
@@ -78,6 +83,7 @@ def test_partition_for_new_time_moves_rows_out_of_default(conn: psycopg.Connecti
     conn.execute("DROP TABLE kneeload.watch_samples_p20310304")
 
 
+@pytest.mark.flavour("plain")
 def test_the_sink_creates_partitions_for_new_times(
     conn: psycopg.Connection[Any], write: Any
 ) -> None:
@@ -98,6 +104,7 @@ def test_the_sink_creates_partitions_for_new_times(
     ).fetchone() == (3,)
 
 
+@pytest.mark.flavour("plain")
 def test_retention_drops_old_partitions(conn: psycopg.Connection[Any]) -> None:
     old = datetime.now(UTC) - timedelta(days=400)
     conn.execute(
@@ -117,8 +124,8 @@ def test_retention_drops_old_partitions(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_timescale_ddl_is_generated_when_the_extension_is_available() -> None:
-    """The TimescaleDB path cannot execute here (the extension is not installable on this
-    machine), so this checks the DDL the runner generates for it: hypertables instead of
+    """The DDL the runner generates for TimescaleDB (executed by the suite under
+    ``--flavour=timescale``; here also for an older release's API): hypertables instead of
     declarative partitions, columnstore/compression and retention policies, continuous
     aggregates, and that the plain path's partition DDL is absent."""
     sql = {m.name: render(m.sql, Flavour("timescale", "2.19.3")) for m in load_migrations()}
@@ -173,3 +180,50 @@ def test_flavour_detection_needs_the_library_preloaded(
     preloaded = "timescaledb" in str(conn.execute("SHOW shared_preload_libraries").fetchone())
     flavour = detect_flavour(conn, settings.model_copy(update={"storage_timescale": "auto"}))
     assert flavour.name == ("timescale" if available and preloaded else "plain")
+
+
+@pytest.mark.flavour("timescale")
+def test_hypertables_with_their_chunk_interval_and_policies(conn: psycopg.Connection[Any]) -> None:
+    """Every time-partitioned table is a hypertable whose chunk interval is its registered
+    granularity; a retention policy job exists exactly where a retention is registered."""
+    tables = conn.execute(
+        "SELECT table_name, granularity, retention FROM kneeload.partitioned_tables "
+        "WHERE flavour = 'timescale'"
+    ).fetchall()
+    assert tables
+    for table, granularity, retention in tables:
+        schema, name = table.split(".")
+        interval = conn.execute(
+            "SELECT time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_schema = %s AND hypertable_name = %s",
+            (schema, name),
+        ).fetchone()
+        assert interval == (timedelta(days=1 if granularity == "day" else 7),), table
+        jobs = conn.execute(
+            "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention' AND hypertable_schema = %s "
+            "AND hypertable_name = %s",
+            (schema, name),
+        ).fetchall()
+        assert len(jobs) == (1 if retention else 0), table
+
+
+@pytest.mark.flavour("timescale")
+def test_the_sink_writes_into_chunks_for_new_times(
+    conn: psycopg.Connection[Any], write: Any
+) -> None:
+    """Chunks appear for any time the sink writes (nothing to create ahead, no default)."""
+    from .events import watch_batch
+
+    t = datetime(2030, 1, 8, 23, 59, 59, tzinfo=UTC)
+    write([("watch.samples", watch_batch("ath-chunk", t, n=3, batch_id="b-chunk"))])
+    ranges = conn.execute(
+        "SELECT range_start, range_end FROM timescaledb_information.chunks "
+        "WHERE hypertable_schema = 'kneeload' AND hypertable_name = 'watch_samples' "
+        "AND range_end > %s AND range_start < %s",
+        (t, t + timedelta(seconds=3)),
+    ).fetchall()
+    assert ranges and min(r[0] for r in ranges) <= t and max(r[1] for r in ranges) > t
+    assert conn.execute(
+        "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = 'ath-chunk'"
+    ).fetchone() == (3,)

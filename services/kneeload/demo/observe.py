@@ -227,6 +227,22 @@ class Db:
               FROM kneeload_api.athlete_timeline ORDER BY athlete_id, start_time
         """)
 
+    def storage(self) -> dict[str, Any]:
+        """The storage flavour the demo's database was migrated with, and the setting."""
+        try:
+            rows = self.rows(
+                "SELECT flavour, count(*) AS n FROM kneeload.schema_migrations GROUP BY 1"
+            )
+        except psycopg.Error:
+            return {}
+        flavours = [str(r["flavour"]) for r in rows]
+        from kneeload.settings import get_settings
+
+        return {
+            "flavour": flavours[0] if len(flavours) == 1 else flavours,
+            "setting": get_settings().storage_timescale,
+        }
+
     def dead_letters(self) -> dict[str, int]:
         try:
             rows = self.rows("""

@@ -228,6 +228,7 @@ def build_summary(
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         "topic_prefix": ctx.prefix,
         "database": f"kneeload_{opts.name}",
+        "storage": db.get("storage", {}),
         "scenario": {
             "seed": sc.config.seed,
             "athletes": len(sc.athletes),
@@ -574,7 +575,7 @@ def print_summary(
             f"{', '.join(n for n, p in s['processes'].items() if p['running'])} (logs in {s['logs']}).\n"
             f'  explore:        set -a; . {s["environment"]}; set +a; psql "$KNEELOAD_DATABASE_URL" '
             "-c 'select * from kneeload_api.team_overview'\n"
-            f"  stop services:  .venv/bin/kneeload demo stop\n  stop the stack: make down"
+            f"  stop services:  .venv/bin/{s['stop_services']}\n  stop the stack: make down"
         )
     else:
         console.print(

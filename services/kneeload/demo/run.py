@@ -185,6 +185,10 @@ def _environment(
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEELOAD_")}
     env.update(
         {
+            # the user's storage choice reaches every process (migrate, sink, worker, ...):
+            # from the shell or var/kneeload.env, as the settings object read it
+            "KNEELOAD_STORAGE_TIMESCALE": base.storage_timescale,
+            "KNEELOAD_STORAGE_PREMAKE_DAYS": str(base.storage_premake_days),
             "KNEELOAD_VAR_DIR": str(base.var_dir),
             "KNEELOAD_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
             "KNEELOAD_DATABASE_URL": db_url,
@@ -543,6 +547,7 @@ async def _drive_and_observe(
                 "fleet": db.fleet(),
                 "bws_suggestions": db.bws_suggestions(),
                 "dead_letters": db.dead_letters(),
+                "storage": db.storage(),
                 "timeline": db.timeline(),
                 "estimates": db.estimates(),
                 "dead_lettered_alerts": db.dead_lettered_alerts(),

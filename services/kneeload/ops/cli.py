@@ -13,7 +13,7 @@ import click
 def init_cmd() -> None:
     """Reconcile the Kafka topic catalogue and apply pending database migrations (idempotent)."""
     from kneeload.settings import get_settings
-    from kneeload.storage.migrate import migrate
+    from kneeload.storage.migrate import MigrationError, migrate
     from kneeload.topics import BrokerUnavailableError, reconcile
 
     s = get_settings()
@@ -23,7 +23,10 @@ def init_cmd() -> None:
         raise click.ClickException(str(exc)) from exc
     changed = sum(1 for r in reports if r.changed)
     click.echo(f"topics: {len(reports)} in the catalogue, {changed} created or changed")
-    report = migrate(settings=s).as_dict()
+    try:
+        report = migrate(settings=s).as_dict()
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
     applied = report.get("applied") or []
     click.echo(
         f"database: {report.get('flavour')} PostgreSQL, {len(applied)} migration(s) applied"

@@ -49,6 +49,10 @@ def up(components: tuple[str, ...], record: Path | None) -> None:
             click.echo(" FAILED")
             raise click.ClickException(str(exc)) from exc
         click.echo(" started, healthy" if did else " already running, healthy")
+        if name == "postgres":
+            note = _component(name).preload_note(s)
+            if note:
+                click.echo(f"{'':<10} note: {note}", err=True)
         if did:
             started.append(name)
     if record is not None:

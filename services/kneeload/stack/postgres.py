@@ -4,12 +4,19 @@ PostgreSQL refuses to run as root, and sessions and CI run as root, so the clust
 ``postgres`` system user (created by Debian's package). The superuser ``kneeload`` gets a random
 password generated on first start; it is written to libpq's password file ``var/pg/pgpass`` and
 never appears in code. Health is ``pg_isready``.
+
+TimescaleDB: when the extension is installed into this PostgreSQL (``make timescaledb``), the
+cluster is started with ``shared_preload_libraries = 'timescaledb'`` (unless
+``KNEELOAD_STORAGE_TIMESCALE=off``) — the extension cannot be created otherwise — with its
+telemetry off and enough background workers for its policy jobs. The setting is given at every
+start, so a cluster made before the extension was installed picks it up at its next start.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -36,6 +43,86 @@ TUNING = {
     # time-partitioned tables: one query can touch hundreds of partitions (and their indexes)
     "max_locks_per_transaction": "1024",
 }
+
+
+#: given with the preload: TimescaleDB runs one scheduler per database plus its policy jobs
+#: (compression, retention, continuous-aggregate refresh) as background workers
+TIMESCALE_TUNING = {
+    "shared_preload_libraries": "timescaledb",
+    "timescaledb.telemetry_level": "off",
+    "timescaledb.max_background_workers": "16",
+    "max_worker_processes": "32",
+}
+
+
+def timescaledb_version() -> str | None:
+    """The TimescaleDB version installed into this PostgreSQL (its control file's
+    ``default_version`` with the matching library present), None when it is not installed."""
+    control = Path(_pg_config("--sharedir")) / "extension" / "timescaledb.control"
+    try:
+        text = control.read_text()
+    except OSError:
+        return None
+    m = re.search(r"^default_version\s*=\s*'([^']+)'", text, re.MULTILINE)
+    if m is None:
+        return None
+    lib = Path(_pg_config("--pkglibdir")) / f"timescaledb-{m.group(1)}.so"
+    return m.group(1) if lib.exists() else None
+
+
+def _pg_config(flag: str) -> str:
+    fallback = {
+        "--sharedir": "/usr/share/postgresql/15",
+        "--pkglibdir": "/usr/lib/postgresql/15/lib",
+    }
+    try:
+        out = subprocess.run(
+            [_bin("pg_config"), flag], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except (OSError, StackError):
+        out = ""
+    return out or fallback[flag]
+
+
+def preloads_timescaledb(s: Settings) -> bool:
+    """Whether :func:`start` preloads TimescaleDB: installed, and not switched off."""
+    return s.storage_timescale != "off" and timescaledb_version() is not None
+
+
+def server_options(s: Settings) -> dict[str, str]:
+    """The ``-c`` settings the cluster is started with."""
+    return {**TUNING, **(TIMESCALE_TUNING if preloads_timescaledb(s) else {})}
+
+
+def preload_note(s: Settings) -> str | None:
+    """A running cluster started without the TimescaleDB preload although it is installed:
+    what to do (the running server is never restarted behind the user's back)."""
+    if not preloads_timescaledb(s) or not healthy(s):
+        return None
+    import psycopg
+
+    host, port, _db, user = _endpoint(s)
+    pw = _paths(s)["pw"]
+    try:
+        with psycopg.connect(
+            host=host,
+            port=port,
+            user=user,
+            password=pw.read_text().strip() if pw.exists() else None,
+            dbname="postgres",
+            connect_timeout=5,
+        ) as conn:
+            row = conn.execute("SHOW shared_preload_libraries").fetchone()
+    except psycopg.Error:
+        return None
+    if row is not None and "timescaledb" in str(row[0]):
+        return None
+    return (
+        f"TimescaleDB {timescaledb_version()} is installed but this running PostgreSQL was "
+        "started without it (shared_preload_libraries); restart it to use it "
+        "(`kneeload stack down postgres && kneeload stack up postgres`), or set "
+        "KNEELOAD_STORAGE_TIMESCALE=off to silence this"
+    )
 
 
 def _paths(s: Settings) -> dict[str, Path]:
@@ -169,7 +256,7 @@ def start(s: Settings) -> bool:
         log.touch()
     os.chown(log, uid, gid)
     # the tuning is given at every start, so a cluster made by an older kneeload gets it too
-    tuning = " ".join(f"-c {k}={v}" for k, v in TUNING.items())
+    tuning = " ".join(f"-c {k}={v}" for k, v in server_options(s).items())
     opts = f"-p {port} -c listen_addresses={host} -k {p['run']} {tuning}"
     out = _as_postgres(
         [

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from kneeload.storage.migrate import (
     Flavour,
     MigrateReport,
+    Migration,
+    MigrationError,
     detect_flavour,
     load_migrations,
     migrate,
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Flavour",
     "MigrateReport",
+    "Migration",
+    "MigrationError",
     "acknowledge_alert",
     "detect_flavour",
     "load_migrations",

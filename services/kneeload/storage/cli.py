@@ -27,10 +27,16 @@ def _echo(obj: Any) -> None:
 def migrate_cmd() -> None:
     """Apply pending database migrations (versioned, forward-only, safe to repeat).
 
-    Uses TimescaleDB when the extension is available, plain PostgreSQL partitions otherwise."""
-    from kneeload.storage.migrate import migrate
+    KNEELOAD_STORAGE_TIMESCALE=auto (default) uses TimescaleDB when the server has it loaded,
+    plain PostgreSQL partitions otherwise; on requires it; off never uses it. A database keeps
+    the flavour of its first migration."""
+    from kneeload.storage.migrate import MigrationError, migrate
 
-    _echo(migrate().as_dict())
+    try:
+        report = migrate()
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _echo(report.as_dict())
 
 
 @click.command("sink")

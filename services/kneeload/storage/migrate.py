@@ -16,10 +16,25 @@ database, chosen once (at the first migration) by detecting the timescaledb exte
     Both register the table in ``kneeload.partitioned_tables`` (granularity and retention).
 ``-- @if timescale`` / ``-- @else`` / ``-- @end``
     flavour-specific blocks (continuous aggregates vs. plain views of the same name).
+
+The flavour follows ``KNEELOAD_STORAGE_TIMESCALE``: ``auto`` (default) uses TimescaleDB when the
+running server has the library loaded (``shared_preload_libraries``; ``kneeload stack up`` does
+so when it is installed), ``on`` requires it and fails with what to do when the server cannot,
+``off`` never uses it. A database keeps the flavour of its first migration; a setting that
+contradicts it is an error, not a silent switch.
+
+Checksums: each applied migration records the checksum of its text *for its flavour* (the
+``@if`` blocks resolved), so a fix to the other flavour's branch does not flag databases that
+applied this one. Rows written before that rule hold the whole file's checksum, which is
+accepted as well; :data:`SUPERSEDED` lists the few exact earlier texts a flavour may have
+applied before a fix to the other flavour's branch.
+
+Errors name the migration and carry the database's own message (:class:`MigrationError`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -32,9 +47,11 @@ if TYPE_CHECKING:  # imported where used: `kneeload --help` does not pay for psy
     from kneeload.settings import Settings
 
 __all__ = [
+    "SUPERSEDED",
     "Flavour",
     "MigrateReport",
     "Migration",
+    "MigrationError",
     "detect_flavour",
     "load_migrations",
     "migrate",
@@ -59,6 +76,21 @@ CREATE TABLE IF NOT EXISTS kneeload.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 """
+
+
+#: (version, flavour) -> checksums of earlier texts of a migration that applied the same SQL
+#: on that flavour as today's file (only the other flavour's branch was fixed since)
+SUPERSEDED: dict[tuple[int, str], frozenset[str]] = {
+    # 0004's timescale branch said COMMENT ON MATERIALIZED VIEW, which fails on a continuous
+    # aggregate (its user view is a plain view), so 0004 never applied on TimescaleDB; its
+    # plain branch is unchanged
+    (4, "plain"): frozenset({"506bdb698dc010ed"}),
+}
+
+
+class MigrationError(RuntimeError):
+    """A migration could not be applied, or the flavour asked for cannot be used; the message
+    names the migration and carries the database's own error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +121,29 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+        """Of the whole file (what rows recorded before flavour checksums hold)."""
+        return _digest(self.sql)
+
+    def checksum_for(self, flavour: Flavour) -> str:
+        """Of the text this flavour executes: the ``@if`` blocks resolved for it."""
+        return _digest(_select_branches(self.sql, flavour))
+
+    def accepts(self, recorded: str, flavour: Flavour) -> bool:
+        """Whether a recorded checksum matches this file on ``flavour``."""
+        return recorded in (self.checksum, self.checksum_for(flavour)) or recorded in (
+            SUPERSEDED.get((self.version, flavour.name), frozenset())
+        )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _select_branches(sql: str, flavour: Flavour) -> str:
+    return _IF_BLOCK.sub(
+        lambda m: m.group(2) if (m.group(1) == "timescale") == flavour.timescale else m.group(3),
+        sql,
+    )
 
 
 @dataclass(slots=True)
@@ -199,10 +253,7 @@ def _time_partitioned(spec: str, flavour: Flavour) -> str:
 
 def render(sql: str, flavour: Flavour) -> str:
     """Expand the directives of one migration for ``flavour``."""
-    sql = _IF_BLOCK.sub(
-        lambda m: m.group(2) if (m.group(1) == "timescale") == flavour.timescale else m.group(3),
-        sql,
-    )
+    sql = _select_branches(sql, flavour)
     sql = _PARTITION_BY.sub(
         lambda m: "" if flavour.timescale else f"PARTITION BY RANGE ({m.group(1)})", sql
     )
@@ -212,13 +263,22 @@ def render(sql: str, flavour: Flavour) -> str:
     return sql
 
 
-def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = None) -> Flavour:
-    """TimescaleDB when the server has the extension preloaded (``storage_timescale=auto``).
+def _where(conn: psycopg.Connection[Any]) -> str:
+    info = conn.info
+    return f"{info.host}:{info.port}/{info.dbname}"
 
-    A database keeps the flavour it was first migrated with (recorded per migration)."""
+
+def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = None) -> Flavour:
+    """The flavour to migrate with, from ``storage_timescale`` and the running server.
+
+    ``auto``: TimescaleDB when the server has the library preloaded (an extension merely
+    installed on disk cannot be created: ``must be preloaded``); ``on``: TimescaleDB or a
+    :class:`MigrationError` saying why not; ``off``: plain. A database keeps the flavour it was
+    first migrated with; a setting contradicting it raises :class:`MigrationError`."""
     from kneeload.settings import get_settings
 
     s = settings or get_settings()
+    mode = s.storage_timescale
     row = (
         conn.execute(
             "SELECT flavour FROM kneeload.schema_migrations ORDER BY version LIMIT 1"
@@ -231,28 +291,57 @@ def detect_flavour(conn: psycopg.Connection[Any], settings: Settings | None = No
         "name = 'timescaledb'"
     ).fetchone()
     version = ts[0] if ts else None
-    preloaded = "timescaledb" in str(
-        (conn.execute("SHOW shared_preload_libraries").fetchone() or ("",))[0]
-    )
+    preload = str((conn.execute("SHOW shared_preload_libraries").fetchone() or ("",))[0])
+    preloaded = "timescaledb" in preload
     if row is not None:
         name = row[0]
-    elif s.storage_timescale == "off":
+        if mode == "on" and name != "timescale":
+            raise MigrationError(
+                f"KNEELOAD_STORAGE_TIMESCALE=on but the database {_where(conn)} was migrated "
+                "on plain PostgreSQL; a database keeps its flavour: migrate a new database, "
+                "or set KNEELOAD_STORAGE_TIMESCALE=auto"
+            )
+        if mode == "off" and name == "timescale":
+            raise MigrationError(
+                f"KNEELOAD_STORAGE_TIMESCALE=off but the database {_where(conn)} was migrated "
+                "with TimescaleDB; a database keeps its flavour: migrate a new database, or "
+                "set KNEELOAD_STORAGE_TIMESCALE=auto"
+            )
+        if name == "timescale" and not preloaded:
+            raise MigrationError(
+                f"the database {_where(conn)} uses TimescaleDB but the server has not loaded "
+                f"it (shared_preload_libraries = '{preload}'): restart the server with "
+                "shared_preload_libraries = 'timescaledb' (`kneeload stack up` does so when "
+                "the extension is installed)"
+            )
+    elif mode == "off":
         name = "plain"
-    elif s.storage_timescale == "on":
+    elif mode == "on":
         if version is None:
-            raise RuntimeError(
-                "KNEELOAD_STORAGE_TIMESCALE=on but the timescaledb extension is not available"
+            raise MigrationError(
+                "KNEELOAD_STORAGE_TIMESCALE=on but the timescaledb extension is not installed "
+                f"on the server of {_where(conn)}: install it (`make timescaledb` builds it "
+                "for the local stack; Timescale's packages elsewhere) or set it to auto/off"
+            )
+        if not preloaded:
+            raise MigrationError(
+                f"KNEELOAD_STORAGE_TIMESCALE=on but the server of {_where(conn)} has not "
+                f"loaded timescaledb (shared_preload_libraries = '{preload}'): the extension "
+                "can only be created when preloaded — restart the server with "
+                "shared_preload_libraries = 'timescaledb' (`kneeload stack up` does so when it "
+                "is installed), or set KNEELOAD_STORAGE_TIMESCALE=auto/off"
             )
         name = "timescale"
     else:
-        # "auto": only when the running server has the library loaded; an extension that is
-        # merely installed on disk cannot be created (``must be preloaded``)
         name = "timescale" if version and preloaded else "plain"
     return Flavour(name, version if name == "timescale" else None, s.storage_premake_days)
 
 
 def migrate(conninfo: str | None = None, settings: Settings | None = None) -> MigrateReport:
-    """Apply every pending migration; safe to run any number of times."""
+    """Apply every pending migration; safe to run any number of times.
+
+    Raises :class:`MigrationError` (the migration's name and the database's own message) when
+    one fails or the flavour asked for cannot be used."""
     import psycopg
 
     from kneeload.settings import get_settings
@@ -261,47 +350,75 @@ def migrate(conninfo: str | None = None, settings: Settings | None = None) -> Mi
     with psycopg.connect(conninfo or s.database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            conn.execute("SET client_min_messages = warning")
-            conn.execute(BOOTSTRAP)
-            flavour = detect_flavour(conn, s)
-            report = MigrateReport(flavour.name)
-            done = {
-                v: c
-                for v, c in conn.execute("SELECT version, checksum FROM kneeload.schema_migrations")
-            }
-            for m in load_migrations():
-                if m.version in done:
-                    report.already += 1
-                    if done[m.version] != m.checksum:
-                        report.warnings.append(
-                            f"{m.version:04d}_{m.name}.sql changed after it was applied "
-                            "(forward-only: "
-                            "write a new migration instead)"
-                        )
-                    continue
-                with conn.transaction():
-                    conn.execute(render(m.sql, flavour))
-                    conn.execute(
-                        "INSERT INTO kneeload.schema_migrations (version, name, flavour, checksum) "
-                        "VALUES (%s, %s, %s, %s)",
-                        (m.version, m.name, flavour.name, m.checksum),
-                    )
-                report.applied.append(f"{m.version:04d}_{m.name}")
-            # Readers reach tables only through kneeload_api views with the rights of
-            # kneeload_api_owner (0009): re-applied here, so a view a later migration creates
-            # or replaces follows the rule too.
-            if conn.execute("SELECT to_regprocedure('kneeload.secure_api_views()')").fetchone() != (
-                None,
-            ):
-                conn.execute("SELECT kneeload.secure_api_views()")
-            # Keep partitions ahead on every run (cheap when they exist).
-            if not flavour.timescale:
-                conn.execute(
-                    "SELECT kneeload.ensure_partitions(table_name, now() - INTERVAL '1 day', "
-                    "now() + make_interval(days => %s)) FROM kneeload.partitioned_tables WHERE "
-                    "flavour = 'plain'",
-                    (flavour.premake_days,),
-                )
-            return report
+            return _migrate_locked(conn, s)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            _unlock(conn)
+
+
+def _unlock(conn: psycopg.Connection[Any]) -> None:
+    """Release the session lock — unless the server closed the session (which released it):
+    an error here must never replace the one that is propagating."""
+    import psycopg
+
+    if conn.closed or conn.broken:
+        return
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def _migrate_locked(conn: psycopg.Connection[Any], s: Settings) -> MigrateReport:
+    import psycopg
+
+    where = _where(conn)  # read while the session is open (a failure may close it)
+    conn.execute("SET client_min_messages = warning")
+    conn.execute(BOOTSTRAP)
+    flavour = detect_flavour(conn, s)
+    report = MigrateReport(flavour.name)
+    done = dict(conn.execute("SELECT version, checksum FROM kneeload.schema_migrations").fetchall())
+    for m in load_migrations():
+        if m.version in done:
+            report.already += 1
+            if not m.accepts(done[m.version], flavour):
+                report.warnings.append(
+                    f"{m.version:04d}_{m.name}.sql changed after it was applied "
+                    "(forward-only: write a new migration instead)"
+                )
+            continue
+        try:
+            with conn.transaction():
+                conn.execute(render(m.sql, flavour))
+                conn.execute(
+                    "INSERT INTO kneeload.schema_migrations (version, name, flavour, checksum) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (m.version, m.name, flavour.name, m.checksum_for(flavour)),
+                )
+        except psycopg.Error as exc:
+            raise MigrationError(
+                f"migration {m.version:04d}_{m.name}.sql failed on {where} "
+                f"({flavour.name}): {_db_message(exc)}"
+            ) from exc
+        report.applied.append(f"{m.version:04d}_{m.name}")
+    # Readers reach tables only through kneeload_api views with the rights of
+    # kneeload_api_owner (0009): re-applied here, so a view a later migration creates
+    # or replaces follows the rule too.
+    if conn.execute("SELECT to_regprocedure('kneeload.secure_api_views()')").fetchone() != (None,):
+        conn.execute("SELECT kneeload.secure_api_views()")
+    # Keep partitions ahead on every run (cheap when they exist).
+    if not flavour.timescale:
+        conn.execute(
+            "SELECT kneeload.ensure_partitions(table_name, now() - INTERVAL '1 day', "
+            "now() + make_interval(days => %s)) FROM kneeload.partitioned_tables WHERE "
+            "flavour = 'plain'",
+            (flavour.premake_days,),
+        )
+    return report
+
+
+def _db_message(exc: Exception) -> str:
+    """The server's message with its detail and hint (psycopg's str() has the primary one)."""
+    diag = getattr(exc, "diag", None)
+    parts = [str(exc).strip() or type(exc).__name__]
+    for extra in (getattr(diag, "message_detail", None), getattr(diag, "message_hint", None)):
+        if extra and extra not in parts[0]:
+            parts.append(extra)
+    return " — ".join(parts)

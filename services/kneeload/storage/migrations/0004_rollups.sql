@@ -33,8 +33,10 @@ WITH NO DATA;
 SELECT add_continuous_aggregate_policy('kneeload.telemetry_unit_daily',
        start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 hour',
        schedule_interval => INTERVAL '15 minutes', if_not_exists => true);
-COMMENT ON MATERIALIZED VIEW kneeload.sample_load_minute IS 'Per-minute rollup of sample_load (continuous aggregate on TimescaleDB)';
-COMMENT ON MATERIALIZED VIEW kneeload.telemetry_unit_daily IS 'Per-unit daily rollup of treadmill telemetry (continuous aggregate on TimescaleDB)';
+-- a continuous aggregate's user view is a plain view (relkind 'v'): COMMENT ON MATERIALIZED
+-- VIEW refuses it ('is not a materialized view')
+COMMENT ON VIEW kneeload.sample_load_minute IS 'Per-minute rollup of sample_load (continuous aggregate on TimescaleDB)';
+COMMENT ON VIEW kneeload.telemetry_unit_daily IS 'Per-unit daily rollup of treadmill telemetry (continuous aggregate on TimescaleDB)';
 -- @else
 CREATE VIEW kneeload.sample_load_minute AS
 SELECT date_trunc('minute', time) AS minute,
