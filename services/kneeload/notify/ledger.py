@@ -99,11 +99,13 @@ def ensure_schema(conninfo: str) -> None:
         conn.commit()
 
 
-async def record(
-    conn: psycopg.AsyncConnection[Any],
-    rows: Iterable[tuple[str, str, dict[str, Any], str, int, int]],
-) -> int:
-    """Insert pending deliveries (alert_id, channel, alert, topic, partition, offset).
+Row = tuple[str, str, dict[str, Any], str, int, int, str | None, datetime | None]
+
+
+async def record(conn: psycopg.AsyncConnection[Any], rows: Iterable[Row]) -> int:
+    """Insert pending deliveries (alert_id, channel, alert, topic, partition, offset,
+    message_id, not_before): a row held for a daily digest comes with the digest's message
+    id and its send time; an ordinary one with None, None (decided and due when delivered).
 
     Returns how many were new.
 
@@ -115,10 +117,11 @@ async def record(
     async with conn.cursor() as cur:
         await cur.executemany(
             """INSERT INTO notify.deliveries
-                   (alert_id, channel, alert, source_topic, source_partition, source_offset)
-               VALUES (%s, %s, %s, %s, %s, %s)
+                   (alert_id, channel, alert, source_topic, source_partition, source_offset,
+                    message_id, next_attempt_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))
                ON CONFLICT (alert_id, channel) DO NOTHING""",
-            [(a, c, Jsonb(alert), t, p, o) for a, c, alert, t, p, o in rows],
+            [(a, c, Jsonb(alert), t, p, o, m, nb) for a, c, alert, t, p, o, m, nb in rows],
             returning=False,
         )
         return max(cur.rowcount, 0)

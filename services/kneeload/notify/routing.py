@@ -5,7 +5,9 @@
         "team-a-hook":  {"type": "webhook", "url": "https://example.org/hook",
                          "headers": {"Authorization": "Bearer ..."}},
         "team-a-slack": {"type": "slack", "url": "https://hooks.slack.com/services/..."},
-        "clinic-x-mail": {"type": "email", "to": ["physio@clinic-x.example"]}
+        "clinic-x-mail": {"type": "email", "to": ["physio@clinic-x.example"],
+                          "daily_digest": {"at": "07:00", "time_zone": "Europe/Oslo",
+                                           "transitions": ["resolved"]}}
       },
       "routes": [
         {"team_id": "team-a", "channels": ["team-a-hook", "team-a-slack"]},
@@ -22,6 +24,12 @@ routes, each channel once. A channel is one recipient: the rate limit and the di
 are per channel name, and the delivery ledger is keyed by (alert_id, channel name), so
 renaming a channel means "new recipient".
 
+A channel's optional ``daily_digest`` holds back the episode changes whose transition it
+lists (default ``["resolved"]``: "it is over" rarely needs a push) and sends them as ONE
+digest message at ``at`` (HH:MM, 24 h) in ``time_zone`` (IANA, default UTC) each day;
+opened and escalated changes are pushed at once as before. The digest's message id is
+``digest-daily-<local date>``, so a retry or a crashed notifier resends the same digest.
+
 The document comes from ``KNEELOAD_NOTIFY_ROUTES`` (inline JSON) or the file named by
 ``KNEELOAD_NOTIFY_ROUTES_FILE``; neither means "deliver nowhere" (alerts are still
 consumed and committed).
@@ -29,16 +37,27 @@ consumed and committed).
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
 from kneeload.settings import Settings, reveal
 
-__all__ = ["SEVERITY_RANK", "Channel", "Route", "Routing", "RoutingError", "load_routing"]
+__all__ = [
+    "SEVERITY_RANK",
+    "Channel",
+    "DailyDigest",
+    "Route",
+    "Routing",
+    "RoutingError",
+    "load_routing",
+]
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 ChannelType = Literal["webhook", "slack", "email"]
@@ -49,6 +68,38 @@ class RoutingError(ValueError):
     """The routing document is malformed (the message says where)."""
 
 
+TRANSITIONS = ("opened", "escalated", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class DailyDigest:
+    """Changes of the listed transitions wait for one message a day at ``at`` local time."""
+
+    at: dt.time
+    time_zone: str = "UTC"
+    transitions: frozenset[str] = frozenset({"resolved"})
+
+    def holds(self, alert: Mapping[str, Any]) -> bool:
+        """Does ``alert`` (an episode change) wait for the digest?"""
+        values = alert.get("values")
+        tr = values.get("episode_transition") if isinstance(values, Mapping) else None
+        return tr in self.transitions
+
+    def next_send(self, now: dt.datetime) -> dt.datetime:
+        """The first digest time strictly after ``now`` (aware), as an aware UTC datetime;
+        local wall-clock time, so it stays at ``at`` across daylight-saving changes."""
+        tz = ZoneInfo(self.time_zone)
+        local = now.astimezone(tz)
+        at = dt.datetime.combine(local.date(), self.at, tz)
+        if at <= local:
+            at = dt.datetime.combine(local.date() + dt.timedelta(days=1), self.at, tz)
+        return at.astimezone(dt.UTC)
+
+    def message_id(self, send_at: dt.datetime) -> str:
+        """``digest-daily-<local date>``: the same for every member and every retry."""
+        return f"digest-daily-{send_at.astimezone(ZoneInfo(self.time_zone)).date().isoformat()}"
+
+
 @dataclass(frozen=True, slots=True)
 class Channel:
     name: str
@@ -56,6 +107,7 @@ class Channel:
     url: str | None = None
     to: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
+    daily_digest: DailyDigest | None = None
 
     @property
     def recipient(self) -> str:
@@ -123,12 +175,41 @@ class Routing:
         return cls(channels=channels, routes=routes)
 
 
+def _daily_digest(where: str, spec: Any) -> DailyDigest | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise RoutingError(f"{where}: must be an object")
+    unknown = set(spec) - {"at", "time_zone", "transitions"}
+    if unknown:
+        raise RoutingError(f"{where}: unknown keys {sorted(unknown)}")
+    at = spec.get("at")
+    m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", at) if isinstance(at, str) else None
+    if m is None:
+        raise RoutingError(f"{where}.at: a local time HH:MM (24 h) is required, got {at!r}")
+    tz = spec.get("time_zone", "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise RoutingError(f"{where}.time_zone: not an IANA time zone: {tz!r}") from exc
+    trs = spec.get("transitions", ["resolved"])
+    if not isinstance(trs, list) or not trs or not set(trs) <= set(TRANSITIONS):
+        raise RoutingError(f"{where}.transitions: a non-empty list of {', '.join(TRANSITIONS)}")
+    return DailyDigest(dt.time(int(m.group(1)), int(m.group(2))), tz, frozenset(trs))
+
+
 def _channel(name: str, spec: Any) -> Channel:
     where = f"channels.{name}"
     if not _NAME.match(name):
         raise RoutingError(f"{where}: channel names are 1-64 of [A-Za-z0-9._:-]")
     if not isinstance(spec, dict):
         raise RoutingError(f"{where}: must be an object")
+    digest = _daily_digest(f"{where}.daily_digest", spec.get("daily_digest"))
+    ch = _channel_transport(name, where, spec)
+    return ch if digest is None else dataclasses.replace(ch, daily_digest=digest)
+
+
+def _channel_transport(name: str, where: str, spec: dict[str, Any]) -> Channel:
     kind = spec.get("type")
     if kind in ("webhook", "slack"):
         url = spec.get("url")

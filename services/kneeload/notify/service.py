@@ -44,6 +44,19 @@ __all__ = ["Notifier", "NotifierStats", "backoff_delay", "retry_delay"]
 log = logging.getLogger("kneeload.notify")
 
 
+def _held_for_digest(
+    channel: Channel, alert: dict[str, Any], now: datetime
+) -> tuple[str | None, datetime | None]:
+    """(digest message id, send time) when ``channel``'s daily digest holds ``alert`` back;
+    (None, None) to push it now. Judged when the alert is first recorded (processing time:
+    a replay finds the row already there and changes nothing)."""
+    d = channel.daily_digest
+    if d is None or not d.holds(alert):
+        return None, None
+    at = d.next_send(now)
+    return d.message_id(at), at
+
+
 def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
     """Delay before retry number ``attempt`` (1-based): base, 2·base, 4·base, … capped."""
     return float(min(max_s, base_s * (2 ** max(0, attempt - 1))))
@@ -180,7 +193,7 @@ class Notifier:
     async def _record_batch(
         self, conn: psycopg.AsyncConnection[Any], batch: dict[TopicPartition, list[Any]]
     ) -> None:
-        rows: list[tuple[str, str, dict[str, Any], str, int, int]] = []
+        rows: list[ledger.Row] = []
         dead: list[dict[str, Any]] = []
         for tp, records in batch.items():
             for rec in records:
@@ -210,8 +223,18 @@ class Notifier:
                     )
                     continue
                 for ch in self.routing.channels_for(alert):
+                    mid, not_before = _held_for_digest(ch, alert, datetime.now(UTC))
                     rows.append(
-                        (alert["alert_id"], ch.name, alert, tp.topic, tp.partition, rec.offset)
+                        (
+                            alert["alert_id"],
+                            ch.name,
+                            alert,
+                            tp.topic,
+                            tp.partition,
+                            rec.offset,
+                            mid,
+                            not_before,
+                        )
                     )
         async with conn.transaction():
             self.stats.recorded += await ledger.record(conn, rows)
