@@ -88,3 +88,26 @@ def test_spike_sessions_by_the_rule_include_the_planted_spike() -> None:
     assert q["per_kind"]["session_spike"]["situations_expecting"] == len(spikes) + 1
     assert q["per_kind"]["session_spike"]["recall"] == 0.0  # nothing raised
     assert len(q["spike_sessions"]) == len(spikes)
+
+
+def test_resolutions_held_for_the_digest_and_the_spike_caught_while_running(sc: Scenario) -> None:
+    """Two spike sessions in the camp week: two episodes, each opened (the first while its
+    session still ran) and resolved. With resolutions held for the daily digest the coach
+    is pushed 2 notifications, and 2 more lines wait for the digest."""
+    p = sc.planted
+    start = {s.name: s for s in ground_truth(sc)}["load_spike"].start
+    a = p.load_spike_athlete
+    rows = [
+        dict(_row("session_spike", start + dt.timedelta(days=2), a), in_progress=True),
+        _row("session_spike", start + dt.timedelta(days=3), a, tr="resolved"),
+        _row("session_spike", start + dt.timedelta(days=5), a),
+        _row("session_spike", start + dt.timedelta(days=6), a, tr="resolved"),
+    ]
+    held = alert_quality(sc, rows, digest_transitions=frozenset({"resolved"}))
+    v = held["per_situation"]["load_spike"]
+    assert (v["episodes"], v["notifications"], v["in_digest"]) == (2, 2, 2)
+    assert v["caught_live"] and v["meets_target"]
+    pushed = alert_quality(sc, rows)["per_situation"]["load_spike"]
+    assert (pushed["notifications"], pushed["in_digest"]) == (4, 0) and not pushed["meets_target"]
+    not_live = alert_quality(sc, [dict(r, in_progress=False) for r in rows])
+    assert not not_live["per_situation"]["load_spike"]["caught_live"]

@@ -164,7 +164,8 @@ class Db:
     def alerts(self) -> list[dict[str, Any]]:
         return self.rows("""
             SELECT kind, severity, athlete_id, display_name, unit_id, team_id, clinic_id,
-                   event_time, message, received_at, episode_id, episode_transition
+                   event_time, message, received_at, episode_id, episode_transition,
+                   coalesce((values->>'in_progress')::boolean, false) AS in_progress
               FROM kneeload_api.alerts ORDER BY event_time, kind
         """)
 

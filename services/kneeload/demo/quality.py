@@ -143,18 +143,25 @@ def alert_quality(
     sc: Scenario,
     alerts: Iterable[Mapping[str, Any]],
     spikes: list[Situation] | None = None,
+    digest_transitions: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The ``alert_quality`` block of out/demo-summary.json (see the module docstring).
 
     ``alerts`` rows need kind, athlete_id, unit_id, event_time and, for episode changes,
-    episode_transition (rows without it count as an opened episode). ``spikes``
+    episode_transition (rows without it count as an opened episode) and ``in_progress``
+    (a session_spike raised while its session still ran). ``spikes``
     (:func:`spike_sessions`) adds every rule-spike session as ground truth of
     ``session_spike`` (per kind precision and recall; not a planted situation).
+    ``digest_transitions``: the changes the demo's channels hold for their daily digest
+    (notify's ``daily_digest``) — counted as ``in_digest``, not as pushed notifications.
     """
     truth = ground_truth(sc)
     kind_truth = truth + list(spikes or [])
     rows = [dict(a, _t=_time(a["event_time"]), _s=_subject(a)) for a in alerts]
     opened = [r for r in rows if (r.get("episode_transition") or "opened") == "opened"]
+    pushed = [
+        r for r in rows if (r.get("episode_transition") or "opened") not in digest_transitions
+    ]
     per_kind: dict[str, Any] = {}
     kinds = sorted({r["kind"] for r in opened} | {k for s in kind_truth for k in s.kinds})
     for k in kinds:
@@ -173,21 +180,27 @@ def alert_quality(
         }
     situations: dict[str, Any] = {}
     for s in truth:
-        mine = [r for r in rows if s.contains(r["_s"], r["_t"])]
+        mine = [r for r in pushed if s.contains(r["_s"], r["_t"])]
+        held = [r for r in rows if s.contains(r["_s"], r["_t"])]
         eps = [r for r in opened if s.contains(r["_s"], r["_t"])]
         situations[s.name] = {
             **s.as_dict(),
             "caught": any(r["kind"] in s.kinds for r in eps),
             "episodes": len(eps),
             "notifications": len(mine),
+            "in_digest": len(held) - len(mine),
             "meets_target": len(eps) <= TARGET_PER_SITUATION and len(mine) <= TARGET_PER_SITUATION,
         }
+        if "session_spike" in s.kinds:  # issue #14: the planted spike caught while it runs
+            situations[s.name]["caught_live"] = any(
+                r["kind"] == "session_spike" and r.get("in_progress") for r in mine
+            )
     planted_athletes = {s.subject for s in truth if s.subject.startswith("athlete:")}
     healthy = [f"athlete:{a.athlete_id}" for a in sc.athletes]
     healthy = [h for h in healthy if h not in planted_athletes]
     weeks = len(healthy) * (sc.config.end - sc.config.start) / dt.timedelta(days=7)
     h_eps = sum(1 for r in opened if r["_s"] in healthy)
-    h_notes = sum(1 for r in rows if r["_s"] in healthy)
+    h_notes = sum(1 for r in pushed if r["_s"] in healthy)
     per_week = {
         "athletes": len(healthy),
         "athlete_weeks": round(weeks, 2),
@@ -209,6 +222,8 @@ def alert_quality(
             "per_situation_max": TARGET_PER_SITUATION,
             "per_healthy_athlete_week_max": TARGET_PER_HEALTHY_ATHLETE_WEEK,
         },
+        "digest_transitions": sorted(digest_transitions),
         "note": "episodes count when they open inside a planted window; notifications are "
-        "episode changes (opened, escalated, resolved), each sent once per routed channel",
+        "the episode changes pushed at once (each once per routed channel); changes of the "
+        "digest transitions wait for the channels' daily digest (in_digest)",
     }

@@ -206,6 +206,7 @@ def build_summary(
             "message": a["message"],
             "episode_id": a.get("episode_id"),
             "episode_transition": a.get("episode_transition"),
+            "in_progress": bool(a.get("in_progress")),
         }
         for a in db.get("alerts", [])
     ]
@@ -286,7 +287,9 @@ def build_summary(
     summary["planted"] = check_planted(sc, summary, db)
     spikes = spike_sessions(sc)
     summary["ground_truth"] = {s.name: s.as_dict() for s in [*ground_truth(sc), *spikes]}
-    summary["alert_quality"] = alert_quality(sc, alerts, spikes)
+    from kneeload.demo.run import DIGEST_TRANSITIONS
+
+    summary["alert_quality"] = alert_quality(sc, alerts, spikes, DIGEST_TRANSITIONS)
     status = svc.service_status(ctx.paths)
     summary["services"] = {
         "state": "stopped" if opts.stop_services else "running",
@@ -495,9 +498,12 @@ def _print_quality(console: Console, q: dict[str, Any] | None) -> None:
     console.print(qt)
     for name, v in q["per_situation"].items():
         ok = "[green]" if v["caught"] and v["meets_target"] else "[red]"
+        live = "" if "caught_live" not in v else f", caught while running {v['caught_live']}"
         console.print(
-            f"  {ok}{name}[/]: caught {v['caught']}, {v['episodes']} episodes, "
-            f"{v['notifications']} notifications (target ≤ {q['targets']['per_situation_max']:g})"
+            f"  {ok}{name}[/]: caught {v['caught']}{live}, {v['episodes']} episodes, "
+            f"{v['notifications']} notifications pushed "
+            f"(target ≤ {q['targets']['per_situation_max']:g}), "
+            f"{v.get('in_digest', 0)} in the daily digest"
         )
     h = q["healthy"]
     ok = "[green]" if h["meets_target"] else "[red]"

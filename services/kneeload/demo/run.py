@@ -49,6 +49,9 @@ from kneeload.settings import REPO_ROOT, Settings, get_settings
 __all__ = ["DemoOptions", "run_demo"]
 
 DEMO_DB = "kneeload_demo"  # for the default name "demo": kneeload_<name>
+#: Episode changes the demo's channels hold for their daily digest (07:00 UTC) instead of
+#: pushing: "it is over" is worth a line in tomorrow's summary, not a ping now.
+DIGEST_TRANSITIONS = frozenset({"resolved"})
 RAW_TOPICS = ("watch.samples", "treadmill.telemetry", "treadmill.setpoints", "pain.reports")
 
 
@@ -165,14 +168,24 @@ def _environment(
     mqtt_root: str,
     name: str = "demo",
 ) -> dict[str, str]:
+    digest = {"at": "07:00", "time_zone": "UTC", "transitions": sorted(DIGEST_TRANSITIONS)}
     routes = {
         "channels": {
             "coach-webhook": {
                 "type": "webhook",
                 "url": f"http://127.0.0.1:{ports['webhook']}/coach",
+                "daily_digest": digest,
             },
-            "coach-slack": {"type": "slack", "url": f"http://127.0.0.1:{ports['webhook']}/slack"},
-            "clinic-mail": {"type": "email", "to": ["physio@clinic-riverside.example"]},
+            "coach-slack": {
+                "type": "slack",
+                "url": f"http://127.0.0.1:{ports['webhook']}/slack",
+                "daily_digest": digest,
+            },
+            "clinic-mail": {
+                "type": "email",
+                "to": ["physio@clinic-riverside.example"],
+                "daily_digest": digest,
+            },
         },
         "routes": [
             {"team_id": "*", "channels": ["coach-webhook", "coach-slack"]},
