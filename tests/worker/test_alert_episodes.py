@@ -7,6 +7,7 @@ import datetime as dt
 
 from kneeload.contracts import validate
 from kneeload.worker.athlete import AthleteProcessor, WorkerConfig, new_state
+from kneeload.worker.state import AthleteState
 
 from .helpers import UTC, athlete_record, iso
 
@@ -14,7 +15,7 @@ CFG = WorkerConfig(day_grace_s=60, publish_interval_s=0)
 T0 = dt.datetime(2024, 6, 10, 17, 0, tzinfo=UTC)
 
 
-def _alerts(p: AthleteProcessor, st: dict, rid: str, hours: float, nrs: int) -> list[dict]:
+def _alerts(p: AthleteProcessor, st: AthleteState, rid: str, hours: float, nrs: int) -> list[dict]:
     t = T0 + dt.timedelta(hours=hours)
     rep = {
         "report_id": rid,
@@ -119,9 +120,9 @@ def test_rebuild_restores_episodes_from_stored_changes() -> None:
     eps = _stored_episodes(lambda _sql: _Q())
     fresh = new_state("a1", CFG)
     p.on_registry(fresh, athlete_record("a1", "t1"))
-    fresh["episodes"] = eps["a1"]
+    fresh.episodes = eps["a1"]
     cond = "pain_high:athlete:a1"
-    live = {k: v for k, v in st["episodes"][cond].items() if k != "last_event_id"}
+    live = {k: v for k, v in st.episodes[cond].items() if k != "last_event_id"}
     assert {k: v for k, v in eps["a1"][cond].items() if k != "last_event_id"} == live
     assert _alerts(p, fresh, "r3", 2, 7) == []  # still open at critical: nothing
     assert [a["values"]["episode_transition"] for a in _alerts(p, fresh, "r4", 3, 1)] == [

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 
 from kneeload.worker.athlete import AthleteProcessor, WorkerConfig, new_state
 from kneeload.worker.fleet import UnitProcessor, new_unit
+from kneeload.worker.state import AthleteState, decode_state, encode_state
 
 from .helpers import UTC, athlete_record, batches, expected_session_load, iso, samples
 
@@ -16,7 +16,7 @@ D0 = dt.datetime(2024, 6, 10, 7, 0, tzinfo=UTC)
 CFG = WorkerConfig(day_grace_s=60, publish_interval_s=0)
 
 
-def run(bs: list[dict], cfg: WorkerConfig = CFG) -> tuple[dict[str, Any], list, AthleteProcessor]:
+def run(bs: list[dict], cfg: WorkerConfig = CFG) -> tuple[AthleteState, list, AthleteProcessor]:
     p = AthleteProcessor(cfg, {})
     st = new_state("a1", cfg)
     p.on_registry(st, athlete_record("a1", "t1"))
@@ -196,14 +196,14 @@ def test_corrected_day_load_refreshes_the_correlation_pair() -> None:
     out = p.on_pain(st, {**rep, "time": iso(D0 + dt.timedelta(minutes=3)), "context": "during"}, 0)
     first = [e for t, _, e in out if t == "correlations"]
     assert first and all(e["withheld_reason"] == "too_few_pairs" for e in first)
-    before = st["corr"]["lag0"]["pairs"][0][1]
+    before = st.corr["lag0"]["pairs"][0][1]
     # late data for the same day (a second session within the lateness horizon)
     late = batches("a1", "t1", samples(D0 + dt.timedelta(hours=3), 200, tag="late"), prefix="L")
     out = []
     for b in late:
         out += p.on_batch(st, b, 0)
     out += p.on_tick(st, 10**13 + 10**6)
-    after = st["corr"]["lag0"]["pairs"][0][1]
+    after = st.corr["lag0"]["pairs"][0][1]
     assert after > before
     assert after == pytest.approx(daily(out)[D0.date().isoformat()], rel=1e-12)
     again = [e for t, _, e in out if t == "correlations"]
@@ -293,7 +293,7 @@ def test_a_pain_report_pairs_with_the_days_load_as_the_data_stand() -> None:
     out += p.on_tick(st, 10**13)  # idle: close and finalise
     corr = [e for t, _, e in out if t == "correlations" and e["method"] == "spearman"]
     assert {e["time"] for e in corr} == {iso(D0 + dt.timedelta(minutes=3))}  # never refreshed
-    [pair] = st["corr"]["lag0"]["pairs"]
+    [pair] = st.corr["lag0"]["pairs"]
     assert pair[1] == pytest.approx(daily(out)[D0.date().isoformat()], rel=1e-12)
 
 
@@ -405,7 +405,7 @@ def test_a_running_session_past_110_percent_of_the_ceiling_is_flagged_while_it_r
     assert live_at in (10, 11), live_at
     assert event["values"]["in_progress"] is True
     assert event["message"].startswith("During the session, so far")
-    assert st["sessions"]["L"]["status"] == "open"
+    assert st.sessions["L"].status == "open"
 
 
 def test_session_spike_warnings_do_not_depend_on_the_publish_timer_or_a_restart() -> None:
@@ -439,7 +439,7 @@ def test_session_spike_warnings_do_not_depend_on_the_publish_timer_or_a_restart(
         out: list = []
         for i, b in enumerate(bs):
             if i == restart_at:  # a new worker from the changelog'd state
-                st = orjson.loads(orjson.dumps(st))
+                st = decode_state(encode_state(st))
                 p = AthleteProcessor(cfg, chunks)
                 p.on_registry(st, athlete_record("a1", "t1"))
             out += p.on_batch(st, b, i * 1000)

@@ -8,13 +8,16 @@ from typing import Any
 
 from kneeload.contracts import validate
 from kneeload.worker.athlete import AthleteProcessor, WorkerConfig, new_state
+from kneeload.worker.state import AthleteState
 
 from .helpers import UTC, athlete_record, batches, iso, samples
 
 CFG = WorkerConfig(day_grace_s=60, publish_interval_s=0)
 
 
-def _run(start: dt.datetime, minutes: int, tz: str = "UTC") -> tuple[AthleteProcessor, dict]:
+def _run(
+    start: dt.datetime, minutes: int, tz: str = "UTC"
+) -> tuple[AthleteProcessor, AthleteState]:
     p = AthleteProcessor(CFG, {})
     st = new_state("a1", CFG)
     p.on_registry(st, athlete_record("a1", "t1", tz=tz))
@@ -25,7 +28,7 @@ def _run(start: dt.datetime, minutes: int, tz: str = "UTC") -> tuple[AthleteProc
 
 
 def _pain(
-    p: AthleteProcessor, st: dict, rid: str, t: dt.datetime, nrs: int, ctx: str
+    p: AthleteProcessor, st: AthleteState, rid: str, t: dt.datetime, nrs: int, ctx: str
 ) -> dict[str, Any]:
     rep = {"report_id": rid, "athlete_id": "a1", "time": iso(t), "pain_nrs": nrs, "context": ctx}
     out = p.on_pain(st, rep, 10**13)

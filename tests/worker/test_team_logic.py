@@ -15,6 +15,7 @@ from kneeload.contracts import is_valid
 from kneeload.core.correlation import CorrelationConfig, rmcorr
 from kneeload.worker.app import CachedTable, StagedTable
 from kneeload.worker.athlete import METRIC, AthleteProcessor, WorkerConfig, new_state
+from kneeload.worker.state import AthleteState
 from kneeload.worker.team import TeamProcessor, entry_key, series_key, team_event
 from kneeload.worker.timeutil import iso as iso_ms
 
@@ -175,7 +176,7 @@ def test_staged_writes_reach_the_table_only_on_commit() -> None:
     assert TeamProcessor(StagedTable(CachedTable(raw))).pairs("t1", KEY) == ([], [], [])
 
 
-def _athlete_run(aid: str, level: float) -> tuple[AthleteProcessor, dict[str, Any], list]:
+def _athlete_run(aid: str, level: float) -> tuple[AthleteProcessor, AthleteState, list]:
     """Eight days of sessions of varying length, each followed by next-morning pain."""
     cfg = WorkerConfig(day_grace_s=60, publish_interval_s=0)
     p = AthleteProcessor(cfg, {})
@@ -210,7 +211,7 @@ def test_athletes_share_their_pairs_and_the_team_event_is_core_rmcorr() -> None:
         loads = {e["date"]: e["load"] for t, _, e in out if t == "daily.load"}
         pains = {e["report_id"]: e["pain_nrs"] for t, _, e in out if t == "pain.responses"}
         expected[aid] = [[day(d), loads[day(d)], float(pains[f"{aid}-p{d}"])] for d in range(8)]
-        assert shares[-1][2]["series"][KEY]["pairs"] == s["corr"]["lag1"]["pairs"]
+        assert shares[-1][2]["series"][KEY]["pairs"] == s.corr["lag1"]["pairs"]
         for _, _, msg in shares:
             team_out += tp.on_pairs(msg)
     last = {e["lag_days"]: e for _, _, e in team_out}
@@ -242,7 +243,7 @@ def test_rebuilt_team_table_equals_the_live_one() -> None:
 
     live: dict[str, Any] = {}
     tp = TeamProcessor(live)
-    athletes: dict[str, dict[str, Any]] = {}
+    athletes: dict[str, AthleteState] = {}
     proc: AthleteProcessor | None = None
     for i, aid in enumerate(("r1", "r2", "r3")):
         proc, s, out = _athlete_run(aid, level=i)

@@ -22,7 +22,9 @@ load/pain observations, published by the athlete agent; runs
 
 State: four plain (not windowed) tables with the in-memory store and a changelog
 topic each (``athletes``, ``chunks``, ``units``, ``teams``); a restarted worker replays
-the changelog. Values are orjson bytes; a decoded copy is cached per key and reused while
+the changelog. Athletes' values are typed :class:`kneeload.worker.state.AthleteState`
+structs stored as MessagePack (JSON of older workers is read and converted); the other
+tables' values are orjson bytes. A decoded copy is cached per key and reused while
 the table still holds the very bytes object written last (identity check), so
 recovery and rebalances are always honoured. Tables use the producer's partitioner
 (murmur2 of the key, as every input topic), so they can be written outside one event.
@@ -45,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -81,6 +83,7 @@ from kneeload.worker.fleet import (
     fleet_thresholds,
     new_unit,
 )
+from kneeload.worker.state import decode_state, encode_state
 from kneeload.worker.team import TeamProcessor
 
 log = logging.getLogger("kneeload.worker")
@@ -105,10 +108,17 @@ def partition_of(key: str, partitions: int) -> int:
 
 
 class CachedTable(MutableMapping[str, Any]):
-    """A Faust table of orjson bytes seen as decoded values (cached by object identity)."""
+    """A Faust table of encoded bytes seen as decoded values (cached by object identity);
+    orjson unless ``encode``/``decode`` say otherwise."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(
+        self,
+        table: Any,
+        encode: Callable[[Any], bytes] = orjson.dumps,
+        decode: Callable[[bytes], Any] = orjson.loads,
+    ) -> None:
         self.table = table
+        self.encode, self.decode = encode, decode
         self.cache: dict[str, tuple[bytes, Any]] = {}
 
     def load(self, key: str) -> Any:
@@ -119,12 +129,12 @@ class CachedTable(MutableMapping[str, Any]):
         if raw is None:
             self.cache.pop(key, None)
             return None
-        value = orjson.loads(raw)
+        value = self.decode(raw)
         self.cache[key] = (raw, value)
         return value
 
     def store(self, key: str, value: Any) -> None:
-        raw = orjson.dumps(value)
+        raw = self.encode(value)
         self.table[key.encode()] = raw
         self.cache[key] = (raw, value)
 
@@ -304,7 +314,7 @@ def create_app(settings: Settings) -> faust.App:
             )
         )  # fmt: skip
 
-    athletes = CachedTable(table("athletes"))
+    athletes = CachedTable(table("athletes"), encode_state, decode_state)
     chunks = CachedTable(table("chunks"))
     units = CachedTable(table("units"))
     teams = CachedTable(table("teams"))

@@ -24,7 +24,8 @@ Stop-the-world (every worker stopped). In one REPEATABLE READ snapshot of the da
    what it lacks stays dirty and is published by the next worker; alert cooldowns from
    the stored alerts.
 
-Then the changelog topics are recreated and filled (raw utf-8 key, orjson value, in the
+Then the changelog topics are recreated and filled (raw utf-8 key; value orjson, the
+athletes' state MessagePack (:mod:`kneeload.worker.state`); in the
 owner's partition: what the tables' memory store recovers), and the worker's consumer
 group is set to the sink's offsets for the raw topics (earliest where the sink has none)
 and to the end of the internal topics.
@@ -56,6 +57,7 @@ from kneeload.topics import (
 )
 from kneeload.worker.athlete import METRIC, AthleteProcessor, WorkerConfig, new_state
 from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, fleet_thresholds, new_unit
+from kneeload.worker.state import AthleteState, encode_state
 from kneeload.worker.team import TeamProcessor
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms
 
@@ -72,7 +74,7 @@ RAW_TOPICS = (
 
 @dataclass
 class Rebuilt:
-    athletes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    athletes: dict[str, AthleteState] = field(default_factory=dict)
     chunks: dict[str, bytes] = field(default_factory=dict)
     units: dict[str, dict[str, Any]] = field(default_factory=dict)
     teams: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -145,7 +147,7 @@ def build(
         out.offsets[(topic, int(part))] = int(off)
 
     # ---- registry
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, AthleteState] = {}
     for aid, team, mass, tz, cal in q(
         "SELECT athlete_id, team_id, body_mass_kg, time_zone, calibration FROM kneeload.athletes"
     ).fetchall():
@@ -169,7 +171,7 @@ def build(
     keep_ms = (cfg.lateness_horizon_s + cfg.session_gap_s) * 1000 + 2 * DAY_MS
     window: dict[str, int] = {}
     for aid, wm in wms.items():
-        c = DayCalendar(states[aid]["tz"] or "UTC")
+        c = DayCalendar(states[aid].tz or "UTC")
         w = _sod(c, c.date_iso(_ms(wm) - int(keep_ms)))
         moved = True
         while moved:
@@ -223,7 +225,7 @@ def build(
     episodes = _stored_episodes(q)
     for aid, st in states.items():
         w = window.get(aid, now)
-        c = DayCalendar(st["tz"] or "UTC")
+        c = DayCalendar(st.tz or "UTC")
         w_date = c.date_iso(w)
         events: list[tuple[int, int, str, Any]] = []
         days_db = q(
@@ -297,21 +299,21 @@ def build(
         if replayed:
             out.publish += _missing(q, st, replayed, days_db, sessions_db.get(aid, []))
         for k, v in cooldowns.get(aid, {}).items():
-            mine = st["cooldown"].get(k)
+            mine = st.cooldown.get(k)
             if mine is None or mine[0] < v[0]:
-                st["cooldown"][k] = v
-        eps = st.setdefault("episodes", {})
+                st.cooldown[k] = v
+        eps = st.episodes
         for k, e in episodes.get(aid, {}).items():  # the stored story wins when it is newer
             mine = eps.get(k)
             if mine is None or mine["last_ms"] < e["last_ms"]:
                 eps[k] = e
-        st["last_proc"] = now
+        st.last_proc = now
         out.athletes[aid] = st
     out.teams = rebuild_teams(proc, out.athletes)
     return out
 
 
-def rebuild_teams(proc: AthleteProcessor, athletes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def rebuild_teams(proc: AthleteProcessor, athletes: dict[str, AthleteState]) -> dict[str, Any]:
     """The ``teams`` table from rebuilt athlete states: each athlete's latest pairs snapshot,
     which is all the team agent keeps of it (:class:`kneeload.worker.team.TeamProcessor`).
 
@@ -322,7 +324,7 @@ def rebuild_teams(proc: AthleteProcessor, athletes: dict[str, dict[str, Any]]) -
     teams = TeamProcessor(store)
     for aid in sorted(athletes):
         st = athletes[aid]
-        team = st.get("corr_team")
+        team = st.corr_team
         if team is not None:
             teams.on_pairs(proc.pairs_snapshot(st, team))
     return store
@@ -344,7 +346,7 @@ def _keep(
 
 def _missing(
     q: Any,
-    st: dict[str, Any],
+    st: AthleteState,
     replayed: dict[tuple[str, str], dict[str, Any]],
     days_db: list[tuple[Any, ...]],
     sessions: list[tuple[Any, ...]],
@@ -352,7 +354,7 @@ def _missing(
     """Replayed sessions, minutes and days no longer in the state (the state keeps only the
     recent window; :func:`_reconcile` handles what it keeps) that the database lacks or holds
     with other numbers, with revisions above the stored ones."""
-    aid = st["athlete_id"]
+    aid = st.athlete_id
     s_db = {r[1]: (int(r[5]), int(r[6]), r[7]) for r in sessions}
     d_db = {r[0].isoformat(): r for r in days_db}
     minute_ids = [k[1] for k in replayed if k[0] == LOAD_MINUTE]
@@ -366,14 +368,14 @@ def _missing(
     out: list[tuple[str, str, dict[str, Any]]] = []
     for (topic, key), ev in sorted(replayed.items()):
         if topic == SESSIONS:
-            if key in st["sessions"]:
+            if key in st.sessions:
                 continue
             have = s_db.get(key)
             if have and have[1] == ev["samples"] and _close(have[2], ev["pfj_load_mpa_s"]):
                 continue
             ev = {**ev, "status": "closed", "revision": max(ev["revision"], (have or (-1,))[0] + 1)}
         elif topic == DAILY_LOAD:
-            if ev["date"] in st["days"]:
+            if ev["date"] in st.days:
                 continue
             day = d_db.get(ev["date"])
             if day and _same_day(day, ev["load"], ev["methods"]["ewma"]["acwr"], ev["ctl"]):
@@ -382,7 +384,7 @@ def _missing(
             ev = {**ev, "status": "final", "revision": rev,
                   "corrected": ev["corrected"] or day is not None}  # fmt: skip
         else:
-            if ev["session_id"] in st["sessions"]:
+            if ev["session_id"] in st.sessions:
                 continue
             m = m_db.get(key)
             if m and _close(m[1], ev["pfj_load_mpa_s"]):
@@ -401,47 +403,47 @@ def _first(rows: list[dict[str, Any]]) -> int:
 
 
 def _reconcile(
-    q: Any, st: dict[str, Any], days_db: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]
+    q: Any, st: AthleteState, days_db: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]
 ) -> None:
     """Revisions above the stored ones; dirty only what the database does not hold."""
-    aid = st["athlete_id"]
+    aid = st.athlete_id
     by_sid = {r[1]: r for r in sessions}
-    for sid, s in st["sessions"].items():
+    for sid, s in st.sessions.items():
         r = by_sid.get(sid)
-        if r is None or s["acc"] is None:
-            s["dirty"] = s["acc"] is not None
+        if r is None or s.acc is None:
+            s.dirty = s.acc is not None
             continue
-        s["rev"] = max(s["rev"], int(r[5]))
-        same = int(r[6]) == s["acc"]["n"] and _close(r[7], s["acc"]["load"])
-        if r[4] == "closed" and s["status"] == "open" and same:
-            s["status"] = "closed"
-        s["dirty"] = not (same and r[4] == s["status"])
-        mins = [iso(int(mk)) for mk in s["acc"]["minutes"]]
+        s.rev = max(s.rev, int(r[5]))
+        same = int(r[6]) == s.acc.sums.samples and _close(r[7], s.acc.sums.pfj_load_mpa_s)
+        if r[4] == "closed" and s.status == "open" and same:
+            s.status = "closed"
+        s.dirty = not (same and r[4] == s.status)
+        mins = [iso(int(mk)) for mk in s.acc.minutes]
         if mins:
             for mid, rev in q(
                 "SELECT id, revision FROM kneeload.minute_load WHERE id = ANY(%s)",
                 ([f"{aid}:{m}" for m in mins],),
             ).fetchall():
                 mk = str(parse_ms(mid[len(aid) + 1 :]))
-                s["minute_rev"][mk] = max(s["minute_rev"].get(mk, -1), int(rev))
-        if s["dirty"]:
-            s["minutes_dirty"] = sorted(s["acc"]["minutes"])
+                s.minute_rev[mk] = max(s.minute_rev.get(mk, -1), int(rev))
+        if s.dirty:
+            s.minutes_dirty = sorted(s.acc.minutes)
     by_day = {r[0].isoformat(): r for r in days_db}
-    for d, day in st["days"].items():
+    for d, day in st.days.items():
         r = by_day.get(d)
         if r is None:
-            day["dirty"] = day["out"] is not None
+            day.dirty = day.out is not None
             continue
-        day["rev"] = max(day["rev"], int(r[3]))
+        day.rev = max(day.rev, int(r[3]))
         db_final = r[2] == "final"
         if db_final:
-            day["final"] = True
-        day["corrected"] = day["corrected"] or bool(r[4])
-        o = day["out"]
+            day.final = True
+        day.corrected = day.corrected or bool(r[4])
+        o = day.out
         same = _same_day(r, o["load"], o["methods"]["ewma"]["acwr"], o["ctl"]) if o else (
             r[1] is None
         )  # fmt: skip
-        day["dirty"] = not (same and db_final == day["final"])
+        day.dirty = not (same and db_final == day.final)
 
 
 def _same_day(row: tuple[Any, ...], load: Any, acwr: Any, ctl: Any) -> bool:
@@ -511,7 +513,7 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
     counts = {}
     try:
         for table, items in (
-            ("athletes", ((k, orjson.dumps(v)) for k, v in rebuilt.athletes.items())),
+            ("athletes", ((k, encode_state(v)) for k, v in rebuilt.athletes.items())),
             ("chunks", iter(rebuilt.chunks.items())),
             ("units", ((k, orjson.dumps(v)) for k, v in rebuilt.units.items())),
             ("teams", ((k, orjson.dumps(v)) for k, v in rebuilt.teams.items())),

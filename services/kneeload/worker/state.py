@@ -1,0 +1,188 @@
+"""The athlete agent's state, typed: msgspec Structs stored as MessagePack in the Faust table.
+
+One :class:`AthleteState` per athlete (table ``athletes``). Its pieces:
+
+* :class:`Session` — one training session: its input batches (``chunks``), its running sums
+  (:class:`SessionAcc`, whose load sums are :class:`kneeload.core.session.LoadSums` and
+  whose minutes are :class:`kneeload.core.session.MinuteSums`), publishing bookkeeping.
+* :class:`Day` — one local day's published ACWR/load figures and revision.
+* :class:`BwsEntry`, :class:`PainEntry`, :class:`SpikeEntry` — time-ordered entries, stored
+  as arrays (compact), read by name.
+
+Encoding (:func:`encode_state`, :func:`decode_state`): MessagePack, maps for the Structs
+whose field names are the keys the state had as JSON, arrays for entries and sums.
+
+Upgrading: a worker of an older version stored the state as orjson JSON dicts with
+positional lists. :func:`decode_state` recognises such a value (it starts with ``{``, which
+is never the first byte of a MessagePack map) and converts it (:func:`from_legacy`): the
+session sums move from the accumulator's keys ``n, dur, dist, s_speed, s_cad, s_bws, peak,
+load`` into :class:`~kneeload.core.session.LoadSums`; every other field keeps its name, and
+the positional lists (minutes, BWS and pain entries, ceiling history, no-estimate reasons)
+are the arrays of the new entries. A restarted worker therefore reads its changelog as it
+is and writes each athlete in the new format the next time it changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import orjson
+
+from kneeload.core.session import LoadSums, MinuteSums
+
+__all__ = [
+    "AthleteState",
+    "BwsEntry",
+    "Day",
+    "PainEntry",
+    "Reason",
+    "Session",
+    "SessionAcc",
+    "SpikeEntry",
+    "decode_state",
+    "encode_state",
+    "from_legacy",
+]
+
+
+class BwsEntry(msgspec.Struct, array_like=True, gc=False):
+    """A treadmill support entry re-keyed by athlete: valid from ``t_ms`` on."""
+
+    t_ms: int
+    unit_id: str | None
+    bws_pct: float
+
+
+class PainEntry(msgspec.Struct, array_like=True, gc=False):
+    """A stored pain report (the worker re-classifies it when its session changes)."""
+
+    t_ms: int
+    nrs: int
+    context: str
+    session_id: str | None
+    report_id: str
+    time: str | None = None  # the report's own time text
+    team_id: str | None = None
+
+
+class SpikeEntry(msgspec.Struct, array_like=True, gc=False):
+    """A closed session in the athlete's 30-day ceiling history."""
+
+    start_ms: int
+    distance_m: float
+    pfj_load_mpa_s: float
+
+
+class Reason(msgspec.Struct, array_like=True, gc=False):
+    """Samples without an estimate for one reason, and one example sentence."""
+
+    count: int
+    detail: str | None
+
+
+class SessionAcc(msgspec.Struct, gc=False):
+    """A session's running sums (time-ordered, de-duplicated samples)."""
+
+    sums: LoadSums
+    start: int  # first sample, epoch ms
+    end: int  # last sample
+    last_t: int | None = None  # last sample added (the next Δt starts here)
+    by_date: dict[str, float] = {}  # local date → load
+    minutes: dict[str, MinuteSums] = {}  # minute start (epoch ms, text) → sums
+    unit: str | None = None  # LEVER unit of the latest joined sample
+    n_est: int = 0
+    n_walk: int = 0
+    n_corr: int = 0
+    n_cest: int = 0
+    reasons: dict[str, Reason] = {}
+
+
+class Session(msgspec.Struct, gc=False):
+    """One session of an athlete."""
+
+    sid: str
+    explicit: bool
+    chunks: list[str] = []  # batch ids counted, in arrival order
+    acc: SessionAcc | None = None
+    status: str = "open"
+    rev: int = -1
+    dirty: bool = False
+    minutes_dirty: list[str] = []
+    minute_rev: dict[str, int] = {}
+    applied: dict[str, float] = {}  # date → load pushed into the day totals
+    reopened: bool = False
+    sources: dict[str, str] | None = None
+
+
+class Day(msgspec.Struct, gc=False):
+    """A local day's figures as last computed (``out``) and their publishing state."""
+
+    rev: int = -1
+    final: bool = False
+    corrected: bool = False
+    dirty: bool = True
+    out: dict[str, Any] | None = None
+
+
+class AthleteState(msgspec.Struct, gc=False):
+    """Everything the worker keeps about one athlete."""
+
+    athlete_id: str
+    team_id: str | None = None
+    tz: str = "UTC"
+    body_mass_kg: float | None = None
+    calibration: dict[str, Any] | None = None
+    wm: int | None = None  # watermark: the largest sample time seen, epoch ms
+    sessions: dict[str, Session] = {}
+    dayload: dict[str, dict[str, float]] = {}  # date → {session id: load}
+    days: dict[str, Day] = {}
+    acwr: dict[str, Any] = {}  # kneeload.core.acwr.AcwrTracker.to_dict()
+    bws: list[BwsEntry] = []
+    pain: list[PainEntry] = []
+    corr: dict[str, dict[str, Any]] = {}  # "lag<k>" → PairedObservations.to_dict()
+    corr_t: dict[str, int] = {}  # "lag<k>" → latest event time (ms) of a change
+    corr_team: str | None = None  # the team the pairs were last shared with
+    cooldown: dict[str, Any] = {}
+    last_proc: int = 0
+    last_pub: int = 0
+    dirty_dates: list[str] = []
+    spike_hist: dict[str, SpikeEntry] = {}
+    episodes: dict[str, Any] = {}  # kneeload.worker.episodes (core.episodes states)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(AthleteState)
+_SUMS_KEYS = ("n", "dur", "dist", "s_speed", "s_cad", "s_bws", "peak", "load")
+
+
+def encode_state(st: AthleteState) -> bytes:
+    """The state as stored in the ``athletes`` table (MessagePack)."""
+    return _ENCODER.encode(st)
+
+
+def decode_state(raw: bytes) -> AthleteState:
+    """A stored state: MessagePack, or the JSON of an older worker (:func:`from_legacy`)."""
+    if raw[:1] == b"{":
+        return from_legacy(orjson.loads(raw))
+    return _DECODER.decode(raw)
+
+
+def from_legacy(d: dict[str, Any]) -> AthleteState:
+    """An athlete's state as older workers stored it (a JSON dict, see the module doc)."""
+    d = dict(d)
+    sessions = {}
+    for sid, s in (d.get("sessions") or {}).items():
+        s = dict(s)
+        a = s.get("acc")
+        if a is not None:
+            a = dict(a)
+            n = a["n"]
+            a["sums"] = [a.pop(k, None) for k in _SUMS_KEYS]
+            a.setdefault("n_est", n)  # states before the counters: every sample estimated
+            a["reasons"] = {k: [v[0], v[1]] for k, v in (a.get("reasons") or {}).items()}
+            s["acc"] = a
+        sessions[sid] = s
+    d["sessions"] = sessions
+    d["dirty_dates"] = d.get("dirty_dates") or []
+    return msgspec.convert(d, AthleteState)
