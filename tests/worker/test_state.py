@@ -17,9 +17,13 @@ from kneeload.worker.athlete import AthleteProcessor, new_state
 from kneeload.worker.state import (
     AthleteState,
     BwsEntry,
+    Chunk,
     PainEntry,
+    SampleRow,
     SpikeEntry,
+    decode_chunk,
     decode_state,
+    encode_chunk,
     encode_state,
 )
 
@@ -75,3 +79,28 @@ def test_state_round_trips_through_messagepack_and_is_smaller_than_json() -> Non
     # a re-encoded legacy state is the same struct
     legacy = decode_state(orjson.dumps(orjson.loads(FIXTURE.read_bytes())["state"]))
     assert decode_state(encode_state(legacy)) == legacy
+
+
+def test_chunks_of_an_older_worker_decode_to_rows() -> None:
+    doc = orjson.loads(FIXTURE.read_bytes())
+    for key, text in doc["chunks"].items():
+        old = orjson.loads(text)
+        c = decode_chunk(text.encode())
+        assert c.batch_id == old["b"] and key.endswith(f"|{c.batch_id}")
+        assert [r.record_id for r in c.rows] == [r[1] for r in old["rows"]]
+        assert decode_chunk(encode_chunk(c)) == c
+    # rows from before the vertical load and contact source were kept (8 values), late 0/1
+    short = b'{"b":"b1","rows":[[1718002800000,"r1","2024-06-10T07:00:00Z",3.2,170.0,240,0.0,1]]}'
+    (r,) = decode_chunk(short).rows
+    assert r == SampleRow(1718002800000, "r1", "2024-06-10T07:00:00Z", 3.2, 170.0, 240.0, 0.0, True)
+    assert isinstance(decode_chunk(encode_chunk(Chunk("b", [r]))).rows[0], SampleRow)
+
+
+def test_a_registry_record_of_the_wrong_types_leaves_a_state_that_still_decodes() -> None:
+    """The state is typed: a value of another type must never reach it, or the athlete's
+    changelog value could not be read back after a restart."""
+    proc, st, _ = _fresh()
+    bad = {**athlete_record("a1", "t1"), "body_mass_kg": "70", "time_zone": 5, "team_id": 7}
+    proc.on_registry(st, {**bad, "calibration": "x"})
+    assert (st.body_mass_kg, st.tz, st.team_id, st.calibration) == (None, "UTC", None, None)
+    assert decode_state(encode_state(st)) == st

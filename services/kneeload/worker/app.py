@@ -365,10 +365,12 @@ def create_app(settings: Settings) -> faust.App:
         key, value = event.key, event.value
         if topic == t_tick_a:
             for aid in athletes.keys_in(event.message.partition, n):
-                st = athletes.load(aid)
-                if st is None:
+                try:
+                    st = athletes.load(aid)
+                    o = proc.on_tick(st, now) if st is not None else []
+                except Exception:  # one athlete must not stop the partition's timer
+                    log.exception("athlete %s: idle check failed", aid)
                     continue
-                o = proc.on_tick(st, now)
                 if o:
                     dirty.add(aid)
                     outs += o

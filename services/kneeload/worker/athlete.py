@@ -70,12 +70,16 @@ from kneeload.worker.episodes import Verdict, or_clear
 from kneeload.worker.state import (
     AthleteState,
     BwsEntry,
+    Chunk,
     Day,
     PainEntry,
     Reason,
+    SampleRow,
     Session,
     SessionAcc,
     SpikeEntry,
+    decode_chunk,
+    encode_chunk,
 )
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
 
@@ -192,23 +196,26 @@ def _chunk_key(aid: str, sid: str, batch_id: str) -> str:
     return f"{aid}|{sid}|{batch_id}"
 
 
-def _sample_row(s: dict[str, Any]) -> list[Any]:
-    """A watch sample as the worker's row: [time ms, record id, time text, speed, cadence,
-    contact, grade, late flag, vertical load, contact source]. Raises for a sample it cannot
-    read (a time datetime refuses, a missing or non-numeric speed or cadence)."""
+def _sample_row(s: dict[str, Any]) -> SampleRow:
+    """A watch sample as the worker's row. Raises for a sample it cannot read (a time
+    datetime refuses, a missing or non-numeric speed or cadence, a value of another type
+    than its schema's)."""
+    rid, time_text = s["record_id"], s["time"]
+    if not isinstance(rid, str) or not isinstance(time_text, str):
+        raise TypeError("record_id and time must be strings")
     src = s.get("sources")
-    return [
-        parse_ms(s["time"]),
-        s["record_id"],
-        s["time"],
+    return SampleRow(
+        parse_ms(time_text),
+        rid,
+        time_text,
         float(s["speed_mps"]),
         float(s["cadence_spm"]),
-        s.get("ground_contact_ms"),
+        _opt_float(s.get("ground_contact_ms")),
         _num(s.get("grade_pct")),
-        0,
-        s.get("vertical_load_bw"),  # device-measured (e.g. an insole), else None
+        False,
+        _opt_float(s.get("vertical_load_bw")),
         parse_sources(src).get("ground_contact_ms") if src else None,
-    ]
+    )
 
 
 def _sample_dead_letter(batch: dict[str, Any], s: Any, exc: Exception) -> Output:
@@ -258,6 +265,10 @@ def _count_estimates(acc: SessionAcc, ests: list[Est]) -> None:
             else:
                 why.count += 1
         acc.n_corr += est.corrected
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if x is None else float(x)
 
 
 def _num(x: Any, default: float = 0.0) -> float:
@@ -330,10 +341,10 @@ class AthleteProcessor:
             return None, 0.0
         return e.unit_id, float(e.bws_pct)
 
-    def _estimate(self, st: AthleteState, p: PfjParams, row: list[Any], bws: float) -> Est:
+    def _estimate(self, st: AthleteState, p: PfjParams, row: SampleRow, bws: float) -> Est:
         """The core's verdict on one row: an estimate, or none with the reason (walking, an
         input outside its plausibility bounds). The sample is kept and counted either way."""
-        v, f, gc, grade = row[3], row[4], row[5], row[6]
+        v, f, gc, grade = row.speed_mps, row.cadence_spm, row.ground_contact_ms, row.grade_pct
         mass = st.body_mass_kg or self.cfg.default_body_mass_kg
         chk, s = assess_pfj_sample(v, f, mass, gc, grade, bws, p)
         if s is None:
@@ -360,10 +371,15 @@ class AthleteProcessor:
         from the old team's repeated-measures correlation to the new one's."""
         if rec is None:
             return []
-        st.team_id = rec.get("team_id", st.team_id)
-        st.tz = rec.get("time_zone") or "UTC"
-        st.body_mass_kg = rec.get("body_mass_kg")
-        st.calibration = rec.get("calibration")
+        # typed as the state stores them (a value of another type is dropped: the state
+        # must always encode and decode)
+        team, tz = rec.get("team_id", st.team_id), rec.get("time_zone")
+        mass, cal = rec.get("body_mass_kg"), rec.get("calibration")
+        st.team_id = team if isinstance(team, str) else None
+        st.tz = tz if isinstance(tz, str) and tz else "UTC"
+        number = isinstance(mass, int | float) and not isinstance(mass, bool)
+        st.body_mass_kg = float(mass) if number and mass is not None else None
+        st.calibration = cal if isinstance(cal, dict) else None
         if st.corr and st.corr_team != st.team_id:
             return self.share_pairs(st, st.team_id)
         return []
@@ -372,9 +388,9 @@ class AthleteProcessor:
     def on_batch(self, st: AthleteState, batch: dict[str, Any], now_ms: int) -> list[Output]:
         """One ``watch_sample_batch``: returns the events to publish."""
         st.last_proc = now_ms
-        if batch.get("team_id") is not None:
+        if isinstance(batch.get("team_id"), str):
             st.team_id = batch["team_id"]
-        rows: list[list[Any]] = []
+        rows: list[SampleRow] = []
         sources: dict[str, str] = {}
         refused: list[Output] = []
         for s in batch["samples"]:
@@ -396,15 +412,15 @@ class AthleteProcessor:
         self,
         st: AthleteState,
         batch: dict[str, Any],
-        rows: list[list[Any]],
+        rows: list[SampleRow],
         sources: dict[str, str],
         now_ms: int,
     ) -> list[Output]:
         """The batch's readable samples (rows of :func:`_sample_row`) into the state."""
-        rows.sort(key=lambda r: (r[0], r[1]))
+        rows.sort(key=lambda r: (r.t_ms, r.record_id))
         bid = batch["batch_id"]
         explicit = batch.get("session_id")
-        sid = explicit or self._gap_session(st, rows[0][0], rows[-1][0])
+        sid = explicit or self._gap_session(st, rows[0].t_ms, rows[-1].t_ms)
         ckey = _chunk_key(st.athlete_id, sid, bid)
         known = st.sessions.get(sid)
         if known is not None and bid in known.chunks:
@@ -413,26 +429,26 @@ class AthleteProcessor:
             # state once per take), so after a crash a chunk may exist for a batch the
             # recovered state never counted, and then it must be counted now.
             raw = self.chunks.get(ckey)
-            old = orjson.loads(raw)["rows"] if raw is not None else rows
+            old = decode_chunk(raw).rows if raw is not None else rows
             return [self._sample_load_out(st, sid, bid, old)]
         self._mark_late(st, rows)
-        self.chunks[ckey] = orjson.dumps({"b": bid, "rows": rows})
+        self.chunks[ckey] = encode_chunk(Chunk(bid, rows))
         self._memo = {}
         out = [self._sample_load_out(st, sid, bid, rows, memo=True)]
-        live = [r for r in rows if not r[7]]
+        live = [r for r in rows if not r.late]
         if live:
             out += self._count(st, sid, explicit is not None, bid, live, sources)
         out += self._advance(st, now_ms, idle=False)
         return out
 
-    def _mark_late(self, st: AthleteState, rows: list[list[Any]]) -> None:
+    def _mark_late(self, st: AthleteState, rows: list[SampleRow]) -> None:
         """Flag rows older than the watermark − lateness horizon (stored, not counted)."""
         if st.wm is None:
             return
         oldest = st.wm - self.cfg.lateness_horizon_s * 1000
         for r in rows:
-            if r[0] < oldest:
-                r[7] = 1
+            if r.t_ms < oldest:
+                r.late = True
 
     def _count(
         self,
@@ -440,7 +456,7 @@ class AthleteProcessor:
         sid: str,
         explicit: bool,
         bid: str,
-        live: list[list[Any]],
+        live: list[SampleRow],
         sources: dict[str, str],
     ) -> list[Output]:
         """Count a batch's on-time rows in their session: sums (incrementally when they come
@@ -456,14 +472,14 @@ class AthleteProcessor:
             sess.reopened = True
         acc = sess.acc
         in_order = (acc is None and len(sess.chunks) == 1) or (
-            acc is not None and acc.last_t is not None and live[0][0] > acc.last_t
+            acc is not None and acc.last_t is not None and live[0].t_ms > acc.last_t
         )
         if in_order:
             self._accumulate(st, sess, self._dedup(live))
         else:
             self._recompute(st, sess)
         sess.dirty = True
-        top = live[-1][0]
+        top = live[-1].t_ms
         st.wm = top if st.wm is None else max(st.wm, top)
         self._apply_session_days(st, sess)
         if sess.status == "open":
@@ -485,23 +501,23 @@ class AthleteProcessor:
         return f"{st.athlete_id}:{t0}"
 
     @staticmethod
-    def _dedup(rows: list[list[Any]]) -> list[list[Any]]:
+    def _dedup(rows: list[SampleRow]) -> list[SampleRow]:
         """Sorted rows, one per time (the smallest record_id wins)."""
-        out: list[list[Any]] = []
+        out: list[SampleRow] = []
         last = None
         for r in rows:
-            if r[0] != last:
+            if r.t_ms != last:
                 out.append(r)
-                last = r[0]
+                last = r.t_ms
         return out
 
-    def _accumulate(self, st: AthleteState, sess: Session, rows: list[list[Any]]) -> None:
+    def _accumulate(self, st: AthleteState, sess: Session, rows: list[SampleRow]) -> None:
         """Add time-ordered, de-duplicated rows (all later than the session's last) to its
         sums: each row's estimate and contribution (:meth:`_contributions`), then core's
         session and minute sums, the local-day loads and the estimate counters."""
         acc = sess.acc
         if acc is None:
-            acc = sess.acc = SessionAcc(core_session.LoadSums(), rows[0][0], rows[0][0])
+            acc = sess.acc = SessionAcc(core_session.LoadSums(), rows[0].t_ms, rows[0].t_ms)
         parts, ests = self._contributions(st, rows, acc.last_t)
         core_session.add_samples(acc.sums, parts)
         touched = core_session.add_to_minutes(acc.minutes, parts)
@@ -511,13 +527,13 @@ class AthleteProcessor:
         unit = next((p.unit_id for p in reversed(parts) if p.unit_id is not None), None)
         if unit is not None:
             acc.unit = unit
-        acc.start = min(acc.start, rows[0][0])
-        acc.end = max(acc.end, rows[-1][0])
-        acc.last_t = rows[-1][0]
+        acc.start = min(acc.start, rows[0].t_ms)
+        acc.end = max(acc.end, rows[-1].t_ms)
+        acc.last_t = rows[-1].t_ms
         self._memo = {}
 
     def _contributions(
-        self, st: AthleteState, rows: list[list[Any]], last_t: int | None
+        self, st: AthleteState, rows: list[SampleRow], last_t: int | None
     ) -> tuple[list[core_session.LoadSample], list[Est]]:
         """Each row's contribution to the sums (interval, support, estimated load) and its
         estimate (reused from :meth:`_sample_load_out` of the same batch when it has one)."""
@@ -529,10 +545,10 @@ class AthleteProcessor:
         parts: list[core_session.LoadSample] = []
         ests: list[Est] = []
         for r in rows:
-            t = r[0]
+            t = r.t_ms
             dt_s = sample_interval_s(t, last_t, first_dt, max_dt)
             last_t = t
-            hit = memo.pop((t, r[1]), None) if memo else None
+            hit = memo.pop((t, r.record_id), None) if memo else None
             if hit is not None:
                 unit, bws, est = hit
             else:
@@ -540,7 +556,9 @@ class AthleteProcessor:
                 est = self._estimate(st, p, r, bws)
             f = est.cadence  # the cadence used: doubled when it was strides/min
             load = 0.0 if est.impulse is None else pfj_sample_load_mpa_s(est.impulse, f, dt_s)
-            parts.append(core_session.LoadSample(t, r[3], f, bws, dt_s, load, est.peak, unit))
+            parts.append(
+                core_session.LoadSample(t, r.speed_mps, f, bws, dt_s, load, est.peak, unit)
+            )
             ests.append(est)
         return parts, ests
 
@@ -563,14 +581,14 @@ class AthleteProcessor:
         if d is not None:
             by_date[d] = d_sum
 
-    def _session_rows(self, st: AthleteState, sess: Session) -> list[list[Any]]:
+    def _session_rows(self, st: AthleteState, sess: Session) -> list[SampleRow]:
         aid = st.athlete_id
-        rows: list[list[Any]] = []
+        rows: list[SampleRow] = []
         for b in sess.chunks:
             raw = self.chunks.get(_chunk_key(aid, sess.sid, b))
             if raw is not None:
-                rows.extend(r for r in orjson.loads(raw)["rows"] if not r[7])
-        rows.sort(key=lambda r: (r[0], r[1]))
+                rows.extend(r for r in decode_chunk(raw).rows if not r.late)
+        rows.sort(key=lambda r: (r.t_ms, r.record_id))
         return self._dedup(rows)
 
     def _recompute(self, st: AthleteState, sess: Session) -> None:
@@ -957,16 +975,16 @@ class AthleteProcessor:
         }
 
     def _sample_load_out(
-        self, st: AthleteState, sid: str, batch_id: str, rows: list[list[Any]], memo: bool = False
+        self, st: AthleteState, sid: str, batch_id: str, rows: list[SampleRow], memo: bool = False
     ) -> Output:
         p = self.params(st)
         times, tl = self._bws_lookup(st)
         samples = []
         for r in rows:
-            unit, bws = self._join(times, tl, r[0])
+            unit, bws = self._join(times, tl, r.t_ms)
             est = self._estimate(st, p, r, bws)
             if memo:
-                self._memo[(r[0], r[1])] = (unit, bws, est)
+                self._memo[(r.t_ms, r.record_id)] = (unit, bws, est)
             samples.append(self._sample_out(r, unit, bws, est))
         return (
             LOAD_SAMPLES,
@@ -982,26 +1000,26 @@ class AthleteProcessor:
         )
 
     @staticmethod
-    def _sample_out(r: list[Any], unit: str | None, bws: float, est: Est) -> dict[str, Any]:
+    def _sample_out(r: SampleRow, unit: str | None, bws: float, est: Est) -> dict[str, Any]:
         """One ``load_sample``: the estimate, or none with its reason; every value estimated
         rather than measured is flagged (contact time with its uncertainty, step length,
         vertical load)."""
-        device_vl = r[8] if len(r) > 8 else None
-        measured_src = r[9] if len(r) > 9 and r[9] else "device"
+        device_vl = r.vertical_load_bw
+        measured_src = r.contact_source or "device"
         contact = est.contact_ms
         return {
-            "record_id": r[1],
-            "time": r[2],
-            "speed_mps": r[3],
-            "cadence_spm": r[4],
+            "record_id": r.record_id,
+            "time": r.time,
+            "speed_mps": r.speed_mps,
+            "cadence_spm": r.cadence_spm,
             "ground_contact_ms": contact,
             "ground_contact_estimated": est.contact_estimated,
-            "grade_pct": r[6],
+            "grade_pct": r.grade_pct,
             "bws_pct": bws,
             "unit_id": unit,
             "peak_pfj_stress_mpa": est.peak,
             "pfj_impulse_mpa_s": est.impulse,
-            "late": bool(r[7]),
+            "late": r.late,
             "estimated": est.peak is not None,
             "gait": est.gait,
             "no_estimate_reason": est.reason,
@@ -1076,8 +1094,8 @@ class AthleteProcessor:
             for b in s.chunks:
                 raw = self.chunks.get(_chunk_key(aid, s.sid, b))
                 if raw is not None:
-                    rows = orjson.loads(raw)["rows"]
-                    if rows and rows[-1][0] >= t:
+                    rows = decode_chunk(raw).rows
+                    if rows and rows[-1].t_ms >= t:
                         out.append(self._sample_load_out(st, s.sid, b, rows))
         if out:
             out += self._advance(st, now_ms, idle=False)

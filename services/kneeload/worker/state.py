@@ -10,7 +10,9 @@ One :class:`AthleteState` per athlete (table ``athletes``). Its pieces:
   as arrays (compact), read by name.
 
 Encoding (:func:`encode_state`, :func:`decode_state`): MessagePack, maps for the Structs
-whose field names are the keys the state had as JSON, arrays for entries and sums.
+whose field names are the keys the state had as JSON, arrays for entries and sums. The
+chunk store's values (:class:`Chunk` of :class:`SampleRow`, :func:`encode_chunk`) are
+MessagePack arrays.
 
 Upgrading: a worker of an older version stored the state as orjson JSON dicts with
 positional lists. :func:`decode_state` recognises such a value (it starts with ``{``, which
@@ -19,7 +21,9 @@ session sums move from the accumulator's keys ``n, dur, dist, s_speed, s_cad, s_
 load`` into :class:`~kneeload.core.session.LoadSums`; every other field keeps its name, and
 the positional lists (minutes, BWS and pain entries, ceiling history, no-estimate reasons)
 are the arrays of the new entries. A restarted worker therefore reads its changelog as it
-is and writes each athlete in the new format the next time it changes.
+is and writes each athlete in the new format the next time it changes. Chunks of older
+workers (JSON ``{"b", "rows"}``) are read the same way (:func:`decode_chunk`) and stay as
+they are until the session they belong to is pruned.
 """
 
 from __future__ import annotations
@@ -34,16 +38,44 @@ from kneeload.core.session import LoadSums, MinuteSums
 __all__ = [
     "AthleteState",
     "BwsEntry",
+    "Chunk",
     "Day",
     "PainEntry",
     "Reason",
+    "SampleRow",
     "Session",
     "SessionAcc",
     "SpikeEntry",
+    "decode_chunk",
     "decode_state",
+    "encode_chunk",
     "encode_state",
     "from_legacy",
 ]
+
+
+class SampleRow(msgspec.Struct, array_like=True, gc=False):
+    """A watch sample as the worker keeps it in its chunk store (the inputs a session is
+    recomputed from). ``late``: older than the watermark − lateness horizon on arrival
+    (stored and published, not counted)."""
+
+    t_ms: int
+    record_id: str
+    time: str
+    speed_mps: float
+    cadence_spm: float
+    ground_contact_ms: float | None
+    grade_pct: float
+    late: bool = False
+    vertical_load_bw: float | None = None  # device-measured (e.g. an insole)
+    contact_source: str | None = None  # the ground contact time's sensor source
+
+
+class Chunk(msgspec.Struct, array_like=True, gc=False):
+    """One input batch's rows (table ``chunks``, key ``athlete|session|batch``)."""
+
+    batch_id: str
+    rows: list[SampleRow]
 
 
 class BwsEntry(msgspec.Struct, array_like=True, gc=False):
@@ -153,6 +185,7 @@ class AthleteState(msgspec.Struct, gc=False):
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(AthleteState)
+_CHUNK_DECODER = msgspec.msgpack.Decoder(Chunk)
 _SUMS_KEYS = ("n", "dur", "dist", "s_speed", "s_cad", "s_bws", "peak", "load")
 
 
@@ -186,3 +219,18 @@ def from_legacy(d: dict[str, Any]) -> AthleteState:
     d["sessions"] = sessions
     d["dirty_dates"] = d.get("dirty_dates") or []
     return msgspec.convert(d, AthleteState)
+
+
+def encode_chunk(c: Chunk) -> bytes:
+    """A chunk as stored in the ``chunks`` table (MessagePack arrays)."""
+    return _ENCODER.encode(c)
+
+
+def decode_chunk(raw: bytes) -> Chunk:
+    """A stored chunk: MessagePack, or an older worker's JSON ``{"b": batch id, "rows":
+    [[t ms, record id, time, speed, cadence, contact, grade, late 0/1, vertical load,
+    contact source], ...]}`` (rows of 8 values from before the last two)."""
+    if raw[:1] == b"{":
+        d = orjson.loads(raw)
+        return msgspec.convert([d["b"], d["rows"]], Chunk, strict=False)
+    return _CHUNK_DECODER.decode(raw)
