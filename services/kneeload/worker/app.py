@@ -563,7 +563,9 @@ def create_app(settings: Settings) -> faust.App:
 
     from kneeload.worker import watchdog
 
-    watchdog.install(app, settings.worker_stall_timeout_s, settings.worker_watchdog_interval_s)
+    watchdog.install(
+        app, settings, settings.worker_stall_timeout_s, settings.worker_watchdog_interval_s
+    )
     app.kneeload_agents = (athlete, units_agent, devices_agent, team_agent)  # type: ignore[attr-defined]
     return app
 

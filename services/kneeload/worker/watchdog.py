@@ -7,25 +7,30 @@ met it after a second worker left the group (the remaining one stopped committin
 5 runs). Nothing is lost — the offsets of unprocessed messages are not committed — but a
 stalled worker stays stalled, and the alerts of its athletes with it.
 
-What: every ``interval_s`` the worker compares the broker's end offsets of the partitions
-it consumes (asked with a ListOffsets request, independent of the stuck fetcher) with its
-committed offsets, and counts progress as committed offsets + events processed + table
-recovery offsets (a long changelog recovery is progress, not a stall). Behind and no
+What: a thread of the worker process, with its own Kafka clients, compares every
+``interval_s`` the broker's end offsets of the partitions this worker holds with the
+offsets its group committed there (both asked from the broker, independent of the stuck
+Faust consumer), and counts progress as those committed offsets + table recovery offsets
+(a long changelog recovery is progress, not a stall). Behind and no
 progress for ``stall_s`` → one error line saying so, and the process exits with status 75
 (EX_TEMPFAIL: "try again"). A restart resumes from the committed offsets (at-least-once,
 idempotent writes: what ``make chaos`` proves for SIGKILL), as ``restart: unless-stopped``
 does in infra/compose.yaml and the chaos supervisor does.
 
 :class:`StallDetector` is the decision, a plain object the tests drive directly;
-:func:`install` is the thin edge that feeds it from the Faust app.
+:func:`install` is the thin edge that feeds it from the broker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from kneeload.settings import Settings
 
 __all__ = ["EXIT_STALLED", "FAULT_PAUSE_ENV", "Progress", "StallDetector", "install"]
 
@@ -71,27 +76,53 @@ class StallDetector:
         return stalled if stalled >= self.stall_s else None
 
 
-async def _progress(app: Any) -> Progress | None:
-    """Behind/moved from the Faust app; None while nothing is assigned or the broker is away."""
-    consumer = app.consumer
-    tps = [tp for tp in consumer.assignment() if not tp.topic.endswith("-changelog")]
+def _own_partitions(app: Any) -> list[Any]:
+    """The input partitions this worker holds (kafka-python TopicPartitions; changelogs,
+    read only in recovery, excluded). A plain attribute read from the watchdog's thread."""
+    from kafka import TopicPartition
+
+    try:
+        assigned = list(app.consumer.assignment())
+    except Exception:  # not started yet
+        return []
+    return [
+        TopicPartition(tp.topic, tp.partition)
+        for tp in assigned
+        if not tp.topic.endswith("-changelog")
+    ]
+
+
+def _recovered(app: Any) -> int:
+    try:
+        r = app.tables.recovery
+        return int(sum(r.active_offsets.values()) + sum(r.standby_offsets.values()))
+    except Exception:
+        return 0
+
+
+def _progress(app: Any, group: str, admin: Any, ends_client: Any) -> Progress | None:
+    """Behind/moved from the BROKER: end offsets (ListOffsets) and the group's committed
+    offsets (OffsetFetch) of the partitions this worker holds, through the watchdog's own
+    clients — a stuck Faust consumer (whose thread answers nothing) cannot hide a stall.
+    None while nothing is assigned or the broker does not answer."""
+    tps = _own_partitions(app)
     if not tps:
         return None
     try:
-        ends = await consumer.highwaters(*tps)
-    except Exception:  # broker away: a broker outage is not this worker's stall
+        ends = ends_client.end_offsets(tps)
+        committed = admin.list_group_offsets({group: tps}).get(group) or {}
+    except Exception as exc:  # broker away: a broker outage is not this worker's stall
+        log.debug("watchdog: broker did not answer: %r", exc)
         return None
-    behind = parts = 0
-    committed_sum = 0
+    behind = parts = done_sum = 0
     for tp in tps:
-        done = consumer._committed_offset.get(tp) or 0
-        committed_sum += done
-        lag = max(0, int(ends.get(tp, 0) or 0) - done)
+        meta = committed.get(tp)
+        done = max(0, int(meta.offset)) if meta is not None else 0
+        done_sum += done
+        lag = max(0, int(ends.get(tp) or 0) - done)
         behind += lag
         parts += lag > 0
-    recovery = app.tables.recovery
-    recovered = sum(recovery.active_offsets.values()) + sum(recovery.standby_offsets.values())
-    return Progress(behind, committed_sum + app.monitor.events_total + recovered, parts)
+    return Progress(behind, done_sum + _recovered(app), parts)
 
 
 #: Fault injection for tests/worker/test_watchdog.py, never set in production: once the
@@ -112,29 +143,64 @@ def _inject_pause(app: Any) -> None:
             app.consumer.pause_partitions(app.consumer.assignment())
 
 
-def install(app: Any, stall_s: float, interval_s: float) -> None:
-    """Check every ``interval_s``; exit with :data:`EXIT_STALLED` after ``stall_s`` stalled
-    (``stall_s`` ≤ 0: off)."""
+def install(app: Any, settings: Settings, stall_s: float, interval_s: float) -> None:
+    """Start the watchdog thread: every ``interval_s``, exit with :data:`EXIT_STALLED` after
+    ``stall_s`` stalled (``stall_s`` ≤ 0: off). A thread with its own Kafka clients, not a
+    Faust timer: in the stall met by ``make chaos`` the worker's timers and its consumer
+    thread waited too (a first timer-based version never fired)."""
     if os.environ.get(FAULT_PAUSE_ENV) == "1":
         _inject_pause(app)
     if stall_s <= 0:
         return
+    group = app.conf.id
+    bootstrap = [h.strip() for h in settings.kafka_bootstrap.split(",")]
+
+    @app.task
+    async def start_watchdog() -> None:
+        t = threading.Thread(
+            target=_watch,
+            args=(app, group, bootstrap, stall_s, interval_s),
+            name="kneeload-watchdog",
+            daemon=True,
+        )
+        t.start()
+
+
+def _watch(app: Any, group: str, bootstrap: list[str], stall_s: float, interval_s: float) -> None:
+    from kafka import KafkaAdminClient, KafkaConsumer
+
     detector = StallDetector(stall_s)
-
-    @app.timer(interval=interval_s)
-    async def watchdog() -> None:
-        import time
-
-        p = await _progress(app)
+    admin = ends = None
+    while True:
+        time.sleep(interval_s)
+        try:
+            if admin is None or ends is None:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=bootstrap,
+                    client_id="kneeload-watchdog",
+                    request_timeout_ms=10_000,
+                )
+                ends = KafkaConsumer(
+                    bootstrap_servers=bootstrap,
+                    client_id="kneeload-watchdog",
+                    enable_auto_commit=False,
+                    request_timeout_ms=10_000,
+                )
+        except Exception:  # broker away: try again next time
+            admin = ends = None
+            detector.reset()
+            continue
+        p = _progress(app, group, admin, ends)
+        log.debug("watchdog: %s", p)
         if p is None:
             detector.reset()
-            return
+            continue
         stalled = detector.observe(time.monotonic(), p)
         if stalled is None:
-            return
+            continue
         log.error(
-            "worker stalled: %d messages behind on %d partition(s), no event processed, "
-            "committed or recovered for %.0f s (KNEELOAD_WORKER_STALL_TIMEOUT_S=%.0f); exiting "
+            "worker stalled: %d messages behind on %d partition(s), no offset committed or "
+            "changelog recovered for %.0f s (KNEELOAD_WORKER_STALL_TIMEOUT_S=%.0f); exiting "
             "with status %d so the supervisor restarts it (nothing is lost: the offsets of "
             "unprocessed messages are not committed)",
             p.behind,
