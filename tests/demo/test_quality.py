@@ -111,3 +111,18 @@ def test_resolutions_held_for_the_digest_and_the_spike_caught_while_running(sc: 
     assert (pushed["notifications"], pushed["in_digest"]) == (4, 0) and not pushed["meets_target"]
     not_live = alert_quality(sc, [dict(r, in_progress=False) for r in rows])
     assert not not_live["per_situation"]["load_spike"]["caught_live"]
+
+
+def test_slow_signals_held_for_the_digest_are_not_pushed(sc: Scenario) -> None:
+    p = sc.planted
+    a = p.pain_athlete
+    t = p.pain_from + dt.timedelta(days=1)
+    rows = [
+        _row("pain_high", t, a),
+        _row("pain_not_settled", t + dt.timedelta(hours=12), a),
+        _row("pain_trend_worsening", t + dt.timedelta(hours=20), a),
+        _row("pain_high", t + dt.timedelta(days=7), a, tr="escalated"),
+    ]
+    q = alert_quality(sc, rows, digest_kinds=frozenset({"pain_trend_worsening"}))
+    v = q["per_situation"]["pain"]
+    assert (v["episodes"], v["notifications"], v["in_digest"]) == (3, 3, 1) and v["meets_target"]

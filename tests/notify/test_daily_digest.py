@@ -114,3 +114,22 @@ async def test_resolved_changes_wait_for_the_daily_digest_and_go_as_one(
     assert sorted(digest.headers["x-kneeload-alert-ids"].split(",")) == sorted(
         a["alert_id"] for a in resolved
     )
+
+
+def test_slow_signals_wait_for_the_digest_whatever_their_transition() -> None:
+    doc = {
+        "channels": {
+            "c": {
+                "type": "webhook",
+                "url": "http://127.0.0.1:9/",
+                "daily_digest": {"at": "07:00", "kinds": ["pain_trend_worsening"]},
+            }
+        },
+        "routes": [{"channels": ["c"]}],
+    }
+    d = Routing.parse(doc).channels["c"].daily_digest
+    assert d is not None
+    trend = {"kind": "pain_trend_worsening", "values": {"episode_transition": "opened"}}
+    pain = {"kind": "pain_high", "values": {"episode_transition": "opened"}}
+    resolved = {"kind": "pain_high", "values": {"episode_transition": "resolved"}}
+    assert d.holds(trend) and not d.holds(pain) and d.holds(resolved)

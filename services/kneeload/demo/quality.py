@@ -144,6 +144,7 @@ def alert_quality(
     alerts: Iterable[Mapping[str, Any]],
     spikes: list[Situation] | None = None,
     digest_transitions: frozenset[str] = frozenset(),
+    digest_kinds: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The ``alert_quality`` block of out/demo-summary.json (see the module docstring).
 
@@ -152,15 +153,19 @@ def alert_quality(
     (a session_spike raised while its session still ran). ``spikes``
     (:func:`spike_sessions`) adds every rule-spike session as ground truth of
     ``session_spike`` (per kind precision and recall; not a planted situation).
-    ``digest_transitions``: the changes the demo's channels hold for their daily digest
-    (notify's ``daily_digest``) — counted as ``in_digest``, not as pushed notifications.
+    ``digest_transitions`` / ``digest_kinds``: the changes the demo's channels hold for their
+    daily digest (notify's ``daily_digest``) — counted as ``in_digest``, not as pushed
+    notifications.
     """
     truth = ground_truth(sc)
     kind_truth = truth + list(spikes or [])
     rows = [dict(a, _t=_time(a["event_time"]), _s=_subject(a)) for a in alerts]
     opened = [r for r in rows if (r.get("episode_transition") or "opened") == "opened"]
     pushed = [
-        r for r in rows if (r.get("episode_transition") or "opened") not in digest_transitions
+        r
+        for r in rows
+        if (r.get("episode_transition") or "opened") not in digest_transitions
+        and r["kind"] not in digest_kinds
     ]
     per_kind: dict[str, Any] = {}
     kinds = sorted({r["kind"] for r in opened} | {k for s in kind_truth for k in s.kinds})
@@ -223,6 +228,7 @@ def alert_quality(
             "per_healthy_athlete_week_max": TARGET_PER_HEALTHY_ATHLETE_WEEK,
         },
         "digest_transitions": sorted(digest_transitions),
+        "digest_kinds": sorted(digest_kinds),
         "note": "episodes count when they open inside a planted window; notifications are "
         "the episode changes pushed at once (each once per routed channel); changes of the "
         "digest transitions wait for the channels' daily digest (in_digest)",

@@ -287,9 +287,9 @@ def build_summary(
     summary["planted"] = check_planted(sc, summary, db)
     spikes = spike_sessions(sc)
     summary["ground_truth"] = {s.name: s.as_dict() for s in [*ground_truth(sc), *spikes]}
-    from kneeload.demo.run import DIGEST_TRANSITIONS
+    from kneeload.demo.run import DIGEST_KINDS, DIGEST_TRANSITIONS
 
-    summary["alert_quality"] = alert_quality(sc, alerts, spikes, DIGEST_TRANSITIONS)
+    summary["alert_quality"] = alert_quality(sc, alerts, spikes, DIGEST_TRANSITIONS, DIGEST_KINDS)
     status = svc.service_status(ctx.paths)
     summary["services"] = {
         "state": "stopped" if opts.stop_services else "running",

@@ -52,6 +52,8 @@ DEMO_DB = "kneeload_demo"  # for the default name "demo": kneeload_<name>
 #: Episode changes the demo's channels hold for their daily digest (07:00 UTC) instead of
 #: pushing: "it is over" is worth a line in tomorrow's summary, not a ping now.
 DIGEST_TRANSITIONS = frozenset({"resolved"})
+#: ... and the slow signals: a week-on-week trend is read in the morning summary.
+DIGEST_KINDS = frozenset({"pain_trend_worsening", "acwr_high", "load_spike_wow"})
 RAW_TOPICS = ("watch.samples", "treadmill.telemetry", "treadmill.setpoints", "pain.reports")
 
 
@@ -168,7 +170,12 @@ def _environment(
     mqtt_root: str,
     name: str = "demo",
 ) -> dict[str, str]:
-    digest = {"at": "07:00", "time_zone": "UTC", "transitions": sorted(DIGEST_TRANSITIONS)}
+    digest = {
+        "at": "07:00",
+        "time_zone": "UTC",
+        "transitions": sorted(DIGEST_TRANSITIONS),
+        "kinds": sorted(DIGEST_KINDS),
+    }
     routes = {
         "channels": {
             "coach-webhook": {

@@ -25,7 +25,8 @@ are per channel name, and the delivery ledger is keyed by (alert_id, channel nam
 renaming a channel means "new recipient".
 
 A channel's optional ``daily_digest`` holds back the episode changes whose transition it
-lists (default ``["resolved"]``: "it is over" rarely needs a push) and sends them as ONE
+lists (default ``["resolved"]``: "it is over" rarely needs a push) and every change of the
+alert ``kinds`` it lists (slow signals such as a 7-day pain trend) and sends them as ONE
 digest message at ``at`` (HH:MM, 24 h) in ``time_zone`` (IANA, default UTC) each day;
 opened and escalated changes are pushed at once as before. The digest's message id is
 ``digest-daily-<local date>``, so a retry or a crashed notifier resends the same digest.
@@ -78,9 +79,12 @@ class DailyDigest:
     at: dt.time
     time_zone: str = "UTC"
     transitions: frozenset[str] = frozenset({"resolved"})
+    kinds: frozenset[str] = frozenset()  # slow signals (trends): every change waits
 
     def holds(self, alert: Mapping[str, Any]) -> bool:
         """Does ``alert`` (an episode change) wait for the digest?"""
+        if alert.get("kind") in self.kinds:
+            return True
         values = alert.get("values")
         tr = values.get("episode_transition") if isinstance(values, Mapping) else None
         return tr in self.transitions
@@ -180,7 +184,7 @@ def _daily_digest(where: str, spec: Any) -> DailyDigest | None:
         return None
     if not isinstance(spec, dict):
         raise RoutingError(f"{where}: must be an object")
-    unknown = set(spec) - {"at", "time_zone", "transitions"}
+    unknown = set(spec) - {"at", "time_zone", "transitions", "kinds"}
     if unknown:
         raise RoutingError(f"{where}: unknown keys {sorted(unknown)}")
     at = spec.get("at")
@@ -195,7 +199,12 @@ def _daily_digest(where: str, spec: Any) -> DailyDigest | None:
     trs = spec.get("transitions", ["resolved"])
     if not isinstance(trs, list) or not trs or not set(trs) <= set(TRANSITIONS):
         raise RoutingError(f"{where}.transitions: a non-empty list of {', '.join(TRANSITIONS)}")
-    return DailyDigest(dt.time(int(m.group(1)), int(m.group(2))), tz, frozenset(trs))
+    kinds = spec.get("kinds", [])
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise RoutingError(f"{where}.kinds: must be a list of alert kinds")
+    return DailyDigest(
+        dt.time(int(m.group(1)), int(m.group(2))), tz, frozenset(trs), frozenset(kinds)
+    )
 
 
 def _channel(name: str, spec: Any) -> Channel:
