@@ -302,6 +302,30 @@ COMPONENTS: tuple[Component, ...] = (
         timeout_s=600,
     ),
     Component(
+        "fleet_report",
+        "bench_fleet_report.py",
+        "`kneeload fleet report` on 100 LEVER units × 90 days (read, figures, charts, exports)",
+        (
+            Figure(
+                "fleet report, 100 units × 90 days",
+                ("fleet_report_s",),
+                ("plain_polars_read_s",),
+                "plain pl.read_database (psycopg) of the same rows",
+                "s",
+                higher_is_better=False,
+            ),
+            Figure(
+                "the report's ADBC read alone",
+                ("adbc_read_s",),
+                ("plain_polars_read_s",),
+                "plain pl.read_database (psycopg) of the same rows",
+                "s",
+                higher_is_better=False,
+            ),
+        ),
+        timeout_s=1800,
+    ),
+    Component(
         "import",
         "bench_import.py",
         "`kneeload import` of 1,000 FIT files (300 records each) → Kafka",

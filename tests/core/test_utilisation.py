@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
+import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kneeload.core.utilisation import (
@@ -22,6 +23,7 @@ from kneeload.core.utilisation import (
     state_intervals,
     utilisation_day,
 )
+from kneeload.fleet.report import state_changes
 
 UTC = dt.UTC
 MONDAY = dt.date(2026, 11, 30)
@@ -145,3 +147,40 @@ def test_minutes_add_up_to_the_opening_hours(obs: list[UnitObservation], tz: str
     total = u.in_use_min + u.idle_min + u.offline_min + u.unknown_min
     assert total == pytest.approx(u.open_min)
     assert u.in_use_outside_hours_min >= 0.0
+
+
+_runs = st.lists(
+    st.tuples(st.integers(0, 2000), st.booleans(), st.booleans(), st.integers(0, 30)),
+    max_size=40,
+)
+
+
+@settings(deadline=None)
+@given(_runs)
+def test_state_changes_keep_the_intervals(rows: list[tuple[int, bool, bool, int]]) -> None:
+    """The fleet report hands the core only the first status of each run of one state
+    (kneeload.fleet.report.state_changes): the intervals are the same as from every status."""
+    obs = [
+        UnitObservation(at(0) + dt.timedelta(minutes=m), on, on and use,
+                        at(0) + dt.timedelta(minutes=m - back))
+        for m, on, use, back in sorted(set(rows), key=lambda r: r[0])
+    ]  # fmt: skip
+    obs = list({o.time: o for o in obs}.values())  # one status per instant
+    frame = pl.DataFrame(
+        [("u", None, o.time, o.online, o.in_use, o.last_seen) for o in obs],
+        schema={
+            "unit_id": pl.String,
+            "clinic_id": pl.String,
+            "time": pl.Datetime("us", "UTC"),
+            "online": pl.Boolean,
+            "in_use": pl.Boolean,
+            "last_seen": pl.Datetime("us", "UTC"),
+        },
+        orient="row",
+    )
+    kept = [
+        UnitObservation(t, on, use, seen)
+        for _, _, t, on, use, seen in state_changes(frame.lazy()).collect().iter_rows()
+    ]
+    until = at(0) + dt.timedelta(minutes=2100)
+    assert state_intervals(kept, until) == state_intervals(obs, until)

@@ -80,3 +80,34 @@ def test_daily_bias_mae_and_trend_while_running(
         (d[2], 3, 4.0, 4.0, 1.5, 3, True, CLINIC),
     ]
     assert drift_trend_pp_per_day([0, 1, 2], [1.0, 2.0, 4.0]) == pytest.approx(1.5)
+
+
+def test_trend_window_is_the_last_14_days_with_data(
+    conn: Any, write: Callable[[Iterable[tuple[str, Any]]], Any]
+) -> None:
+    """20 days with a gap (days 5–7 without running samples): each day's trend is the
+    least-squares slope of the days with data among it and the 13 before it, as
+    kneeload.core.fleet computes it (0020's window frame, not a join over every day)."""
+    unit = "fc-lever-window"
+    bias = {
+        d: (0.5 * d if d < 10 else 5.0 - 0.25 * (d - 10)) for d in range(20) if d not in (5, 6, 7)
+    }
+    write(
+        [("registry.assignments", ev.assignment(unit, CLINIC, None, D0))]
+        + [("unit.status", ev.unit_status(unit, CLINIC, D0 + dt.timedelta(days=d), athlete_id=None,
+                                         in_use=False, bws=20.0, minutes=0.0,
+                                         calibration=(100, b, abs(b))))
+           for d, b in bias.items()]
+    )  # fmt: skip
+    rows = conn.execute(
+        "SELECT date, trend_pp_per_day::float8, trend_days_with_data "
+        "FROM kneeload_api.fleet_calibration_daily WHERE unit_id = %s ORDER BY date",
+        (unit,),
+    ).fetchall()
+    assert len(rows) == len(bias)
+    for day, trend, n in rows:
+        k = (day - D0.date()).days
+        window = [d for d in bias if k - 14 < d <= k]
+        want = drift_trend_pp_per_day(window, [bias[d] for d in window])
+        assert n == len(window)
+        assert trend == (None if want is None else pytest.approx(round(want, 3), abs=1e-9)), k

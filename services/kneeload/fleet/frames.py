@@ -99,7 +99,7 @@ def sources(
             "mae_pp::float8 AS mae_pp, trend_pp_per_day::float8 AS trend_pp_per_day, "
             "out_of_tolerance, tolerance_pp FROM kneeload_api.fleet_calibration_daily "
             "WHERE {} AND {}"
-        ).format(b, cf), "date", dates=True),
+        ).format(b, cf)),  # one query: the view's 14-day trend is computed over every day
         Source("bws", lambda b: sql.SQL(
             "SELECT unit_id, clinic_id, date, bws_band_low_pct, bws_band_high_pct, "
             "minutes::float8 AS minutes, athletes FROM kneeload_api.fleet_bws_distribution "

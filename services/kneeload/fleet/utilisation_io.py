@@ -8,6 +8,7 @@ the first day starts in a known state), sessions and athletes per unit-day from
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -25,7 +26,7 @@ from kneeload.core.utilisation import (
     utilisation_day,
 )
 
-__all__ = ["UnitDayRow", "clinic_hours", "read_utilisation"]
+__all__ = ["UnitDayRow", "clinic_hours", "period_utc", "read_utilisation", "utilisation_rows"]
 
 COLUMNS = (
     "unit_id",
@@ -131,29 +132,68 @@ def read_utilisation(
     security decides). The state after the last status holds until ``now`` (default:
     the current time), never into the future.
     """
-    now = now or dt.datetime.now(dt.UTC)
+    t0, t1 = period_utc(first, last)
+    params = {"t0": t0, "t1": t1, "clinics": clinics}
+    return utilisation_rows(
+        conn.execute(_STATES_SQL, params).fetchall(),
+        conn.execute(_SESSIONS_SQL, params).fetchall(),
+        first,
+        last,
+        hours,
+        now,
+    )
+
+
+def period_utc(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC interval that holds local days ``first`` … ``last`` in every time zone."""
     t0 = local_day_utc(first, "Etc/GMT-14")[0]  # earliest start of `first` in any zone
     t1 = local_day_utc(last, "Etc/GMT+12")[1]  # latest end of `last` in any zone
-    params = {"t0": t0, "t1": t1, "clinics": clinics}
+    return t0, t1
+
+
+def utilisation_rows(
+    states: Iterable[tuple[str, str | None, dt.datetime, bool, bool, dt.datetime | None]],
+    sessions: Iterable[tuple[str, str | None, dt.datetime, str]],
+    first: dt.date,
+    last: dt.date,
+    hours: Mapping[str | None, OpeningHours],
+    now: dt.datetime | None = None,
+) -> list[UnitDayRow]:
+    """Unit-day rows from status rows (unit, clinic, time, online, in_use, last_seen; the
+    last one before the period included) and session rows (unit, clinic, start, athlete).
+
+    Each day gets only the state intervals that overlap it (a binary search over the
+    unit's sorted intervals), so a long period costs O(days · intervals per day).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    t1 = period_utc(first, last)[1]
     obs: dict[str, list[UnitObservation]] = defaultdict(list)
     clinic_of: dict[str, str | None] = {}
-    for unit, clinic, t, online, in_use, seen in conn.execute(_STATES_SQL, params).fetchall():
+    for unit, clinic, t, online, in_use, seen in states:
         obs[unit].append(UnitObservation(t, online, in_use, seen))
         clinic_of[unit] = clinic
-    sessions: dict[tuple[str, dt.date], list[str]] = defaultdict(list)
-    for unit, clinic, start, athlete in conn.execute(_SESSIONS_SQL, params).fetchall():
+    per_day: dict[tuple[str, dt.date], list[str]] = defaultdict(list)
+    for unit, clinic, start, athlete in sessions:
         clinic_of.setdefault(unit, clinic)
         h = hours.get(clinic_of[unit], hours[None])
         local = start.astimezone(dt.UTC).astimezone(_zone(h.timezone)).date()
-        sessions[(unit, local)].append(athlete)
+        per_day[(unit, local)].append(athlete)
     rows: list[UnitDayRow] = []
     for unit in sorted(clinic_of):
         clinic = clinic_of[unit]
         h = hours.get(clinic, hours[None])
         ivs = state_intervals(obs.get(unit, []), until=min(now, t1))
+        ends = [iv.end for iv in ivs]
         for day in _days(first, last):
-            u = utilisation_day(ivs, day, h)
-            ss = sessions.get((unit, day), [])
+            d0, d1 = local_day_utc(day, h.timezone)
+            lo = bisect.bisect_right(ends, d0)
+            day_ivs = []
+            for iv in ivs[lo:]:
+                if iv.start >= d1:
+                    break
+                day_ivs.append(iv)
+            u = utilisation_day(day_ivs, day, h)
+            ss = per_day.get((unit, day), [])
             pct = None if u.utilisation is None else round(100.0 * u.utilisation, 1)
             rows.append(
                 UnitDayRow(
