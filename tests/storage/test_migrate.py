@@ -135,7 +135,11 @@ def test_timescale_ddl_is_generated_when_the_extension_is_available() -> None:
         "SELECT create_hypertable('kneeload.watch_samples', by_range('time', INTERVAL '1 day'), "
         "if_not_exists => true);" in raw
     )
-    assert "timescaledb.enable_columnstore = true, timescaledb.segmentby = 'athlete_id'" in raw
+    assert (
+        "ALTER TABLE kneeload.watch_samples SET (timescaledb.enable_columnstore = true, "
+        "timescaledb.segmentby = ''athlete_id'', timescaledb.orderby = %L)', 'time DESC' || "
+        "coalesce(', ' || k, ''))" in raw
+    )  # the order: time, then the rest of the primary key (read from the catalog)
     assert "CALL add_columnstore_policy('kneeload.watch_samples', after => INTERVAL '7 days'" in raw
     assert (
         "SELECT add_retention_policy('kneeload.watch_samples', drop_after => INTERVAL '180 days'"

@@ -65,19 +65,21 @@ def storage() -> None:
     "--ahead", type=int, default=None, help="Also create partitions this many days ahead."
 )
 def partitions_cmd(table: str | None, ahead: int | None) -> None:
-    """List time partitions (plain PostgreSQL), creating more ahead with --ahead."""
+    """List time partitions (plain PostgreSQL; --ahead creates more) or TimescaleDB chunks
+    (with their compression; chunks are created as rows arrive, --ahead has nothing to do)."""
     with _conn() as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM kneeload.partitioned_tables WHERE %s::text IS NULL OR "
-                "table_name = %s "
-                "ORDER BY 1",
-                (table, table),
-            )
-        ]
+        tables = conn.execute(
+            "SELECT table_name, flavour FROM kneeload.partitioned_tables WHERE %s::text IS NULL "
+            "OR table_name = %s ORDER BY 1",
+            (table, table),
+        ).fetchall()
+        if table is not None and not tables:
+            raise click.BadParameter(f"unknown table {table!r}", param_hint="--table")
         out: dict[str, Any] = {}
-        for t in tables:
+        for t, flavour in tables:
+            if flavour == "timescale":
+                out[t] = _chunks(conn, t)
+                continue
             if ahead is not None:
                 conn.execute(
                     "SELECT kneeload.ensure_partitions(%s, now() - INTERVAL '1 day', "
@@ -91,6 +93,43 @@ def partitions_cmd(table: str | None, ahead: int | None) -> None:
         _echo(out)
 
 
+def _chunks(conn: Any, table: str) -> list[dict[str, Any]]:
+    schema, name = table.split(".", 1)
+    return [
+        {"chunk": r[0], "from": r[1], "to": r[2], "compressed": r[3]}
+        for r in conn.execute(
+            "SELECT chunk_schema || '.' || chunk_name, range_start, range_end, is_compressed "
+            "FROM timescaledb_information.chunks WHERE hypertable_schema = %s AND "
+            "hypertable_name = %s ORDER BY range_start",
+            (schema, name),
+        )
+    ]
+
+
+def _timescale_retention(conn: Any, dry_run: bool) -> list[dict[str, Any]]:
+    """What the retention policy jobs would do now, done now: drop the chunks wholly older than
+    each table's retention (``drop_chunks``, as ``add_retention_policy``'s job does)."""
+    actions: list[dict[str, Any]] = []
+    rows = conn.execute(
+        "SELECT table_name, now() - retention FROM kneeload.partitioned_tables "
+        "WHERE flavour = 'timescale' AND retention IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    for table, cutoff in rows:
+        old = [c for c in _chunks(conn, table) if c["to"] is not None and c["to"] <= cutoff]
+        if not dry_run and old:
+            conn.execute("SELECT drop_chunks(%s, older_than => %s)", (table, cutoff))
+        actions += [
+            {
+                "table": table,
+                "partition": c["chunk"],
+                "range_end": c["to"],
+                "action": "would drop" if dry_run else "dropped",
+            }
+            for c in old
+        ]
+    return actions
+
+
 @storage.command("retention")
 @click.option(
     "--set",
@@ -101,8 +140,9 @@ def partitions_cmd(table: str | None, ahead: int | None) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Only report what would be dropped.")
 def retention_cmd(assignments: tuple[str, ...], dry_run: bool) -> None:
-    """Apply retention: drop partitions older than each table's retention (plain PostgreSQL);
-    on TimescaleDB --set replaces the add_retention_policy job."""
+    """Apply retention now: drop the partitions (plain PostgreSQL) or chunks (TimescaleDB)
+    wholly older than each table's retention. On TimescaleDB a retention policy job does the
+    same daily; --set replaces that job."""
     with _conn() as conn:
         for a in assignments:
             table, _, value = a.partition("=")
@@ -132,7 +172,7 @@ def retention_cmd(assignments: tuple[str, ...], dry_run: bool) -> None:
         actions = [
             {"table": r[0], "partition": r[1], "range_end": r[2], "action": r[3]}
             for r in conn.execute("SELECT * FROM kneeload.apply_retention(%s)", (dry_run,))
-        ]
+        ] + _timescale_retention(conn, dry_run)
         _echo({"policies": policies, "actions": actions})
 
 

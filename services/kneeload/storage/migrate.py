@@ -223,20 +223,30 @@ def _time_partitioned(spec: str, flavour: Flavour) -> str:
     if _COMPRESS.search(spec):
         after = "7 days" if granularity == "day" else "28 days"
         if flavour.ts_at_least(2, 18):
-            seg = f", timescaledb.segmentby = '{segment}'" if segment else ""
+            seg = f"timescaledb.segmentby = '{segment}', " if segment else ""
             lines.append(
-                f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true{seg}, "
-                f"timescaledb.orderby = '{column} DESC');"
+                _with_key_order(
+                    table,
+                    column,
+                    segment,
+                    f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true, {seg}"
+                    "timescaledb.orderby = %L)",
+                )
             )
             lines.append(
                 f"CALL add_columnstore_policy('{table}', after => INTERVAL '{after}', "
                 "if_not_exists => true);"
             )
         else:
-            seg = f", timescaledb.compress_segmentby = '{segment}'" if segment else ""
+            seg = f"timescaledb.compress_segmentby = '{segment}', " if segment else ""
             lines.append(
-                f"ALTER TABLE {table} SET (timescaledb.compress{seg}, "
-                f"timescaledb.compress_orderby = '{column} DESC');"
+                _with_key_order(
+                    table,
+                    column,
+                    segment,
+                    f"ALTER TABLE {table} SET (timescaledb.compress, {seg}"
+                    "timescaledb.compress_orderby = %L)",
+                )
             )
             lines.append(
                 f"SELECT add_compression_policy('{table}', compress_after => INTERVAL '{after}', "
@@ -249,6 +259,23 @@ def _time_partitioned(spec: str, flavour: Flavour) -> str:
         )
     lines.append(register)
     return "\n".join(lines)
+
+
+def _with_key_order(table: str, column: str, segment: str | None, alter: str) -> str:
+    """``alter`` with its ``%L`` replaced by the columnstore order: ``COLUMN DESC`` followed by
+    the table's other primary-key columns (not the segment-by one), read from the catalog when
+    the migration runs. Every key column is then a segment-by or order-by column, as
+    TimescaleDB asks (it warned, for (record_id, time) keys ordered by time alone)."""
+    skip = ", ".join(f"'{c}'" for c in (column, segment) if c)
+    return (
+        "DO $ts$ DECLARE k text; BEGIN "
+        "SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY x.n) INTO k "
+        "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS x(attnum, n) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum "
+        f"WHERE i.indrelid = '{table}'::regclass AND i.indisprimary AND a.attname NOT IN ({skip}); "
+        f"EXECUTE format('{alter.replace(chr(39), chr(39) * 2)}', "
+        f"'{column} DESC' || coalesce(', ' || k, '')); END $ts$;"
+    )
 
 
 def render(sql: str, flavour: Flavour) -> str:
