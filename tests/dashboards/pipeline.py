@@ -177,7 +177,7 @@ def register(p: Pipeline) -> None:
 def _telemetry(start: dt.datetime, n_s: int, bws: float, tag: str) -> list[dict[str, Any]]:
     return [{"record_id": f"{UNIT}:{tag}:{k}", "time": iso(start + dt.timedelta(seconds=k)),
              "kind": "telemetry", "belt_speed_mps": 3.0, "incline_pct": 0.0, "bws_pct": bws,
-             "measured_support_pct": None}
+             "measured_support_pct": bws}
             for k in range(-10, n_s + 1, 5)]  # fmt: skip
 
 
@@ -281,6 +281,7 @@ def fill(settings: Settings, root: Path, log: Callable[[str], None] = print) -> 
         p.wait("pain", PAIN_READY)
         drive_live(p)  # last: the live views look back only live_window_s (120 s)
         p.wait("live", LIVE_READY)
+        _run(p, "fleet", "refresh", "--all")  # the core's fleet figures for the dashboard
     except BaseException:
         stop(p)
         raise

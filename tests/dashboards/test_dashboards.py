@@ -155,6 +155,18 @@ def test_panels_show_what_the_pipeline_computed(pipeline_db: str) -> None:
         assert unit[0] == UNIT and unit[5] > 0  # minutes today from the live telemetry
         acwr = _panel_rows(conn, "ACWR per method (estimated PFJ load) with bands")
         assert {r[1] for r in acwr} >= {"ewma", "rac"}
+        # the fleet figures `kneeload fleet refresh` stored: one athlete ran on the unit, so
+        # its outcomes are withheld (n 1 < 5) and unranked; the unit's measured support equals
+        # the commanded one in the pipeline's telemetry: bias 0, in tolerance
+        [out] = _panel_rows(
+            conn, "Outcomes by unit (n; withheld below the minimum n, never ranked)"
+        )
+        assert out[:2] == (UNIT, 1) and out[2] is None and out[9].startswith("withheld below n = 5")
+        assert out[10] is None and out[11] is None
+        [cal] = _panel_rows(conn, "Calibration per unit (latest day)")
+        assert cal[0] == UNIT and float(cal[3]) == 0.0 and cal[6] == "ok"
+        [hrs] = _panel_rows(conn, "Opening hours per unit: in use, idle, offline (downtime)", 7)
+        assert hrs[0] == UNIT and hrs[7] == 4  # the four sessions of the last week
 
 
 def test_variable_queries_return_the_seeded_tenants(pipeline_db: str) -> None:

@@ -581,11 +581,87 @@ def clinic_fleet() -> dash.Dashboard:
         """,
         expect=["unit", "utilisation today (%)"],
     )
+    period = "date BETWEEN $__timeFrom()::date AND $__timeTo()::date"
+    hours = SQL(
+        f"""
+        SELECT unit_id AS "unit",
+               round((sum(in_use_min) / 60)::numeric, 1) AS "in use (h)",
+               round((sum(idle_min) / 60)::numeric, 1) AS "idle (h)",
+               round((sum(offline_min) / 60)::numeric, 1) AS "offline (h)",
+               round((sum(unknown_min) / 60)::numeric, 1) AS "unknown (h)",
+               round((100 * sum(in_use_min) / nullif(sum(open_min) - sum(unknown_min), 0))::numeric, 1)
+                   AS "utilisation (%)",
+               round((100 * sum(offline_min) / nullif(sum(open_min) - sum(unknown_min), 0))::numeric, 1)
+                   AS "downtime (%)",
+               sum(sessions) AS "sessions"
+          FROM kneeload_api.fleet_utilisation_daily
+         WHERE clinic_id = '$clinic' AND {period}
+         GROUP BY unit_id
+         ORDER BY unit_id
+        """,
+        expect=["unit", "in use (h)", "idle (h)", "offline (h)", "unknown (h)",
+                "utilisation (%)", "downtime (%)", "sessions"],
+    )  # fmt: skip
+    downtime_ts = SQL(
+        f"""
+        SELECT date::timestamp AT TIME ZONE 'UTC' AS "time", unit_id AS "metric",
+               offline_min AS "offline minutes"
+          FROM kneeload_api.fleet_utilisation_daily
+         WHERE clinic_id = '$clinic' AND {period}
+         ORDER BY 1
+        """,
+        expect=["time", "metric", "offline minutes"],
+    ).format("time_series")
+    drift_ts = SQL(
+        f"""
+        SELECT date::timestamp AT TIME ZONE 'UTC' AS "time", unit_id AS "metric",
+               bias_pp::float8 AS "bias (pp)"
+          FROM kneeload_api.fleet_calibration_daily
+         WHERE clinic_id = '$clinic' AND {period}
+         ORDER BY 1
+        """,
+        expect=["time", "metric", "bias (pp)"],
+    ).format("time_series")
+    drift = SQL(
+        """
+        SELECT DISTINCT ON (unit_id) unit_id AS "unit", date AS "day", samples AS "samples",
+               bias_pp AS "bias (pp)", mae_pp AS "MAE (pp)", trend_pp_per_day AS "trend (pp/day)",
+               CASE WHEN out_of_tolerance THEN 'out of tolerance' ELSE 'ok' END AS "calibration",
+               tolerance_pp AS "tolerance (pp)"
+          FROM kneeload_api.fleet_calibration_daily
+         WHERE clinic_id = '$clinic'
+         ORDER BY unit_id, date DESC
+        """,
+        expect=["unit", "day", "samples", "bias (pp)", "MAE (pp)", "trend (pp/day)",
+                "calibration", "tolerance (pp)"],
+    )  # fmt: skip
+    outcomes = SQL(
+        """
+        SELECT group_id AS "unit", athletes AS "athletes (n)",
+               pain_change_nrs AS "next-morning pain change (NRS)", pain_n AS "pain n",
+               bws_median_days AS "days to target BWS (KM median)", bws_n AS "BWS n",
+               pfj_load_per_km_median AS "median estimated PFJ load per km (MPa·s/km)",
+               pfj_n AS "estimated PFJ n", flares_per_athlete AS "pain flares per athlete",
+               CASE WHEN withheld = '' THEN 'shown'
+                    ELSE 'withheld below n = ' || min_n || ': ' || withheld END AS "withheld",
+               rank_pain_change AS "rank: pain", rank_pfj_load_per_km AS "rank: estimated PFJ/km",
+               period_from AS "from", period_to AS "to"
+          FROM kneeload_api.fleet_outcomes
+         WHERE level = 'unit' AND clinic_id = '$clinic'
+         ORDER BY group_id
+        """,
+        expect=["unit", "athletes (n)", "next-morning pain change (NRS)", "pain n",
+                "days to target BWS (KM median)", "BWS n",
+                "median estimated PFJ load per km (MPa·s/km)", "estimated PFJ n",
+                "pain flares per athlete", "withheld", "rank: pain", "rank: estimated PFJ/km",
+                "from", "to"],
+    )  # fmt: skip
     return (
         dash.Dashboard("Clinic fleet — LEVER units side by side")
         .uid("kneeload-clinic-fleet")
         .description("LEVER body-weight-support treadmills of a clinic: online/offline, "
-                     "utilisation, sessions and minutes per unit, BWS distribution per unit.")
+                     "utilisation, sessions and minutes per unit, BWS distribution per unit, "
+                     "downtime and calibration drift per unit, outcomes by unit with n.")
         .tags(TAGS)
         .time("now-7d", "now")
         .refresh("30s")
@@ -631,6 +707,37 @@ def clinic_fleet() -> dash.Dashboard:
             timeseries.Panel().title("Minutes per unit per day").datasource(DS)
             .with_target(minutes_ts).grid_pos(_pos(0, 22, 24, 8))
             .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(60).legend(_legend())
+        )
+        .with_panel(
+            table.Panel().title("Opening hours per unit: in use, idle, offline (downtime)")
+            .datasource(DS).with_target(hours).grid_pos(_pos(0, 30, 14, 9))
+            .description("Hours within the clinic's opening hours (kneeload.core.utilisation; "
+                         "stored by `kneeload fleet refresh`). Utilisation and downtime are "
+                         "shares of the known open time.")
+        )
+        .with_panel(
+            timeseries.Panel().title("Downtime: offline minutes in opening hours per unit and day")
+            .datasource(DS).with_target(downtime_ts).grid_pos(_pos(14, 30, 10, 9))
+            .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(60).legend(_legend())
+        )
+        .with_panel(
+            timeseries.Panel().title("Calibration drift: daily bias per unit (measured − commanded, pp)")
+            .datasource(DS).with_target(drift_ts).grid_pos(_pos(0, 39, 14, 9))
+            .legend(_legend())
+            .thresholds(_thresholds((None, "green"), (3, "red")))
+        )
+        .with_panel(
+            table.Panel().title("Calibration per unit (latest day)").datasource(DS)
+            .with_target(drift).grid_pos(_pos(14, 39, 10, 9))
+        )
+        .with_panel(
+            table.Panel().title("Outcomes by unit (n; withheld below the minimum n, never ranked)")
+            .datasource(DS).with_target(outcomes).grid_pos(_pos(0, 48, 24, 9))
+            .description("Athletes who trained on each unit over the refreshed period "
+                         "(kneeload.core.outcomes): next-morning pain of the last vs the first two "
+                         "weeks, Kaplan–Meier median days to the target BWS, median estimated PFJ "
+                         "load per km, pain flares per athlete. Observational figures: a "
+                         "difference is a question, not a verdict on the unit.")
         )
     )  # fmt: skip
 

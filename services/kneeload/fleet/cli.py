@@ -131,13 +131,66 @@ def report_cmd(
       kneeload fleet report --all --from 2026-09-01 --to 2026-11-30 --out out/fleet
       kneeload fleet report --clinic clinic-oslo --clinic clinic-bergen
     """
-    from kneeload.core.outcomes import OutcomeConfig, OutcomeValueError
     from kneeload.fleet.report import ReportError, load, write
-    from kneeload.fleet.utilisation_io import clinic_hours
-    from kneeload.settings import get_settings
 
     if bool(clinics) == all_clinics:
         raise click.UsageError("give --clinic ID (one or more) or --all")
+    url, first, last, hours, cfg = _report_inputs(start, end, database_url)
+    report = _load_with_progress(load, url, list(clinics) or None, first, last, hours, cfg,
+                                 progress, ReportError)  # fmt: skip
+    page = write(report, out_dir)
+    n_units = report.units.height
+    click.echo(f"wrote {page} ({n_units} units, {first} → {last}; tables in {out_dir / 'data'})")
+
+
+@fleet_group.command("refresh")
+@click.option("--clinic", "clinics", multiple=True, metavar="ID",
+              help="Clinic id; repeat for several. Either this or --all.")  # fmt: skip
+@click.option("--all", "all_clinics", is_flag=True, help="Every clinic in the database.")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First local day, YYYY-MM-DD (default: 89 days before --to).")  # fmt: skip
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last local day, YYYY-MM-DD (default: today, UTC).")  # fmt: skip
+@click.option("--database-url", envvar="KNEELOAD_DATABASE_URL", default=None,
+              help="Database, as its owner (default: KNEELOAD_DATABASE_URL).")  # fmt: skip
+def refresh_cmd(
+    clinics: tuple[str, ...],
+    all_clinics: bool,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    database_url: str | None,
+) -> None:
+    """Compute the fleet figures as `kneeload fleet report` does and store them for the clinic
+    dashboard: minutes per state within opening hours per unit and day
+    (kneeload_api.fleet_utilisation_daily) and the outcomes by unit and clinic with their n
+    (kneeload_api.fleet_outcomes), replacing the period's rows. Run it daily (cron, or a
+    systemd timer) after the night's late data."""
+    import psycopg
+
+    from kneeload.fleet.store import store
+
+    if bool(clinics) == all_clinics:
+        raise click.UsageError("give --clinic ID (one or more) or --all")
+    url, first, last, hours, cfg = _report_inputs(start, end, database_url)
+    from kneeload.fleet.report import ReportError, load
+
+    report = _load_with_progress(load, url, list(clinics) or None, first, last, hours, cfg,
+                                 False, ReportError)  # fmt: skip
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            days, groups = store(conn, report)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"database: {exc}") from exc
+    click.echo(f"stored {days} unit-days and {groups} outcome groups ({first} → {last})")
+
+
+def _report_inputs(
+    start: dt.datetime | None, end: dt.datetime | None, database_url: str | None
+) -> tuple[str, dt.date, dt.date, Any, Any]:
+    from kneeload.core.outcomes import OutcomeConfig, OutcomeValueError
+    from kneeload.fleet.utilisation_io import clinic_hours
+    from kneeload.settings import get_settings
+
     s = get_settings()
     last = (end or dt.datetime.now(dt.UTC)).date()
     first = start.date() if start else last - dt.timedelta(days=89)
@@ -152,12 +205,7 @@ def report_cmd(
         )
     except (ValueError, OutcomeValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    url = database_url or s.database_url
-    report = _load_with_progress(load, url, list(clinics) or None, first, last, hours, cfg,
-                                 progress, ReportError)  # fmt: skip
-    page = write(report, out_dir)
-    n_units = report.units.height
-    click.echo(f"wrote {page} ({n_units} units, {first} → {last}; tables in {out_dir / 'data'})")
+    return database_url or s.database_url, first, last, hours, cfg
 
 
 def _load_with_progress(
