@@ -326,6 +326,53 @@ COMPONENTS: tuple[Component, ...] = (
         timeout_s=1800,
     ),
     Component(
+        "state",
+        "bench_state.py",
+        "the worker's per-athlete state: bytes stored, and a restart restoring 1,000 athletes",
+        (
+            Figure(
+                "per-athlete worker state (30 days, 45 min/day)",
+                ("state_bytes_per_athlete",),
+                ("state_json_bytes_per_athlete",),
+                "the same state as JSON (older workers' format)",
+                "B",
+                higher_is_better=False,
+            ),
+            Figure(
+                "per-athlete chunk store (raw samples of the sessions kept)",
+                ("chunk_bytes_per_athlete",),
+                ("chunk_json_bytes_per_athlete",),
+                "the same rows as JSON (older workers' format)",
+                "B",
+                higher_is_better=False,
+            ),
+            Figure(
+                "worker restart with the athletes' states and chunks",
+                ("worker_start_with_state_s",),
+                ("baseline_worker_start_empty_s",),
+                "worker start over empty changelogs",
+                "s",
+                higher_is_better=False,
+            ),
+            Figure(
+                "restore time (states and chunks)",
+                ("restore_s",),
+                unit="s",
+                target=10.0,  # issue #20, for 1,000 athletes
+                higher_is_better=False,
+            ),
+            Figure(
+                "restore time (states alone)",
+                ("restore_states_only_s",),
+                unit="s",
+                target=10.0,
+                higher_is_better=False,
+            ),
+        ),
+        quick_args=("--athletes", "100", "--runs", "1"),
+        timeout_s=3600,
+    ),
+    Component(
         "import",
         "bench_import.py",
         "`kneeload import` of 1,000 FIT files (300 records each) → Kafka",

@@ -104,3 +104,15 @@ def test_a_registry_record_of_the_wrong_types_leaves_a_state_that_still_decodes(
     proc.on_registry(st, {**bad, "calibration": "x"})
     assert (st.body_mass_kg, st.tz, st.team_id, st.calibration) == (None, "UTC", None, None)
     assert decode_state(encode_state(st)) == st
+
+
+def test_chunks_are_compressed_and_plain_messagepack_still_reads() -> None:
+    rows = [
+        SampleRow(1718002800000 + 1000 * i, f"r{i}", "2024-06-10T07:00:00Z", 3.2, 170.0, 240.0, 0.0)
+        for i in range(100)
+    ]
+    c = Chunk("b1", rows)
+    raw = encode_chunk(c)
+    plain = msgspec.msgpack.encode(c)
+    assert raw[:1] == b"\x78" and len(raw) < len(plain) / 2
+    assert decode_chunk(raw) == c == decode_chunk(plain)

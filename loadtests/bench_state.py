@@ -1,0 +1,254 @@
+"""Benchmark: the worker's per-athlete state — bytes stored, and a restart restoring it.
+
+Run: .venv/bin/python loadtests/bench_state.py [--athletes N] [--days D] [--runs R]
+
+1. One athlete trains D days (a 45-minute run at 1 Hz a day on a LEVER unit, a next-morning
+   pain report) through :class:`kneeload.worker.athlete.AthleteProcessor`; its state and
+   chunk store are what the worker keeps after pruning (the lateness horizon's sessions).
+   Printed: the state's bytes as stored (MessagePack, :mod:`kneeload.worker.state`) beside
+   the same state as JSON (the older workers' format), and the chunk bytes the same way.
+2. Restart: N copies of that athlete are written into a fresh worker's changelogs with
+   ``kneeload rebuild-state``'s writer (:func:`kneeload.worker.rebuild.write`), a
+   ``kneeload worker`` starts, and one probe batch extends athlete N−1's last session; the
+   time from the process start to that session's summary counting the probe (proof that
+   the state was restored) is measured beside the same start over empty changelogs. The
+   restore time is the difference of the medians (target < 10 s for 1,000 athletes);
+   measured with the chunk store (the raw samples of the sessions within the lateness
+   horizon, kept to recompute a session; zlib-compressed), with the same chunks not
+   compressed, and with the athletes' states alone — all in the same run.
+
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = dt.datetime(2024, 6, 1, 6, 0, tzinfo=dt.UTC)
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def _batch(aid: str, sid: str, start: dt.datetime, first: int, n: int, tag: str) -> dict[str, Any]:
+    rows = []
+    for i in range(first, first + n):
+        t = start + dt.timedelta(seconds=i)
+        v, f = 3.0 + (i % 9) * 0.05, 168.0 + (i % 7)
+        rows.append({"record_id": f"r{tag}{i}", "time": _iso(t), "speed_mps": v,
+                     "cadence_spm": f, "ground_contact_ms": 245.0, "grade_pct": 0.0})  # fmt: skip
+    return {"batch_id": f"{sid}-{tag}-{first}", "athlete_id": aid, "device_id": f"w-{aid}",
+            "team_id": "t1", "session_id": sid, "source": "simulator", "sub_sport": None,
+            "received_at": rows[-1]["time"], "samples": rows}  # fmt: skip
+
+
+def profile_athlete(days: int, minutes: int) -> tuple[Any, dict[str, bytes], dict[str, Any]]:
+    """The state and chunks of one athlete after ``days`` of training, and its last session."""
+    from kneeload.worker.athlete import AthleteProcessor, WorkerConfig, new_state
+
+    cfg = WorkerConfig()
+    chunks: dict[str, bytes] = {}
+    proc = AthleteProcessor(cfg, chunks)
+    st = new_state("a", cfg)
+    proc.on_registry(st, {"team_id": "t1", "time_zone": "Europe/Copenhagen", "body_mass_kg": 68.0})
+    now = 0
+    for d in range(days):
+        start = T0 + dt.timedelta(days=d)
+        t_ms = int(start.timestamp() * 1000)
+        proc.on_bws(st, {"t": t_ms - 60_000, "unit_id": "u1", "bws_pct": 20.0 - d % 10}, now)
+        for k in range(0, minutes * 60, 100):
+            now += 100
+            proc.on_batch(st, _batch("a", f"d{d}", start, k, min(100, minutes * 60 - k), "p"), now)
+        when = _iso(start + dt.timedelta(hours=23))
+        rep = {"report_id": f"p{d}", "athlete_id": "a", "team_id": "t1", "time": when,
+               "context": "next_morning", "pain_nrs": d % 4, "session_id": None}  # fmt: skip
+        proc.on_pain(st, rep, now)
+    proc.on_tick(st, now + 10**9)  # idle: the last session closes, the days are final
+    last = f"d{days - 1}"
+    acc = st.sessions[last].acc
+    assert acc is not None
+    start = T0 + dt.timedelta(days=days - 1)
+    return st, chunks, {"sid": last, "start": start, "samples": acc.sums.samples}
+
+
+def sizes(st: Any, chunks: dict[str, bytes]) -> dict[str, float]:
+    from kneeload.worker.state import decode_chunk, encode_state
+
+    as_json = orjson.dumps(msgspec.to_builtins(st))
+    chunk_json = 0
+    for raw in chunks.values():
+        c = decode_chunk(raw)
+        chunk_json += len(orjson.dumps({"b": c.batch_id, "rows": msgspec.to_builtins(c.rows)}))
+    state_b = len(encode_state(st))
+    chunk_b = sum(len(v) for v in chunks.values())
+    return {
+        "state_bytes_per_athlete": state_b,
+        "state_json_bytes_per_athlete": len(as_json),
+        "state_bytes_ratio_to_json": round(state_b / len(as_json), 3),
+        "chunk_bytes_per_athlete": chunk_b,
+        "chunk_json_bytes_per_athlete": chunk_json,
+        "chunk_bytes_ratio_to_json": round(chunk_b / chunk_json, 3),
+        "sessions_kept": len(st.sessions),
+        "chunks_kept": len(chunks),
+    }
+
+
+def clones(st: Any, chunks: dict[str, bytes], n: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    from kneeload.worker.state import decode_state, encode_state
+
+    raw = encode_state(st)
+    athletes, out_chunks = {}, {}
+    for i in range(n):
+        aid = f"bench{i}"
+        c = decode_state(raw)
+        c.athlete_id = aid
+        athletes[aid] = c
+        for k, v in chunks.items():
+            out_chunks[f"{aid}|{k.split('|', 1)[1]}"] = v
+    return athletes, out_chunks
+
+
+def restart_s(settings: Any, env: dict[str, str], last: dict[str, Any], n: int, full: bool,
+              athletes: dict[str, Any], chunks: dict[str, bytes], run: str) -> float:  # fmt: skip
+    """Seconds from a worker's start to the probe's session summary (restored state)."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from kneeload.worker.rebuild import Rebuilt, write
+
+    app = f"state-{run}"
+    s = settings.model_copy(update={"worker_app_id": app})
+    pre = settings.topic_prefix
+    cons = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=200)
+    parts = range(settings.topic_partitions)
+    watch = [TopicPartition(pre + "watch.samples", p) for p in parts]
+    # the new worker starts after the earlier runs' probes; reads only this run's summaries
+    offsets = {(tp.topic, tp.partition): o for tp, o in cons.end_offsets(watch).items()}
+    cons.assign([TopicPartition(pre + "sessions", p) for p in parts])
+    cons.seek_to_end()
+    state = Rebuilt(athletes=athletes, chunks=chunks) if full else Rebuilt()
+    state.offsets = offsets
+    write(s, state)
+    aid = f"bench{n - 1}"
+    probe = _batch(aid, last["sid"], last["start"], 10_000, 10, f"probe{run}")
+    want = last["samples"] + 10 if full else 10
+    prod = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(REPO / ".venv/bin/kneeload"), "worker", "-l", "error"],
+                            env={**env, "KNEELOAD_WORKER_APP_ID": app},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        prod.send(pre + "watch.samples", key=aid.encode(), value=orjson.dumps(probe))
+        prod.flush()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            for m in cons:
+                ev = orjson.loads(m.value)
+                if ev["athlete_id"] == aid and ev["session_id"] == last["sid"]:
+                    if ev["samples"] != want:
+                        raise RuntimeError(f"state not restored: {ev['samples']} != {want}")
+                    return time.perf_counter() - t0
+        raise RuntimeError("no session summary for the probe within 300 s")
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        prod.close()
+        cons.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--athletes", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--minutes", type=int, default=45)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=2)
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO / "services"))
+    from kneeload.settings import get_settings
+    from kneeload.topics.admin import delete_topics
+    from kneeload.worker.app import ensure_topics
+
+    base = get_settings()
+    isolated = bool(os.environ.get("KNEELOAD_BENCH_ISOLATED"))
+    prefix = base.topic_prefix if isolated else f"bench-{uuid.uuid4().hex[:6]}."
+    s = base.model_copy(update={"topic_prefix": prefix, "topic_partitions": args.partitions})
+    env = {
+        **os.environ,
+        "KNEELOAD_TOPIC_PREFIX": prefix,
+        "KNEELOAD_TOPIC_PARTITIONS": str(args.partitions),
+        "KNEELOAD_KAFKA_BOOTSTRAP": base.kafka_bootstrap,
+        "KNEELOAD_WORKER_IDLE_CLOSE_S": "3600",
+    }
+    ensure_topics(s)
+    t = time.perf_counter()
+    st, chunks, last = profile_athlete(args.days, args.minutes)
+    out: dict[str, Any] = {
+        "athletes": args.athletes,
+        "days": args.days,
+        "minutes_per_day": args.minutes,
+        "simulate_one_athlete_s": round(time.perf_counter() - t, 2),
+        **sizes(st, chunks),
+    }
+    print(orjson.dumps(out).decode(), flush=True)
+    athletes, all_chunks = clones(st, chunks, args.athletes)
+    from kneeload.worker.state import decode_chunk
+
+    plain = {k: msgspec.msgpack.encode(decode_chunk(v)) for k, v in all_chunks.items()}
+    empty: list[float] = []
+    full: list[float] = []
+    full_plain: list[float] = []
+    state_only: list[float] = []
+    try:
+        for r in range(args.runs):
+            tag = uuid.uuid4().hex[:6]
+            empty.append(restart_s(s, env, last, args.athletes, False, {}, {}, f"e{tag}"))
+            full.append(
+                restart_s(s, env, last, args.athletes, True, athletes, all_chunks, f"f{tag}")
+            )
+            state_only.append(restart_s(s, env, last, args.athletes, True, athletes, {}, f"s{tag}"))
+            full_plain.append(
+                restart_s(s, env, last, args.athletes, True, athletes, plain, f"p{tag}")
+            )
+            print(f"run {r}: start over empty changelogs {empty[-1]:.2f} s, with "
+                  f"{args.athletes} athletes {full[-1]:.2f} s (their states without the "
+                  f"chunk store {state_only[-1]:.2f} s, chunks not compressed "
+                  f"{full_plain[-1]:.2f} s)", flush=True)  # fmt: skip
+    finally:
+        from kafka import KafkaAdminClient
+
+        adm = KafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+        delete_topics([x for x in adm.list_topics() if x.startswith(prefix)], s)
+        adm.close()
+    out["runs"] = args.runs
+    out["baseline_worker_start_empty_s"] = round(statistics.median(empty), 2)
+    out["worker_start_with_state_s"] = round(statistics.median(full), 2)
+    out["worker_start_with_states_only_s"] = round(statistics.median(state_only), 2)
+    out["worker_start_with_plain_chunks_s"] = round(statistics.median(full_plain), 2)
+    out["plain_chunk_bytes_per_athlete"] = sum(len(v) for v in plain.values()) // args.athletes
+    base_s = out["baseline_worker_start_empty_s"]
+    out["restore_s"] = round(out["worker_start_with_state_s"] - base_s, 2)
+    out["restore_states_only_s"] = round(out["worker_start_with_states_only_s"] - base_s, 2)
+    out["restore_plain_chunks_s"] = round(out["worker_start_with_plain_chunks_s"] - base_s, 2)
+    out["machine_load_average"] = round(os.getloadavg()[0], 2)
+    out["chunk_store_bytes_total"] = len(all_chunks) and sum(len(v) for v in all_chunks.values())
+    print(orjson.dumps(out).decode())
+
+
+if __name__ == "__main__":
+    main()
