@@ -165,6 +165,34 @@ def test_planted_silent_unit(sc: Scenario) -> None:
             assert sc.config.end - t <= dt.timedelta(minutes=sc.config.heartbeat_period_min)
 
 
+def test_planted_drifting_unit_at_the_second_site(sc: Scenario) -> None:
+    """Every other unit is at the second site; one of its units with a load cell and an
+    athlete drifts: measured − commanded support grows from 0 to 6 pp over two weeks, then
+    stays; the other units stay within their noise (mean error ≈ 0)."""
+    cfg, p = sc.config, sc.planted
+    sites = {u.clinic_id for u in sc.units}
+    assert sites == {cfg.clinic_id, cfg.second_clinic_id}
+    unit = next(u for u in sc.units if u.unit_id == p.drift_unit)
+    assert unit.clinic_id == cfg.second_clinic_id and unit.has_load_cell
+    assert p.drift_from == cfg.end - dt.timedelta(days=cfg.drift_days + cfg.drift_plateau_days)
+    errors: dict[str, list[tuple[dt.datetime, float]]] = {}
+    for s in sc.sessions:
+        for m in s.unit_messages():
+            if m.kind == "telemetry" and m.measured_support_pct is not None and m.bws_pct:
+                errors.setdefault(m.unit_id, []).append(
+                    (m.time, m.measured_support_pct - m.bws_pct)
+                )
+    plateau = p.drift_from + dt.timedelta(days=cfg.drift_days)
+    late = [e for t, e in errors[p.drift_unit] if t >= plateau]
+    early = [e for t, e in errors[p.drift_unit] if t < p.drift_from]
+    assert len(late) >= 90  # ≥ 30 min of running at 20 s telemetry: enough for the alert
+    assert statistics.fmean(late) == pytest.approx(6.0, abs=0.3)
+    assert abs(statistics.fmean(early)) < 0.3
+    for uid, es in errors.items():
+        if uid != p.drift_unit:
+            assert abs(statistics.fmean(e for _, e in es)) < 0.3, uid
+
+
 def test_planted_malformed_batch(sc: Scenario) -> None:
     m = sc.malformed
     contract = contracts.sample_contract()

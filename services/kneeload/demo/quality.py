@@ -9,7 +9,9 @@ the alert kinds that should catch it:
 * ``pain``: the pain athlete from the flare's start to the end; kinds ``pain_high``,
   ``pain_not_settled``, ``pain_trend_worsening``;
 * ``silent_unit``: the unit from its last heartbeat period before the silence to the end
-  (the offline alert is stamped from the unit's last message); kinds ``unit_offline``.
+  (the offline alert is stamped from the unit's last message); kinds ``unit_offline``;
+* ``drifting_unit``: the unit from the start of its support drift to the end; kinds
+  ``unit_calibration_drift``.
 
 :func:`alert_quality` scores the run's alert rows (one row per episode change: opened,
 escalated, resolved; rows without an episode are counted as opened episodes of their own):
@@ -43,6 +45,7 @@ __all__ = ["Situation", "alert_quality", "ground_truth", "spike_sessions"]
 OVERLOAD_KINDS = ("session_spike", "session_load_high", "acwr_high", "load_spike_wow")
 PAIN_KINDS = ("pain_high", "pain_not_settled", "pain_trend_worsening")
 UNIT_KINDS = ("unit_offline",)
+DRIFT_KINDS = ("unit_calibration_drift",)
 TARGET_PER_SITUATION = 3.0
 TARGET_PER_HEALTHY_ATHLETE_WEEK = 0.15
 
@@ -90,6 +93,11 @@ def ground_truth(sc: Scenario) -> list[Situation]:
             p.silent_from - dt.timedelta(minutes=cfg.heartbeat_period_min),
             end,
             UNIT_KINDS,
+        ),
+        *(
+            [Situation("drifting_unit", f"unit:{p.drift_unit}", p.drift_from, end, DRIFT_KINDS)]
+            if p.drift_unit and p.drift_from is not None
+            else []
         ),
     ]
 

@@ -146,6 +146,17 @@ def check_planted(sc: Scenario, summary: dict[str, Any], db: dict[str, Any]) -> 
             ),
         },
     }
+    if p.drift_unit:
+        k = kinds_for(unit=p.drift_unit)
+        fleet = (summary.get("fleet_report") or {}).get("units", {}).get(p.drift_unit, {})
+        out["drifting_unit"] = {
+            "unit_id": p.drift_unit,
+            "drift_from": p.drift_from.isoformat() if p.drift_from else None,
+            # caught twice: the worker's alert, and the fleet report's drift figures
+            "caught": k["unit_calibration_drift"] > 0
+            and (fleet.get("days_out_of_tolerance") or 0) > 0,
+            "evidence": {"alerts": dict(k), "fleet_report": fleet},
+        }
     m = summary.get("malformed") or {}
     dl = sum(db.get("dead_letters", {}).values())
     out["malformed"] = {
@@ -189,7 +200,12 @@ def check_planted(sc: Scenario, summary: dict[str, Any], db: dict[str, Any]) -> 
 
 
 def build_summary(
-    ctx: Any, sc: Scenario, opts: Any, result: dict[str, Any], started_at: dt.datetime
+    ctx: Any,
+    sc: Scenario,
+    opts: Any,
+    result: dict[str, Any],
+    started_at: dt.datetime,
+    fleet: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from kneeload.demo.expect import expected
     from kneeload.demo.quality import alert_quality, ground_truth, spike_sessions
@@ -284,6 +300,7 @@ def build_summary(
             p.stem: sum(1 for _ in p.open("rb")) for p in sorted(ctx.paths.inbox.glob("*.jsonl"))
         },
     }
+    summary["fleet_report"] = fleet or {}
     summary["planted"] = check_planted(sc, summary, db)
     spikes = spike_sessions(sc)
     summary["ground_truth"] = {s.name: s.as_dict() for s in [*ground_truth(sc), *spikes]}
@@ -564,6 +581,22 @@ def print_summary(
         e = summary["acwr_final_expected"].get(aid)
         ac.add_row(aid, "—" if v is None else f"{v:.2f}", "—" if e is None else f"{e:.2f}")
     console.print(ac)
+    fr = summary.get("fleet_report") or {}
+    if fr.get("units"):
+        ft = Table(title=f"fleet ({fr['page']})")
+        for col in ("unit", "clinic", "utilisation %", "downtime %", "sessions",
+                    "days out of calibration", "latest bias pp"):  # fmt: skip
+            ft.add_column(col, justify="left" if col in ("unit", "clinic") else "right")
+        for unit, u in fr["units"].items():
+            ft.add_row(unit, str(u["clinic_id"]), _cell(u["utilisation_pct"]),
+                       _cell(u["downtime_pct"]), str(u["sessions"]),
+                       str(u["days_out_of_tolerance"]), _cell(u["latest_bias_pp"], 2))  # fmt: skip
+        console.print(ft)
+        shown = sum(1 for g in fr["outcomes"].values() if not g["withheld"])
+        console.print(
+            f"outcomes: {len(fr['outcomes'])} units and clinics, {shown} with every figure "
+            f"shown (n ≥ {fr['min_n']} athletes), the others withheld and unranked"
+        )
     pt = Table(title="planted situations")
     pt.add_column("situation")
     pt.add_column("caught")
@@ -589,6 +622,10 @@ def print_summary(
         )
 
 
+def _cell(v: Any, digits: int = 1) -> str:
+    return "—" if v is None else f"{float(v):.{digits}f}"
+
+
 def team_report(ctx: Any, sc: Scenario, out_dir: Path, console: Console) -> Path | None:
     """The team report a coach of a real team gets (`kneeload report team`), on the demo's
     database: the same command, the demo's team and period."""
@@ -610,6 +647,76 @@ def team_report(ctx: Any, sc: Scenario, out_dir: Path, console: Console) -> Path
     return page
 
 
+def fleet_report(ctx: Any, sc: Scenario, out: Path, console: Console) -> dict[str, Any]:
+    """`kneeload fleet report --all` on the demo's database for the scenario's period:
+    out/fleet/ (page, charts, CSV/Parquet) and out/fleet-report.html (the same self-contained
+    page); the figures are also stored for the clinic dashboard (`kneeload fleet refresh`).
+    Returns the summary's fleet figures ({} when the report could not be made)."""
+    import shutil
+
+    import psycopg
+
+    from kneeload.core.outcomes import OutcomeConfig
+    from kneeload.fleet.report import ReportError, load, write
+    from kneeload.fleet.store import store
+    from kneeload.fleet.utilisation_io import clinic_hours
+
+    s = ctx.settings
+    first, last = sc.config.start.date(), sc.config.end.date()
+    try:
+        hours = clinic_hours(s.fleet_opening_hours, s.fleet_timezone, s.fleet_clinic_opening_hours)
+        cfg = OutcomeConfig(s.fleet_outcome_window_days, s.fleet_bws_target_pct,
+                            s.fleet_outcome_min_n)  # fmt: skip
+        report = load(s.database_url, None, first, last, hours, cfg)
+        page = write(report, out / "fleet")
+        shutil.copyfile(page, out / "fleet-report.html")
+        with psycopg.connect(s.database_url, connect_timeout=10) as conn:
+            store(conn, report)
+    except (ReportError, ValueError, psycopg.Error) as exc:
+        console.print(f"[red]fleet report not written: {exc}[/]")
+        return {}
+    console.print(
+        f"wrote [bold]{out / 'fleet-report.html'}[/] (`kneeload fleet report --all --from "
+        f"{first} --to {last} --out {out / 'fleet'}`; figures stored for the clinic dashboard)"
+    )
+    units = {
+        r["unit_id"]: {
+            k: r[k]
+            for k in (
+                "clinic_id",
+                "utilisation_pct",
+                "downtime_pct",
+                "sessions",
+                "athletes",
+                "days_out_of_tolerance",
+                "latest_bias_pp",
+                "max_abs_bias_pp",
+            )
+        }
+        for r in report.unit_summary.to_dicts()
+    }
+    groups = report.outcomes_units.to_dicts() + report.outcomes_clinics.to_dicts()
+    return {
+        "page": str(out / "fleet-report.html"),
+        "units": units,
+        "outcomes": {
+            f"{g['level']}:{g['group_id']}": {
+                k: g[k]
+                for k in (
+                    "athletes",
+                    "pain_change_nrs",
+                    "bws_median_days",
+                    "pfj_load_per_km_median",
+                    "flares",
+                    "withheld",
+                )
+            }
+            for g in groups
+        },
+        "min_n": cfg.min_n,
+    }
+
+
 def finish(
     ctx: Any,
     sc: Scenario,
@@ -618,9 +725,10 @@ def finish(
     result: dict[str, Any],
     started_at: dt.datetime,
 ) -> int:
-    summary = build_summary(ctx, sc, opts, result, started_at)
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    fleet = fleet_report(ctx, sc, out, console)
+    summary = build_summary(ctx, sc, opts, result, started_at, fleet)
     json_path, html_path = out / "demo-summary.json", out / "team-overview.html"
     json_path.write_bytes(_dump(summary))
     html_path.write_text(render_html(sc, summary, result.get("db", {})))

@@ -35,7 +35,11 @@ Planted situations (``Scenario.planted``), each caught by the platform's rules:
 (c) ``silent_unit``: a LEVER unit stops sending anything ~20 h before the end;
 (d) ``malformed``: one upload batch mixing valid samples with invalid records;
 (e) ``late_fit``: one run withheld from streaming and uploaded later as a FIT file,
-    changing that day's (and every later day's) ACWR.
+    changing that day's (and every later day's) ACWR;
+(f) ``drifting_unit``: the clinic has a second site (every other unit), and one unit with a
+    load cell at it drifts out of calibration — its measured support rises above the
+    commanded one by up to ``drift_pp`` (6 pp) over ``drift_days`` (two weeks), then stays
+    (``unit_calibration_drift``, the fleet report's drift chart).
 
 Figures such as speeds and contact times are plausible values for recreational
 runners (docs/science.md §6: contact 160–300 ms, vertical oscillation 6–12 cm, vertical
@@ -143,6 +147,13 @@ class SimConfig:
     team_id: str = "team-harriers"
     clinic_id: str = "clinic-riverside"
     clinic_time_zone: str = "Europe/London"
+    #: the clinic's second site: every other unit
+    second_clinic_id: str = "clinic-harbourside"
+    #: the drifting unit: measured − commanded support grows to drift_pp over drift_days,
+    #: reached drift_plateau_days before the end
+    drift_pp: float = 6.0
+    drift_days: float = 14.0
+    drift_plateau_days: float = 8.0
 
     def __post_init__(self) -> None:
         if self.end.tzinfo is None:
@@ -190,6 +201,15 @@ class Unit:
     has_load_cell: bool
     max_bws_pct: float
     silent_from: dt.datetime | None = None
+    drift_from: dt.datetime | None = None  # support drift starts (measured − commanded grows)
+    drift_pp: float = 0.0  # ... to this, over drift_days
+    drift_days: float = 14.0
+
+    def drift_at_pp(self, t: dt.datetime) -> float:
+        """The unit's support error from calibration drift at ``t`` (pp; 0 before it starts)."""
+        if self.drift_from is None or t <= self.drift_from:
+            return 0.0
+        return self.drift_pp * min(1.0, (t - self.drift_from) / dt.timedelta(days=self.drift_days))
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +386,8 @@ class Planted:
     late_fit_athlete: str
     late_fit_session: str
     late_fit_date: dt.date
+    drift_unit: str = ""
+    drift_from: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -381,6 +403,10 @@ class Planted:
                 "athlete_id": self.late_fit_athlete,
                 "session_id": self.late_fit_session,
                 "date": self.late_fit_date.isoformat(),
+            },
+            "drifting_unit": {
+                "unit_id": self.drift_unit,
+                "from": self.drift_from.isoformat() if self.drift_from else None,
             },
         }
 
@@ -501,7 +527,7 @@ def _units(cfg: SimConfig, rng: np.random.Generator) -> list[Unit]:
     return [
         Unit(
             f"lever-{j + 1:02d}",
-            cfg.clinic_id,
+            cfg.clinic_id if j % 2 == 0 else cfg.second_clinic_id,
             has_load_cell=bool(j % 3 != 2),
             max_bws_pct=float(rng.choice([40.0, 50.0, 60.0])),
         )
@@ -773,7 +799,8 @@ def _unit_session_messages(plan: SessionPlan) -> list[UnitMessage]:
     setpoints = np.zeros(len(t))
     for off, pct in plan.bws_plan:
         setpoints = np.where(t >= off, pct, setpoints)
-    measured = setpoints + rng.normal(0, 0.8, len(t))
+    drift = np.array([unit.drift_at_pp(plan.start + dt.timedelta(seconds=float(x))) for x in t])
+    measured = setpoints + drift + rng.normal(0, 0.8, len(t))
     for i in range(len(t)):
         out.append(
             UnitMessage(
@@ -976,6 +1003,21 @@ def build_scenario(cfg: SimConfig) -> Scenario:
         replace(u, silent_from=silent_from) if u.unit_id == silent_unit.unit_id else u
         for u in units
     ]
+    # (f) a unit at the second site with a load cell and an athlete drifts out of calibration
+    # (none in a scenario too small to have such a unit: nothing is planted then)
+    used = {a.unit_id for a in lever}
+    drift_unit = next(
+        (u for u in units if u.has_load_cell and u.clinic_id == cfg.second_clinic_id
+         and u.unit_id in used and u.unit_id not in (silent_unit.unit_id, pain_ath.unit_id)),
+        None,
+    )  # fmt: skip
+    drift_from = cfg.end - dt.timedelta(days=cfg.drift_days + cfg.drift_plateau_days)
+    units = [
+        replace(u, drift_from=drift_from, drift_pp=cfg.drift_pp, drift_days=cfg.drift_days)
+        if drift_unit is not None and u.unit_id == drift_unit.unit_id
+        else u
+        for u in units
+    ]
     spike_week = min(5, cfg.weeks - 1)  # week 6; the last week of a short scenario
     pain_from = cfg.end - dt.timedelta(days=min(10, 7 * cfg.weeks // 3))
     planted_cfg = {
@@ -1036,6 +1078,8 @@ def build_scenario(cfg: SimConfig) -> Scenario:
         late_fit_athlete=late.athlete_id,
         late_fit_session=late_s.session_id,
         late_fit_date=late_s.local_date(),
+        drift_unit=drift_unit.unit_id if drift_unit is not None else "",
+        drift_from=drift_from if drift_unit is not None else None,
     )
     return Scenario(cfg, team, units, sessions, pain, heartbeats, _malformed(cfg, mal_s), planted)
 

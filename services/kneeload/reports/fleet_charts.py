@@ -114,8 +114,7 @@ def drift(cal: pl.DataFrame, tolerance_pp: float | None) -> bytes:
     ax.grid(True, alpha=0.25)
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=7, loc="upper left")
-    n_days = cal["date"].n_unique()
-    ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, n_days // 10)))
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=10))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
     return png(fig)
 
