@@ -10,16 +10,20 @@ estimated PFJ stress, impulse, load per km      :mod:`kneeload.core.pfj`
   effective body weight, Morin peak vGRF          ``pfj.effective_body_weight_n``,
                                                   ``pfj.peak_vgrf_n``
   contact time from speed and cadence (DF model)  ``pfj.estimate_ground_contact_ms``
+  session totals                                  ``pfj.aggregate_session``
+  lab chain (knee moment → stress)                ``pfj.pfj_stress_from_knee_moment_mpa``
+  parameters / per-athlete calibration            ``pfj.PfjParams``, ``pfj.PfjCalibration``
 input plausibility: bounds, gait, cadence fix   :mod:`kneeload.core.plausibility`
   bounds with their sources                       ``plausibility.PlausibilityBounds.table``
   one sample: estimable, walking, or why not      ``plausibility.check_sample``
-  session totals                                  ``pfj.aggregate_session``
 session and minute aggregates (the worker's)    :mod:`kneeload.core.session`
   running sums, per minute                        ``session.add_samples``, ``add_to_minutes``
   means, load per km, coverage                    ``session.session_figures``,
                                                   ``session.minute_figures``
-  lab chain (knee moment → stress)                ``pfj.pfj_stress_from_knee_moment_mpa``
-  parameters / per-athlete calibration            ``pfj.PfjParams``, ``pfj.PfjCalibration``
+session spike (Frandsen 2025), 30-day ceiling   :mod:`kneeload.core.spike`
+  longest distance / largest PFJ load, 30 days    ``spike.ceiling``
+  ratio, category, the verdict on both measures   ``spike.spike_ratio``, ``spike_category``,
+                                                  ``spike.session_spike``
 ACWR (EWMA, rolling coupled/uncoupled)          :mod:`kneeload.core.acwr`
   batch, polars in/out                            ``acwr.acwr_frame``
   week-over-week %, monotony, strain, ATL/CTL/TSB ``acwr.load_metrics_frame``, ``acwr.DailyAcwr``
@@ -44,7 +48,13 @@ LEVER fleet: utilisation against opening hours  :mod:`kneeload.core.utilisation`
   opening hours (local, DST-aware) → UTC          ``utilisation.open_intervals_utc``
   status history → in use / idle / offline        ``utilisation.state_intervals``
   minutes per state within the hours, per day     ``utilisation.utilisation_day``
+LEVER fleet: outcomes per unit / clinic         :mod:`kneeload.core.outcomes`
+  pain trajectory, BWS progression, flares        ``outcomes.pain_trajectory``,
+                                                  ``bws_progression``, ``count_pain_flares``
+  per group with n, withheld below min n          ``outcomes.group_outcomes``, ``rank_groups``
 alert rules and cooldown                        :mod:`kneeload.core.alerts`
+alert episodes: opened / escalated / resolved   :mod:`kneeload.core.episodes`
+  one observation, a replay                       ``episodes.advance``, ``episodes.replay``
 =============================================  ==========================================
 
 Every PFJ figure is a model ESTIMATE, not a measurement. ACWR is a trend, not a
