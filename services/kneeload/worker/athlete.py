@@ -1119,159 +1119,187 @@ class AthleteProcessor:
     ) -> list[Output]:
         """Classify a pain report against the session it refers to and the athlete's baseline.
 
+        Steps: store the report (:meth:`_store_report`), find its session, the session's
+        pain and next-day status (:meth:`_session_pain`), core's classification and
+        suggestions (:meth:`_pain_response`), the pain rules' verdicts
+        (:meth:`_pain_verdicts`), the load–pain pair (:meth:`_correlate`).
+
         A report that belongs to a session also re-classifies the session's other reports
         (``rerun`` marks those calls): their responses depend on every report of the
         session (the next-day value above all), so the last response of each report is the
         same whatever order the reports and the session's samples arrived in — an "after"
         report stayed ``pending`` when its next-morning report came after the session had
         closed (found by ``make chaos``)."""
-        cfg = self.cfg
-        aid = st.athlete_id
         team = rep.get("team_id") or st.team_id
         t = parse_ms(rep["time"])
-        ctx = rep["context"]
-        nrs = int(rep["pain_nrs"])
-        st.pain = [p for p in st.pain if p.report_id != rep["report_id"]]
-        st.pain.append(
-            PainEntry(t, nrs, ctx, rep.get("session_id"), rep["report_id"], rep["time"], team)
-        )
-        st.pain.sort(key=lambda p: (p.t_ms, p.report_id))
-        reports = [
-            core_pain.PainReport(
-                aid, p.nrs, core_pain.PainContext(p.context), to_dt(p.t_ms), p.session_id
-            )
-            for p in st.pain
-        ]
+        ctx, nrs = rep["context"], int(rep["pain_nrs"])
+        reports = self._store_report(st, rep, t, team)
         when = to_dt(t)
-        preset = cfg.preset
+        sess = self._session_for(st, rep.get("session_id"), t, ctx, self.cfg.preset)
+        sp, next_day = self._session_pain(st, sess, reports, ctx, nrs, when)
         baseline = core_pain.baseline_nrs(reports, before=when)
-        sess = self._session_for(st, rep.get("session_id"), t, ctx, preset)
         this_w, last_w, change = core_pain.weekly_pain_trend(reports, when)
-        sp = core_pain.SessionPain(float(nrs) if ctx == "during" else None, None, None, None)
-        nd_status = expected = due = None
-        if sess is not None:
-            a = _acc(sess)
-            end = to_dt(a.end)
-            sp = core_pain.session_pain(reports, to_dt(a.start), end, preset, sess.sid)
-            if sp.next_day_nrs is not None:
-                nd_status = "received"
-            else:
-                exp, due_dt = core_pain.next_day_expected(end, st.tz or "UTC", preset)
-                expected, due = (
-                    iso(round(exp.timestamp() * 1000)),
-                    iso(round(due_dt.timestamp() * 1000)),
-                )
-                nd_status = "missed" if when > due_dt else "pending"
         c = core_pain.classify_session(
-            sp.during_max_nrs, sp.next_day_nrs, baseline, change, preset, this_w
+            sp.during_max_nrs, sp.next_day_nrs, baseline, change, self.cfg.preset, this_w
         )
-        suggestion = load = None
-        if sess is not None:
-            ls = core_pain.suggest_load(c)
-            load = {
-                "action": ls.action.value,
-                "reason": f"{ls.action.value}_after_{c.status.value}",
-            }
-        if sess is not None and _acc(sess).unit is not None:
-            unit = _acc(sess).unit
-            # the unit's support during the session (event time), not the latest entry the
-            # worker happens to hold: telemetry of later days must not change this response
-            end_ms = _acc(sess).end
-            cur = next(
-                (e.bws_pct for e in reversed(st.bws) if e.unit_id == unit and e.t_ms <= end_ms),
-                0.0,
-            )
-            step_cfg = core_pain.BwsStepConfig()
-            cur = min(max(cur, step_cfg.min_pct), step_cfg.unit_max_pct)
-            sug = core_pain.suggest_bws(cur, c, step_cfg)
-            suggestion = {
-                "unit_id": unit,
-                "action": sug.action.value,
-                "current_bws_pct": sug.current_bws_pct,
-                "suggested_bws_pct": sug.suggested_bws_pct,
-                "reason": f"{sug.action.value}_after_{c.status.value}",
-            }
-        out: list[Output] = [
-            (
-                PAIN_RESPONSES,
-                aid,
-                {
-                    "id": f"{rep['report_id']}:{preset.code}",
-                    "report_id": rep["report_id"],
-                    "athlete_id": aid,
-                    "team_id": team,
-                    "session_id": sess.sid if sess else rep.get("session_id"),
-                    "time": rep["time"],
-                    "pain_nrs": nrs,
-                    "context": ctx,
-                    "baseline_nrs": baseline,
-                    "classification": c.status.value,
-                    "reason": c.reason_code,
-                    "preset": preset.code,
-                    "preset_source": preset.source,
-                    "summary": c.reason[:1000],
-                    "during_max_nrs": sp.during_max_nrs,
-                    "after_max_nrs": sp.after_max_nrs,
-                    "next_day_nrs": sp.next_day_nrs,
-                    "next_day_status": nd_status,
-                    "next_day_expected_at": expected,
-                    "next_day_due_by": due,
-                    "load_suggestion": load,
-                    "bws_suggestion": suggestion,
-                },
-            )
-        ]
-        th = self._thresholds()
-        found: list[Verdict] = []
-        subject = f"athlete:{aid}"
-        rid = rep["report_id"]
-        if ctx in ("during", "after"):
-            found.append(
-                or_clear(
-                    core_alerts.check_pain(aid, team, when, nrs, ctx, th),
-                    core_alerts.AlertKind.PAIN_HIGH,
-                    subject,
-                    when,
-                    rid,
-                )
-            )
-        if sess is not None and sp.next_day_nrs is not None and sp.next_day_hours is not None:
-            found.append(  # the next-day value only: an "after" report never stands in for it
-                or_clear(
-                    core_alerts.check_pain_not_settled(
-                        aid,
-                        team,
-                        when,
-                        baseline or 0.0,
-                        sp.next_day_nrs,
-                        sp.next_day_hours,
-                        sess.sid,
-                        th,
-                    ),
-                    core_alerts.AlertKind.PAIN_NOT_SETTLED,
-                    subject,
-                    when,
-                    sess.sid,
-                    evaluable=sp.next_day_hours >= th.pain_settle_hours * 0.5,
-                )
-            )
-        found.append(
-            or_clear(
-                core_alerts.check_weekly_pain_trend(aid, team, when, this_w, last_w, th),
-                core_alerts.AlertKind.PAIN_TREND_WORSENING,
-                subject,
-                when,
-                rid,
-                evaluable=this_w is not None and last_w is not None,
-            )
-        )
-        out += self._alerts(st, found)
+        resp = self._pain_response(st, rep, team, sess, sp, next_day, baseline, c)
+        out: list[Output] = [(PAIN_RESPONSES, st.athlete_id, resp)]
+        verdicts = self._pain_verdicts(st, rep, team, when, sess, sp, baseline, (this_w, last_w))
+        out += self._alerts(st, verdicts)
         out += self._correlate(st, t, ctx, nrs, team)
         if sess is not None and not rerun:
             for p in self._session_reports(st, sess):
                 if p.report_id != rep["report_id"]:
                     out += self.on_pain(st, self._report(st, p), now_ms, rerun=True)
         return out
+
+    @staticmethod
+    def _store_report(
+        st: AthleteState, rep: dict[str, Any], t: int, team: str | None
+    ) -> list[core_pain.PainReport]:
+        """Keep the report (a report id replaces its earlier version); all the athlete's
+        stored reports as core's, in time order."""
+        st.pain = [p for p in st.pain if p.report_id != rep["report_id"]]
+        st.pain.append(PainEntry(t, int(rep["pain_nrs"]), rep["context"], rep.get("session_id"),
+                                 rep["report_id"], rep["time"], team))  # fmt: skip
+        st.pain.sort(key=lambda p: (p.t_ms, p.report_id))
+        return [
+            core_pain.PainReport(
+                st.athlete_id, p.nrs, core_pain.PainContext(p.context), to_dt(p.t_ms), p.session_id
+            )
+            for p in st.pain
+        ]
+
+    def _session_pain(
+        self,
+        st: AthleteState,
+        sess: Session | None,
+        reports: list[core_pain.PainReport],
+        ctx: str,
+        nrs: int,
+        when: dt.datetime,
+    ) -> tuple[core_pain.SessionPain, tuple[str | None, str | None, str | None]]:
+        """The session's pain (during, after, next day) and the next-day value's status,
+        expected time and due time (received / pending / missed)."""
+        if sess is None:
+            during = float(nrs) if ctx == "during" else None
+            return core_pain.SessionPain(during, None, None, None), (None, None, None)
+        preset = self.cfg.preset
+        a = _acc(sess)
+        end = to_dt(a.end)
+        sp = core_pain.session_pain(reports, to_dt(a.start), end, preset, sess.sid)
+        if sp.next_day_nrs is not None:
+            return sp, ("received", None, None)
+        exp, due_dt = core_pain.next_day_expected(end, st.tz or "UTC", preset)
+        status = "missed" if when > due_dt else "pending"
+        return sp, (
+            status,
+            iso(round(exp.timestamp() * 1000)),
+            iso(round(due_dt.timestamp() * 1000)),
+        )
+
+    def _pain_response(
+        self,
+        st: AthleteState,
+        rep: dict[str, Any],
+        team: str | None,
+        sess: Session | None,
+        sp: core_pain.SessionPain,
+        next_day: tuple[str | None, str | None, str | None],
+        baseline: float | None,
+        c: core_pain.SessionClassification,
+    ) -> dict[str, Any]:
+        """A ``pain_response`` event: core's classification and, for a session, the next
+        session's load and support suggestions."""
+        preset = self.cfg.preset
+        load = None
+        if sess is not None:
+            action = core_pain.suggest_load(c).action.value
+            load = {"action": action, "reason": f"{action}_after_{c.status.value}"}
+        status, expected, due = next_day
+        return {
+            "id": f"{rep['report_id']}:{preset.code}",
+            "report_id": rep["report_id"],
+            "athlete_id": st.athlete_id,
+            "team_id": team,
+            "session_id": sess.sid if sess else rep.get("session_id"),
+            "time": rep["time"],
+            "pain_nrs": int(rep["pain_nrs"]),
+            "context": rep["context"],
+            "baseline_nrs": baseline,
+            "classification": c.status.value,
+            "reason": c.reason_code,
+            "preset": preset.code,
+            "preset_source": preset.source,
+            "summary": c.reason[:1000],
+            "during_max_nrs": sp.during_max_nrs,
+            "after_max_nrs": sp.after_max_nrs,
+            "next_day_nrs": sp.next_day_nrs,
+            "next_day_status": status,
+            "next_day_expected_at": expected,
+            "next_day_due_by": due,
+            "load_suggestion": load,
+            "bws_suggestion": self._bws_suggestion(st, sess, c),
+        }
+
+    @staticmethod
+    def _bws_suggestion(
+        st: AthleteState, sess: Session | None, c: core_pain.SessionClassification
+    ) -> dict[str, Any] | None:
+        """The next support for a session on a LEVER unit (core.pain.suggest_bws), from the
+        unit's support during the session (event time), not the latest entry the worker
+        happens to hold: telemetry of later days must not change this response."""
+        if sess is None or _acc(sess).unit is None:
+            return None
+        a = _acc(sess)
+        unit, end_ms = a.unit, a.end
+        cur = next(
+            (e.bws_pct for e in reversed(st.bws) if e.unit_id == unit and e.t_ms <= end_ms), 0.0
+        )
+        step_cfg = core_pain.BwsStepConfig()
+        cur = min(max(cur, step_cfg.min_pct), step_cfg.unit_max_pct)
+        sug = core_pain.suggest_bws(cur, c, step_cfg)
+        return {
+            "unit_id": unit,
+            "action": sug.action.value,
+            "current_bws_pct": sug.current_bws_pct,
+            "suggested_bws_pct": sug.suggested_bws_pct,
+            "reason": f"{sug.action.value}_after_{c.status.value}",
+        }
+
+    def _pain_verdicts(
+        self,
+        st: AthleteState,
+        rep: dict[str, Any],
+        team: str | None,
+        when: dt.datetime,
+        sess: Session | None,
+        sp: core_pain.SessionPain,
+        baseline: float | None,
+        weeks: tuple[float | None, float | None],
+    ) -> list[Verdict]:
+        """The pain rules on this report: pain_high (during/after), pain_not_settled (the
+        next-day value only: an "after" report never stands in for it), the weekly trend."""
+        aid, ctx, nrs, rid = st.athlete_id, rep["context"], int(rep["pain_nrs"]), rep["report_id"]
+        th = self._thresholds()
+        subject = f"athlete:{aid}"
+        found: list[Verdict] = []
+        if ctx in ("during", "after"):
+            found.append(or_clear(core_alerts.check_pain(aid, team, when, nrs, ctx, th),
+                                  core_alerts.AlertKind.PAIN_HIGH, subject, when, rid))  # fmt: skip
+        if sess is not None and sp.next_day_nrs is not None and sp.next_day_hours is not None:
+            alert = core_alerts.check_pain_not_settled(
+                aid, team, when, baseline or 0.0, sp.next_day_nrs, sp.next_day_hours, sess.sid, th
+            )
+            settled_enough = sp.next_day_hours >= th.pain_settle_hours * 0.5
+            found.append(or_clear(alert, core_alerts.AlertKind.PAIN_NOT_SETTLED, subject, when,
+                                  sess.sid, evaluable=settled_enough))  # fmt: skip
+        this_w, last_w = weeks
+        trend = core_alerts.check_weekly_pain_trend(aid, team, when, this_w, last_w, th)
+        both = this_w is not None and last_w is not None
+        found.append(or_clear(trend, core_alerts.AlertKind.PAIN_TREND_WORSENING, subject, when,
+                              rid, evaluable=both))  # fmt: skip
+        return found
 
     @staticmethod
     def _report(st: AthleteState, p: PainEntry) -> dict[str, Any]:
