@@ -307,7 +307,7 @@ COMPONENTS: tuple[Component, ...] = (
         "`kneeload fleet report` on 100 LEVER units × 90 days (read, figures, charts, exports)",
         (
             Figure(
-                "fleet report, 100 units × 90 days",
+                "fleet report (100 units × 90 days; --quick 20 × 30)",
                 ("fleet_report_s",),
                 ("plain_polars_read_s",),
                 "plain pl.read_database (psycopg) of the same rows",
