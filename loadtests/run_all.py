@@ -228,6 +228,56 @@ COMPONENTS: tuple[Component, ...] = (
         ),
     ),
     Component(
+        "views_timescale",
+        "bench_views.py",
+        "the same views on TimescaleDB (own cluster; raw chunks > 7 days compressed)",
+        (
+            Figure(
+                "worst view p95 on TimescaleDB",
+                ("worst_p95_ms",),
+                ("baseline_p95_ms",),
+                "baseline query",
+                "ms",
+                200,
+                higher_is_better=False,
+            ),
+        ),
+        quick_args=("--athletes", "100", "--days", "30", "--runs", "3"),
+        extra_args=["--flavour", "timescale"],
+    ),
+    Component(
+        "storage",
+        "bench_storage.py",
+        "the same simulated samples on plain PostgreSQL and on TimescaleDB (own cluster)",
+        (
+            Figure(
+                "TimescaleDB bytes per sample, compressed",
+                ("timescale_bytes_per_sample_compressed",),
+                ("plain_bytes_per_sample",),
+                "plain partitions, same samples",
+                "B",
+                40,  # issue #19
+                higher_is_better=False,
+            ),
+            Figure(
+                "writer samples/s on TimescaleDB",
+                ("timescale_writer_samples_per_s",),
+                ("plain_writer_samples_per_s",),
+                "the same writer on plain partitions",
+                SAMPLES_S,
+            ),
+            Figure(
+                "continuous aggregate refresh of one team-day",
+                ("cagg_refresh_day_s",),
+                ("baseline_group_by_day_s",),
+                "the same GROUP BY over the same rows",
+                "s",
+                higher_is_better=False,
+            ),
+        ),
+        timeout_s=1800,
+    ),
+    Component(
         "acwr",
         "bench_acwr.py",
         "batch ACWR 10,000 athletes × 365 days; scalar PFJ",
