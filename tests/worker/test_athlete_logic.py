@@ -149,6 +149,7 @@ def test_fleet_online_in_use_minutes_and_offline_alert() -> None:
                 "clinic_id": "c1",
                 "time": iso(D0 + dt.timedelta(seconds=i)),
                 "kind": "telemetry",
+                "belt_speed_mps": 2.5,
                 "bws_pct": 20.0,
                 "measured_support_pct": None,
                 "athlete_id": "a1",
@@ -158,6 +159,16 @@ def test_fleet_online_in_use_minutes_and_offline_alert() -> None:
     assert any(t == "worker.bws-by-athlete" for t, _, _ in out)
     st = [e for t, _, e in out if t == "unit.status"]
     assert st[0]["in_use"] and st[0]["athlete_id"] == "a1"
+    assert u["minutes"]["2024-06-10"] == pytest.approx(118 / 60)
+    # the belt stops, the athlete stays on: online, not in use, no more minutes (issue #15:
+    # the demo's units read 95-100 % in use while an athlete was merely assigned)
+    for i in range(120, 180, 2):
+        rec = {"unit_id": "u1", "clinic_id": "c1", "time": iso(D0 + dt.timedelta(seconds=i)),
+               "kind": "telemetry", "belt_speed_mps": 0.0, "bws_pct": 20.0,
+               "measured_support_pct": None, "athlete_id": "a1"}  # fmt: skip
+        out += f.on_telemetry(u, rec, 1000)
+    st = [e for t, _, e in out if t == "unit.status"]
+    assert st[-1]["online"] and not st[-1]["in_use"] and st[-1]["athlete_id"] == "a1"
     assert u["minutes"]["2024-06-10"] == pytest.approx(118 / 60)
     off = f.on_tick(u, 1000 + 10_000)
     kinds = [e.get("kind") for t, _, e in off if t == "alerts"]

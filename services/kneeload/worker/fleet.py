@@ -59,6 +59,7 @@ def new_unit(unit_id: str) -> dict[str, Any]:
         "last_proc": 0,
         "online": False,
         "athlete_id": None,
+        "running": False,  # belt moving with an athlete on it (core.fleet.is_running)
         "assigned": None,
         "bws_pct": None,
         "minutes": {},
@@ -130,11 +131,13 @@ class UnitProcessor:
                 bws = float(bws)
             if kind == "telemetry":
                 out += self._calibration(u, t, rec, athlete, now_ms)
-            if athlete != prev_athlete or bws != u["bws_pct"]:
+            running = self._running(u, rec, athlete)
+            if athlete != prev_athlete or bws != u["bws_pct"] or running != u.get("running"):
                 changed = True
             if prev_athlete is not None and athlete != prev_athlete:
                 out.append(self._fwd(prev_athlete, t, None, 0.0))
-            in_use = athlete is not None
+            u["running"] = running
+            in_use = running
             if (
                 in_use
                 and u["last_use_t"] is not None
@@ -164,6 +167,19 @@ class UnitProcessor:
         if changed or now_ms - u["last_pub"] >= self.status_interval_s * 1000:
             out.append(self._status(u, t, now_ms))
         return out
+
+    def _running(self, u: dict[str, Any], rec: dict[str, Any], athlete: str | None) -> bool:
+        """In use = the belt runs with an athlete on it (core.fleet.is_running), from the
+        record's belt speed; a record without one (a setpoint change) keeps the last known
+        state unless nobody is on the unit any more. An assigned athlete standing beside a
+        stopped belt is not use: the demo's units read 95–100 % "in use" while any athlete
+        was assigned."""
+        if athlete is None:
+            return False
+        if "belt_speed_mps" not in rec:
+            return bool(u.get("running", False))
+        th = self.thresholds
+        return core_fleet.is_running(rec.get("belt_speed_mps"), athlete, th.running_min_speed_mps)
 
     def _calibration(
         self, u: dict[str, Any], t: int, rec: dict[str, Any], athlete: str | None, now_ms: int
@@ -229,7 +245,7 @@ class UnitProcessor:
                 "clinic_id": u["clinic_id"],
                 "time": iso(t),
                 "online": u["online"],
-                "in_use": u["online"] and u["athlete_id"] is not None,
+                "in_use": u["online"] and u["athlete_id"] is not None and u.get("running", False),
                 "athlete_id": u["athlete_id"] if u["online"] else None,
                 "bws_pct": u["bws_pct"],
                 "date": d,
