@@ -126,14 +126,16 @@ def run(args: argparse.Namespace, s: Any, url: str, role: str) -> None:
             # a hypertable takes no transition tables, so on TimescaleDB pain_reports keeps
             # athlete_pain_latest with a row trigger (0008): right for the sink's few reports
             # per batch, but it made this bulk seed take minutes (> 7 at 1,000 x 90 before it
-            # was stopped, against 96 s for the whole seed on plain). The seed fills the summary
-            # once afterwards, as 0008's own backfill does: the same state the trigger leaves.
-            c.execute("ALTER TABLE kneeload.pain_reports DISABLE TRIGGER pain_latest")
+            # was stopped, against 96 s for the whole seed on plain; DISABLE TRIGGER on the
+            # hypertable did not reach the chunks' copies). The seed runs without triggers
+            # (the pain ones are the only ones) and fills the summary once afterwards, as
+            # 0008's own backfill does: the state the trigger leaves.
+            c.execute("SET session_replication_role = replica")
         for stmt in (x.strip() for x in SEED.split(";\n")):
             if stmt:
                 c.execute(stmt, {"athletes": args.athletes, "days": args.days})
         if args.flavour == "timescale":
-            c.execute("ALTER TABLE kneeload.pain_reports ENABLE TRIGGER pain_latest")
+            c.execute("RESET session_replication_role")
             c.execute(
                 "SELECT kneeload.refresh_athlete_pain(ARRAY(SELECT DISTINCT athlete_id "
                 "FROM kneeload.pain_reports))"
