@@ -141,7 +141,7 @@ def restart_s(settings: Any, env: dict[str, str], last: dict[str, Any], n: int, 
     cons.seek_to_end()
     state = Rebuilt(athletes=athletes, chunks=chunks) if full else Rebuilt()
     state.offsets = offsets
-    write(s, state)
+    write(s, state, timeout_s=900)  # a GB of uncompressed chunks takes minutes here
     aid = f"bench{n - 1}"
     probe = _batch(aid, last["sid"], last["start"], 10_000, 10, f"probe{run}")
     want = last["samples"] + 10 if full else 10

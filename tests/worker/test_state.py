@@ -21,10 +21,16 @@ from kneeload.worker.state import (
     PainEntry,
     SampleRow,
     SpikeEntry,
+    TeamDirectory,
+    TeamEntry,
+    TeamPair,
+    TeamSeries,
     decode_chunk,
     decode_state,
+    decode_team,
     encode_chunk,
     encode_state,
+    encode_team,
 )
 
 from .helpers import athlete_record
@@ -116,3 +122,14 @@ def test_chunks_are_compressed_and_plain_messagepack_still_reads() -> None:
     plain = msgspec.msgpack.encode(c)
     assert raw[:1] == b"\x78" and len(raw) < len(plain) / 2
     assert decode_chunk(raw) == c == decode_chunk(plain)
+
+
+def test_team_values_of_an_older_worker_decode_and_round_trip() -> None:
+    entry = b'{"series":{"pfj_load_mpa_s:1":{"t":1718002800000,"pairs":[["2024-06-10",812,3.0]]}}}'
+    directory = b'{"athletes":["a1","a2"],"t":{"pfj_load_mpa_s:1":1718002800000}}'
+    e, d = decode_team(entry), decode_team(directory)
+    assert e == TeamEntry(
+        {"pfj_load_mpa_s:1": TeamSeries(1718002800000, [TeamPair("2024-06-10", 812.0, 3.0)])}
+    )
+    assert d == TeamDirectory(["a1", "a2"], {"pfj_load_mpa_s:1": 1718002800000})
+    assert decode_team(encode_team(e)) == e and decode_team(encode_team(d)) == d

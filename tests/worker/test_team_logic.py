@@ -7,6 +7,7 @@ import datetime as dt
 import random
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,7 @@ from kneeload.contracts import is_valid
 from kneeload.core.correlation import CorrelationConfig, rmcorr
 from kneeload.worker.app import CachedTable, StagedTable
 from kneeload.worker.athlete import METRIC, AthleteProcessor, WorkerConfig, new_state
-from kneeload.worker.state import AthleteState
+from kneeload.worker.state import AthleteState, decode_team, encode_team
 from kneeload.worker.team import TeamProcessor, entry_key, series_key, team_event
 from kneeload.worker.timeutil import iso as iso_ms
 
@@ -137,7 +138,7 @@ def test_replay_republishes_the_same_event_and_changes_nothing() -> None:
     tp = TeamProcessor(store)
     msgs = [share(f"a{a}", _pairs(a, 10), T0 + a) for a in range(3)]
     first = [o for m in msgs for o in tp.on_pairs(m)]
-    before = {k: dict(v) for k, v in store.items()}
+    before = {k: msgspec.structs.replace(v) for k, v in store.items()}
     again = tp.on_pairs(msgs[-1])
     assert again == [first[-1]]  # same id, same values: the sink's upsert is a no-op
     assert store == before
@@ -161,7 +162,7 @@ def test_an_athlete_leaving_the_team_is_dropped_and_time_never_moves_back() -> N
 
 def test_staged_writes_reach_the_table_only_on_commit() -> None:
     raw: dict[bytes, bytes] = {}
-    table = CachedTable(raw)
+    table = CachedTable(raw, encode_team, decode_team)
     staged = StagedTable(table)
     tp = TeamProcessor(staged)
     out = tp.on_pairs(share("a0", _pairs(0, 3), T0))
@@ -173,7 +174,8 @@ def test_staged_writes_reach_the_table_only_on_commit() -> None:
     assert b"t1|a0" in raw and entry_key("t1", "a0") not in staged
     staged.commit()
     assert set(raw) == {b"t1"}
-    assert TeamProcessor(StagedTable(CachedTable(raw))).pairs("t1", KEY) == ([], [], [])
+    again = TeamProcessor(StagedTable(CachedTable(raw, encode_team, decode_team)))
+    assert again.pairs("t1", KEY) == ([], [], [])
 
 
 def _athlete_run(aid: str, level: float) -> tuple[AthleteProcessor, AthleteState, list]:

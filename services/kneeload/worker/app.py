@@ -83,7 +83,7 @@ from kneeload.worker.fleet import (
     fleet_thresholds,
     new_unit,
 )
-from kneeload.worker.state import decode_state, encode_state
+from kneeload.worker.state import decode_state, decode_team, encode_state, encode_team
 from kneeload.worker.team import TeamProcessor
 
 log = logging.getLogger("kneeload.worker")
@@ -317,7 +317,7 @@ def create_app(settings: Settings) -> faust.App:
     athletes = CachedTable(table("athletes"), encode_state, decode_state)
     chunks = CachedTable(table("chunks"))
     units = CachedTable(table("units"))
-    teams = CachedTable(table("teams"))
+    teams = CachedTable(table("teams"), encode_team, decode_team)
     proc = AthleteProcessor(cfg, chunks)
     fleet = UnitProcessor(
         settings.worker_unit_timeout_s,

@@ -57,7 +57,13 @@ from kneeload.topics import (
 )
 from kneeload.worker.athlete import METRIC, AthleteProcessor, WorkerConfig, new_state
 from kneeload.worker.fleet import BWS_BY_ATHLETE, UnitProcessor, fleet_thresholds, new_unit
-from kneeload.worker.state import AthleteState, encode_state
+from kneeload.worker.state import (
+    AthleteState,
+    TeamDirectory,
+    TeamEntry,
+    encode_state,
+    encode_team,
+)
 from kneeload.worker.team import TeamProcessor
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms
 
@@ -77,7 +83,7 @@ class Rebuilt:
     athletes: dict[str, AthleteState] = field(default_factory=dict)
     chunks: dict[str, bytes] = field(default_factory=dict)
     units: dict[str, dict[str, Any]] = field(default_factory=dict)
-    teams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    teams: dict[str, TeamEntry | TeamDirectory] = field(default_factory=dict)
     #: (full topic name, partition) -> next offset the database covers
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     replayed_batches: int = 0
@@ -313,14 +319,16 @@ def build(
     return out
 
 
-def rebuild_teams(proc: AthleteProcessor, athletes: dict[str, AthleteState]) -> dict[str, Any]:
+def rebuild_teams(
+    proc: AthleteProcessor, athletes: dict[str, AthleteState]
+) -> dict[str, TeamEntry | TeamDirectory]:
     """The ``teams`` table from rebuilt athlete states: each athlete's latest pairs snapshot,
     which is all the team agent keeps of it (:class:`kneeload.worker.team.TeamProcessor`).
 
     Athletes go in id order; the team's state depends only on the set of snapshots. The
     events the team processor returns are discarded: the database already holds them.
     """
-    store: dict[str, Any] = {}
+    store: dict[str, TeamEntry | TeamDirectory] = {}
     teams = TeamProcessor(store)
     for aid in sorted(athletes):
         st = athletes[aid]
@@ -516,7 +524,7 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
             ("athletes", ((k, encode_state(v)) for k, v in rebuilt.athletes.items())),
             ("chunks", iter(rebuilt.chunks.items())),
             ("units", ((k, orjson.dumps(v)) for k, v in rebuilt.units.items())),
-            ("teams", ((k, orjson.dumps(v)) for k, v in rebuilt.teams.items())),
+            ("teams", ((k, encode_team(v)) for k, v in rebuilt.teams.items())),
         ):
             topic = changelog_topic(settings, table)
             c = 0

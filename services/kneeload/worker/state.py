@@ -48,10 +48,16 @@ __all__ = [
     "Session",
     "SessionAcc",
     "SpikeEntry",
+    "TeamDirectory",
+    "TeamEntry",
+    "TeamPair",
+    "TeamSeries",
     "decode_chunk",
     "decode_state",
+    "decode_team",
     "encode_chunk",
     "encode_state",
+    "encode_team",
     "from_legacy",
 ]
 
@@ -244,3 +250,53 @@ def decode_chunk(raw: bytes) -> Chunk:
     if raw[:1] == b"\x78":
         raw = zlib.decompress(raw)
     return _CHUNK_DECODER.decode(raw)
+
+
+# ------------------------------------------------------------------------------ teams
+
+
+class TeamPair(msgspec.Struct, array_like=True, gc=False):
+    """One paired observation: load on ``day``, pain on day + lag."""
+
+    day: str
+    load: float
+    pain: float
+
+
+class TeamSeries(msgspec.Struct, gc=False):
+    """One athlete's pairs of one series (metric × lag) and the latest change's time."""
+
+    t: int
+    pairs: list[TeamPair] = []
+
+
+class TeamEntry(msgspec.Struct, tag="entry", gc=False):
+    """An athlete's latest pairs snapshot within a team (key ``team_id|athlete_id``)."""
+
+    series: dict[str, TeamSeries] = {}
+
+
+class TeamDirectory(msgspec.Struct, tag="team", gc=False):
+    """A team's athletes and each series' latest change time (key ``team_id``)."""
+
+    athletes: list[str] = []
+    t: dict[str, int] = {}
+
+
+_TEAM_DECODER = msgspec.msgpack.Decoder(TeamEntry | TeamDirectory)
+
+
+def encode_team(v: TeamEntry | TeamDirectory) -> bytes:
+    """A ``teams`` table value (MessagePack, tagged ``entry`` / ``team``)."""
+    return _ENCODER.encode(v)
+
+
+def decode_team(raw: bytes) -> TeamEntry | TeamDirectory:
+    """A stored team value: MessagePack, or an older worker's JSON (``{"series": …}`` for an
+    athlete's entry, ``{"athletes": …, "t": …}`` for the team)."""
+    if raw[:1] == b"{":
+        d = orjson.loads(raw)
+        if "series" in d:
+            return msgspec.convert(d, TeamEntry, strict=False)
+        return msgspec.convert(d, TeamDirectory, strict=False)
+    return _TEAM_DECODER.decode(raw)

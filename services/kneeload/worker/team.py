@@ -11,8 +11,9 @@ with :func:`kneeload.core.correlation.rmcorr` (Bakdash & Marusich 2017) — no f
 here.
 
 State (a plain keyed table in the worker, a dict in the tests) is, per team, one
-directory record under the team id and one record per athlete under
-``team_id|athlete_id`` (both in the team's partition): conceptually
+directory record (:class:`kneeload.worker.state.TeamDirectory`) under the team id and one
+record per athlete (:class:`kneeload.worker.state.TeamEntry`) under ``team_id|athlete_id``
+(both in the team's partition; MessagePack in the table): conceptually
 ``team_id → {athlete_id → pairs}``, stored so that a pain report rewrites one athlete's
 pairs (≤ 2 × 365) in the changelog, not the whole team's.
 
@@ -35,6 +36,8 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
+import msgspec
+
 from kneeload.core.correlation import (
     DEFAULT_CORRELATION_CONFIG,
     CorrelationConfig,
@@ -43,6 +46,7 @@ from kneeload.core.correlation import (
 )
 from kneeload.topics import CORRELATIONS
 from kneeload.worker.athlete import Output
+from kneeload.worker.state import TeamDirectory, TeamEntry, TeamSeries
 from kneeload.worker.timeutil import iso
 
 __all__ = ["TeamProcessor", "entry_key", "parse_series", "series_key", "team_event"]
@@ -113,10 +117,9 @@ class TeamProcessor:
     Parameters
     ----------
     store : MutableMapping
-        Decoded table values: ``team_id`` → ``{"athletes": [ids], "t": {series: ms}}``
-        and ``team_id|athlete_id`` → ``{"series": {series: {"t": ms, "pairs":
-        [[day, load, pain], ...]}}}``. A dict in the tests, the ``teams`` table in the
-        worker.
+        Decoded table values: ``team_id`` → :class:`~kneeload.worker.state.TeamDirectory`
+        and ``team_id|athlete_id`` → :class:`~kneeload.worker.state.TeamEntry`. A dict in
+        the tests, the ``teams`` table in the worker.
     config : CorrelationConfig, optional
         Minimums for rmcorr (``min_subjects``, ``min_n_team``) and the confidence level;
         core's defaults.
@@ -146,26 +149,26 @@ class TeamProcessor:
             changes nothing (a replay) every series it names, with the same ids.
         """
         team, aid = str(msg["team_id"]), str(msg["athlete_id"])
-        series: dict[str, Any] = dict(msg.get("series") or {})
+        series = msgspec.convert(msg.get("series") or {}, dict[str, TeamSeries], strict=False)
         ekey = entry_key(team, aid)
         old = self.store.get(ekey)
-        old_series: dict[str, Any] = old["series"] if old else {}
+        old_series = old.series if isinstance(old, TeamEntry) else {}
         changed = sorted(
             k for k in set(series) | set(old_series) if series.get(k) != old_series.get(k)
         )
-        directory = self.store.get(team) or {"athletes": [], "t": {}}
-        athletes = set(directory["athletes"])
-        times = dict(directory["t"])
+        directory = self._directory(team)
+        athletes = set(directory.athletes)
+        times = dict(directory.t)
         for k, v in series.items():
-            times[k] = max(int(times.get(k, 0)), int(v["t"]))
+            times[k] = max(int(times.get(k, 0)), v.t)
         if series:
             athletes.add(aid)
         else:
             athletes.discard(aid)
-        new_dir = {"athletes": sorted(athletes), "t": times}
+        new_dir = TeamDirectory(sorted(athletes), times)
         if changed:
             if series:
-                self.store[ekey] = {"series": series}
+                self.store[ekey] = TeamEntry(series)
             elif old is not None:
                 del self.store[ekey]
         if new_dir != directory:
@@ -178,20 +181,23 @@ class TeamProcessor:
 
         Athletes sorted by id, each athlete's pairs sorted by load day.
         """
-        directory = self.store.get(team_id) or {"athletes": []}
         subjects: list[str] = []
         xs: list[float] = []
         ys: list[float] = []
-        for aid in sorted(directory["athletes"]):
+        for aid in sorted(self._directory(team_id).athletes):
             entry = self.store.get(entry_key(team_id, aid))
-            s = entry["series"].get(key) if entry else None
+            s = entry.series.get(key) if isinstance(entry, TeamEntry) else None
             if not s:
                 continue
-            for _day, x, y in sorted(s["pairs"], key=lambda p: str(p[0])):
+            for p in sorted(s.pairs, key=lambda p: p.day):
                 subjects.append(aid)
-                xs.append(float(x))
-                ys.append(float(y))
+                xs.append(p.load)
+                ys.append(p.pain)
         return subjects, xs, ys
+
+    def _directory(self, team_id: str) -> TeamDirectory:
+        d = self.store.get(team_id)
+        return d if isinstance(d, TeamDirectory) else TeamDirectory()
 
     def result(self, team_id: str, key: str) -> RmcorrResult:
         """:func:`kneeload.core.correlation.rmcorr` over the team's pairs of one series."""
@@ -199,5 +205,5 @@ class TeamProcessor:
 
     def event(self, team_id: str, key: str) -> dict[str, Any]:
         """The current ``correlation`` event of one team series."""
-        directory = self.store.get(team_id) or {"t": {}}
-        return team_event(team_id, key, int(directory["t"].get(key, 0)), self.result(team_id, key))
+        t = self._directory(team_id).t.get(key, 0)
+        return team_event(team_id, key, t, self.result(team_id, key))
