@@ -17,7 +17,7 @@ Run: .venv/bin/python loadtests/bench_state.py [--athletes N] [--days D] [--runs
    horizon, kept to recompute a session; zlib-compressed), with the same chunks not
    compressed, and with the athletes' states alone — all in the same run.
 
-The last line is one JSON object.
+The last line is one JSON object, also written to ``loadtests/results/state.json``.
 """
 
 from __future__ import annotations
@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=int, default=45)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=REPO / "loadtests" / "results")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "services"))
     from kneeload.settings import get_settings
@@ -246,6 +247,10 @@ def main() -> None:
     out["restore_states_only_s"] = round(out["worker_start_with_states_only_s"] - base_s, 2)
     out["restore_plain_chunks_s"] = round(out["worker_start_with_plain_chunks_s"] - base_s, 2)
     out["machine_load_average"] = round(os.getloadavg()[0], 2)
+    out["restarts_s"] = {"empty": empty, "full": full, "states_only": state_only,
+                         "plain_chunks": full_plain}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "state.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
     out["chunk_store_bytes_total"] = len(all_chunks) and sum(len(v) for v in all_chunks.values())
     print(orjson.dumps(out).decode())
 
