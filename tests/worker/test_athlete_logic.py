@@ -170,6 +170,18 @@ def test_fleet_online_in_use_minutes_and_offline_alert() -> None:
     st = [e for t, _, e in out if t == "unit.status"]
     assert st[-1]["online"] and not st[-1]["in_use"] and st[-1]["athlete_id"] == "a1"
     assert u["minutes"]["2024-06-10"] == pytest.approx(118 / 60)
+    # a second session, then only a heartbeat two hours later (the demo's units between
+    # sessions): idle from a second after the last running telemetry, not until the heartbeat
+    t1 = D0 + dt.timedelta(minutes=10)
+    for i in range(0, 60, 2):
+        rec = {"unit_id": "u1", "clinic_id": "c1", "time": iso(t1 + dt.timedelta(seconds=i)),
+               "kind": "telemetry", "belt_speed_mps": 3.0, "bws_pct": 20.0,
+               "measured_support_pct": None, "athlete_id": "a1"}  # fmt: skip
+        out += f.on_telemetry(u, rec, 1000)
+    beat = {"unit_id": "u1", "clinic_id": "c1", "time": iso(t1 + dt.timedelta(hours=2)),
+            "kind": "heartbeat"}  # fmt: skip
+    got = [e for t, _, e in f.on_telemetry(u, beat, 1000) if t == "unit.status"]
+    assert got[0]["time"] == iso(t1 + dt.timedelta(seconds=59)) and not got[0]["in_use"]
     off = f.on_tick(u, 1000 + 10_000)
     kinds = [e.get("kind") for t, _, e in off if t == "alerts"]
     assert kinds == ["unit_offline"]

@@ -47,6 +47,9 @@ BWS_BY_ATHLETE = WORKER_BWS_BY_ATHLETE
 DEVICES_BY_UNIT = WORKER_DEVICES_BY_UNIT
 
 _GAP_CAP_MS = 60_000
+#: No running telemetry for this long: the belt has stopped (a running unit streams telemetry;
+#: between sessions it only sends heartbeats). Same cap as the minutes counted between samples.
+_RUN_STALE_MS = _GAP_CAP_MS
 #: UTC days of calibration sums kept per unit (late telemetry for an older day starts afresh)
 _CAL_DAYS_KEPT = 8
 
@@ -123,6 +126,7 @@ class UnitProcessor:
         changed = not was_online
         if not was_online:
             out += self._heard_again(u, t)
+        out += self._belt_stopped(u, t, now_ms)
         if kind != "heartbeat":
             athlete = rec.get("athlete_id") if "athlete_id" in rec else u["assigned"]
             support = rec.get("measured_support_pct")
@@ -137,6 +141,8 @@ class UnitProcessor:
             if prev_athlete is not None and athlete != prev_athlete:
                 out.append(self._fwd(prev_athlete, t, None, 0.0))
             u["running"] = running
+            if running and t >= (u.get("run_t") or 0):
+                u["run_t"] = t
             in_use = running
             if (
                 in_use
@@ -167,6 +173,17 @@ class UnitProcessor:
         if changed or now_ms - u["last_pub"] >= self.status_interval_s * 1000:
             out.append(self._status(u, t, now_ms))
         return out
+
+    def _belt_stopped(self, u: dict[str, Any], t: int, now_ms: int) -> list[Output]:
+        """A record arriving more than a minute after the last running telemetry (a
+        heartbeat between sessions, the next session's first record): the belt stopped after
+        that telemetry, so the unit is published idle from one second after it — the status
+        history is a step function, and in use must not stretch to the next record."""
+        run_t = u.get("run_t")
+        if not u.get("running") or run_t is None or t - run_t <= _RUN_STALE_MS:
+            return []
+        u["running"] = False
+        return [self._status(u, run_t + 1000, now_ms)]
 
     def _running(self, u: dict[str, Any], rec: dict[str, Any], athlete: str | None) -> bool:
         """In use = the belt runs with an athlete on it (core.fleet.is_running), from the
