@@ -48,8 +48,9 @@ MINUTE_MAX_DURATION_S = 60.0
 MINUTE_MAX_DISTANCE_M = 1000.0
 
 
-class LoadSample(NamedTuple):
-    """One sample's contribution to the aggregates.
+class LoadSample(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One sample's contribution to the aggregates (a Struct: built once per sample on the
+    worker's hot path, ~10× cheaper to create than a NamedTuple).
 
     ``interval_s`` is Δt (:func:`kneeload.core.pfj.sample_interval_s`); ``pfj_load_mpa_s``
     is J·f/60·Δt, 0 when the sample has no estimate, and ``peak_pfj_stress_mpa`` None then.
