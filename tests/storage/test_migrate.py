@@ -174,16 +174,35 @@ def test_timescale_ddl_is_generated_when_the_extension_is_available() -> None:
 def test_flavour_detection_needs_the_library_preloaded(
     conn: psycopg.Connection[Any], settings: Settings
 ) -> None:
-    """``auto`` picks TimescaleDB only when it is installed *and* preloaded by the server: an
-    extension merely on disk cannot be created (``must be preloaded``)."""
+    """``auto`` picks TimescaleDB for a NEW database only when it is installed *and* preloaded
+    by the server (an extension merely on disk cannot be created: ``must be preloaded``); a
+    database already migrated keeps its flavour. (On CI the stack preloads the library, and
+    this test once asked the suite's already-migrated plain database.)"""
+    import uuid
+
+    from psycopg.conninfo import make_conninfo
+
     from kneeload.storage import detect_flavour
 
     available = conn.execute(
         "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
     ).fetchone() == (1,)
     preloaded = "timescaledb" in str(conn.execute("SHOW shared_preload_libraries").fetchone())
-    flavour = detect_flavour(conn, settings.model_copy(update={"storage_timescale": "auto"}))
-    assert flavour.name == ("timescale" if available and preloaded else "plain")
+    auto = settings.model_copy(update={"storage_timescale": "auto"})
+    recorded = conn.execute(
+        "SELECT flavour FROM kneeload.schema_migrations ORDER BY version LIMIT 1"
+    ).fetchone()
+    assert recorded is not None and detect_flavour(conn, auto).name == recorded[0]
+    name = f"kneeload_flavour_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(make_conninfo(settings.database_url, dbname=name)) as fresh:
+            flavour = detect_flavour(fresh, auto)
+        assert flavour.name == ("timescale" if available and preloaded else "plain")
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @pytest.mark.flavour("timescale")
