@@ -116,10 +116,15 @@ def isolated(name: str, *, keep: bool = False) -> Iterator[tuple[str, str]]:
     """A fresh database and a unique topic prefix for one bench; both removed afterwards.
 
     Yields ``(database_url, topic_prefix)`` and exports them as KNEELOAD_DATABASE_URL /
-    KNEELOAD_TOPIC_PREFIX so subprocesses (``kneeload worker``...) see the same isolation."""
+    KNEELOAD_TOPIC_PREFIX so subprocesses (``kneeload worker``...) see the same isolation.
+    Under loadtests/run_all.py (KNEELOAD_BENCH_ISOLATED=1) the runner already made them:
+    yields the current settings' database and prefix and leaves them to the runner."""
     from kneeload.settings import get_settings, reload_settings
 
     base = get_settings()
+    if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
+        yield base.database_url, base.topic_prefix
+        return
     run = uuid.uuid4().hex[:8]
     db_name = f"kneeload_bench_{name}_{run}"
     prefix = f"bench-{name}-{run}."
@@ -731,16 +736,9 @@ def main() -> None:
         f"median of {args.runs}",
         file=sys.stderr,
     )
-    if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":  # the runner made a database and prefix
-        from kneeload.settings import get_settings
-
-        s = get_settings()
-        res = raw_pipeline(s.database_url, s.topic_prefix, batches, runs=args.runs)
-        res.update(bare_hop_latency(s.topic_prefix))
-    else:
-        with isolated("raw") as (url, prefix):
-            res = raw_pipeline(url, prefix, batches, runs=args.runs)
-            res.update(bare_hop_latency(prefix))
+    with isolated("raw") as (url, prefix):
+        res = raw_pipeline(url, prefix, batches, runs=args.runs)
+        res.update(bare_hop_latency(prefix))
     print(
         f"raw pipeline (bare produce → consume → COPY): {res['raw_samples_per_s']:,.0f} samples/s "
         f"median; produce alone {res['raw_produce_samples_per_s']:,.0f}/s; "

@@ -951,14 +951,8 @@ def main() -> None:
         args.samples, args.athletes, args.raw_runs = 20_000, 50, 1
         args.alerts, args.steady_athletes, args.alert_every_s = 20, 50, 0.25
     try:
-        if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
-            from kneeload.settings import get_settings
-
-            s = get_settings()
-            result = run(args, s.database_url, s.topic_prefix)
-        else:
-            with br.isolated("e2e") as (db_url, prefix):
-                result = run(args, db_url, prefix)
+        with br.isolated("e2e") as (db_url, prefix):  # or the runner's (run_all.py)
+            result = run(args, db_url, prefix)
     except BenchError as exc:
         log(f"END-TO-END BENCH FAILED: {exc}")
         print(orjson.dumps({"error": str(exc)[:4000]}).decode())

@@ -347,14 +347,8 @@ def main() -> None:
     if args.quick:
         args.athletes = 20
     try:
-        if os.environ.get("KNEELOAD_BENCH_ISOLATED") == "1":
-            from kneeload.settings import get_settings
-
-            s = get_settings()
-            result = run(args, s.database_url, s.topic_prefix)
-        else:
-            with br.isolated("live") as (db_url, prefix):
-                result = run(args, db_url, prefix)
+        with br.isolated("live") as (db_url, prefix):  # or the runner's (run_all.py)
+            result = run(args, db_url, prefix)
     except e2e.BenchError as exc:
         e2e.log(f"LIVE-SPIKE BENCH FAILED: {exc}")
         print(orjson.dumps({"error": str(exc)[:4000]}).decode())
