@@ -412,6 +412,13 @@ COMPONENTS: tuple[Component, ...] = (
                 higher_is_better=False,
             ),
             Figure(
+                "restore time (chunks one record per batch: before the packing)",
+                ("restore_chunks_per_batch_s",),
+                unit="s",
+                target=10.0,
+                higher_is_better=False,
+            ),
+            Figure(
                 "restore time (states alone)",
                 ("restore_states_only_s",),
                 unit="s",

@@ -2,8 +2,9 @@
 
 State per athlete is one typed :class:`kneeload.worker.state.AthleteState` (msgspec
 Structs, MessagePack in the table; :func:`new_state`); raw sample chunks live in a separate
-mapping (``chunks``: one entry per input batch, key ``athlete|session|batch_id``) so a
-session can be recomputed exactly from its inputs. Both are Faust tables in the worker
+mapping (``chunks``: one entry per input batch, key ``athlete|session|batch_id``, packed
+into one entry per closed session, ``athlete|session|#0``) so a session can be recomputed
+exactly from its inputs. Both are Faust tables in the worker
 and plain objects in the tests. Every number a session or a minute reports comes from
 :mod:`kneeload.core.session` (sums, means, load per km, coverage).
 
@@ -72,6 +73,7 @@ from kneeload.worker.state import (
     BwsEntry,
     Chunk,
     Day,
+    Pack,
     PainEntry,
     Reason,
     SampleRow,
@@ -79,7 +81,9 @@ from kneeload.worker.state import (
     SessionAcc,
     SpikeEntry,
     decode_chunk,
+    decode_pack,
     encode_chunk,
+    encode_pack,
 )
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
 
@@ -194,6 +198,37 @@ def new_state(athlete_id: str, cfg: WorkerConfig) -> AthleteState:
 
 def _chunk_key(aid: str, sid: str, batch_id: str) -> str:
     return f"{aid}|{sid}|{batch_id}"
+
+
+#: rows per packed record of a closed session's chunks (~2.8 h at 1 Hz; a real watch's rows
+#: compress to ~18 B each, so ~180 KB — any rows stay well under Kafka's 1 MB per record)
+PACK_MAX_ROWS = 10_000
+#: a closed session that got this many more batches (late data) is packed again at once;
+#: fewer wait for the idle timer (so a late stream into it is not repacked per batch)
+PACK_AFTER_BATCHES = 64
+
+
+def _pack_key(aid: str, sid: str, part: int) -> str:
+    """Key of part ``part`` of a closed session's packed chunks (batch ids never start
+    with ``#``: schemas/watch_sample_batch.json)."""
+    return f"{aid}|{sid}|#{part}"
+
+
+def _pack_parts(chunks: list[Chunk], max_rows: int) -> list[list[Chunk]]:
+    """Chunks in order, split into parts of at most ``max_rows`` rows (a chunk stays whole;
+    a part holds at least one chunk)."""
+    parts: list[list[Chunk]] = []
+    cur: list[Chunk] = []
+    n = 0
+    for c in chunks:
+        if cur and n + len(c.rows) > max_rows:
+            parts.append(cur)
+            cur, n = [], 0
+        cur.append(c)
+        n += len(c.rows)
+    if cur:
+        parts.append(cur)
+    return parts
 
 
 def _sample_row(s: dict[str, Any]) -> SampleRow:
@@ -428,8 +463,8 @@ class AthleteProcessor:
             # decides, not the chunk store: the two changelogs are written separately (the
             # state once per take), so after a crash a chunk may exist for a batch the
             # recovered state never counted, and then it must be counted now.
-            raw = self.chunks.get(ckey)
-            old = decode_chunk(raw).rows if raw is not None else rows
+            stored = self._stored_chunk(st.athlete_id, sid, bid)
+            old = stored.rows if stored is not None else rows
             return [self._sample_load_out(st, sid, bid, old)]
         self._mark_late(st, rows)
         self.chunks[ckey] = encode_chunk(Chunk(bid, rows))
@@ -581,13 +616,76 @@ class AthleteProcessor:
         if d is not None:
             by_date[d] = d_sum
 
-    def _session_rows(self, st: AthleteState, sess: Session) -> list[SampleRow]:
-        aid = st.athlete_id
-        rows: list[SampleRow] = []
+    # ------------------------------------------------------------------ chunk store
+    def _packed(self, aid: str, sid: str) -> dict[str, Chunk]:
+        """A session's packed chunks by batch id (all parts; none when never packed)."""
+        out: dict[str, Chunk] = {}
+        k = 0
+        while (raw := self.chunks.get(_pack_key(aid, sid, k))) is not None:
+            for c in decode_pack(raw).chunks:
+                out[c.batch_id] = c
+            k += 1
+        return out
+
+    def _stored_chunk(self, aid: str, sid: str, bid: str) -> Chunk | None:
+        """One batch's stored chunk: its own record, else its session's packed records."""
+        raw = self.chunks.get(_chunk_key(aid, sid, bid))
+        if raw is not None:
+            return decode_chunk(raw)
+        return self._packed(aid, sid).get(bid)
+
+    def _stored_chunks(self, aid: str, sess: Session) -> list[Chunk]:
+        """The chunks of the batches a session counted, in arrival order. A batch's own
+        record wins over a packed copy (written later: a replay after a crash that lost
+        the state but not the pack); what the store lacks is skipped. Independent of
+        ``sess.packed``: the state and the chunk store are separate changelogs."""
+        packed: dict[str, Chunk] | None = None
+        out: list[Chunk] = []
         for b in sess.chunks:
             raw = self.chunks.get(_chunk_key(aid, sess.sid, b))
             if raw is not None:
-                rows.extend(r for r in decode_chunk(raw).rows if not r.late)
+                out.append(decode_chunk(raw))
+                continue
+            if packed is None:
+                packed = self._packed(aid, sess.sid)
+            c = packed.get(b)
+            if c is not None:
+                out.append(c)
+        return out
+
+    def _pack(self, st: AthleteState, sess: Session) -> None:
+        """One record per closed session (parts of :data:`PACK_MAX_ROWS` rows) instead of one
+        per batch: a restarted worker recovers a few records per athlete, and the batches'
+        own records become tombstones a compacted changelog drops. The pack is written
+        before the batches' records are deleted (same changelog partition, so in order)."""
+        aid, sid = st.athlete_id, sess.sid
+        old_parts = 0
+        while _pack_key(aid, sid, old_parts) in self.chunks:
+            old_parts += 1
+        parts = _pack_parts(self._stored_chunks(aid, sess), PACK_MAX_ROWS)
+        for k, part in enumerate(parts):
+            self.chunks[_pack_key(aid, sid, k)] = encode_pack(Pack(part))
+        for k in range(len(parts), old_parts):
+            self.chunks.pop(_pack_key(aid, sid, k), None)
+        for b in sess.chunks:
+            self.chunks.pop(_chunk_key(aid, sid, b), None)
+        sess.packed = len(sess.chunks)
+
+    def _pack_closed(self, st: AthleteState, idle: bool) -> None:
+        """Pack closed sessions never packed (just closed, or closed by an older worker),
+        and those with batches since their last pack (late data) when idle or once
+        :data:`PACK_AFTER_BATCHES` accumulated."""
+        for s in st.sessions.values():
+            new = len(s.chunks) - s.packed
+            if s.status != "closed" or new <= 0:
+                continue
+            if idle or s.packed == 0 or new >= PACK_AFTER_BATCHES:
+                self._pack(st, s)
+
+    def _session_rows(self, st: AthleteState, sess: Session) -> list[SampleRow]:
+        rows: list[SampleRow] = []
+        for c in self._stored_chunks(st.athlete_id, sess):
+            rows.extend(r for r in c.rows if not r.late)
         rows.sort(key=lambda r: (r.t_ms, r.record_id))
         return self._dedup(rows)
 
@@ -682,6 +780,7 @@ class AthleteProcessor:
         for s in closed_now:  # reports that arrived before the session was complete
             for p in self._session_reports(st, s):
                 out += self.on_pain(st, self._report(st, p), now_ms, rerun=True)
+        self._pack_closed(st, idle)
         self._prune(st)
         return out
 
@@ -1050,6 +1149,9 @@ class AthleteProcessor:
             s = st.sessions.pop(sid)
             for b in s.chunks:
                 self.chunks.pop(_chunk_key(st.athlete_id, sid, b), None)
+            k = 0
+            while self.chunks.pop(_pack_key(st.athlete_id, sid, k), None) is not None:
+                k += 1
         cutoff = self.cal(st).date_iso(limit)
         for d in [d for d, day in st.days.items() if d < cutoff and day.final and not day.dirty]:
             st.days.pop(d)
@@ -1091,12 +1193,9 @@ class AthleteProcessor:
                 continue
             s.dirty = True
             self._apply_session_days(st, s)
-            for b in s.chunks:
-                raw = self.chunks.get(_chunk_key(aid, s.sid, b))
-                if raw is not None:
-                    rows = decode_chunk(raw).rows
-                    if rows and rows[-1].t_ms >= t:
-                        out.append(self._sample_load_out(st, s.sid, b, rows))
+            for c in self._stored_chunks(aid, s):
+                if c.rows and c.rows[-1].t_ms >= t:
+                    out.append(self._sample_load_out(st, s.sid, c.batch_id, c.rows))
         if out:
             out += self._advance(st, now_ms, idle=False)
         return out

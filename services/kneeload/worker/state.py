@@ -11,9 +11,10 @@ One :class:`AthleteState` per athlete (table ``athletes``). Its pieces:
 
 Encoding (:func:`encode_state`, :func:`decode_state`): MessagePack, maps for the Structs
 whose field names are the keys the state had as JSON, arrays for entries and sums. The
-chunk store's values (:class:`Chunk` of :class:`SampleRow`, :func:`encode_chunk`) are
-MessagePack arrays compressed with zlib (the raw samples are most of what a worker keeps
-and restores: ~1 MB per athlete for five 45-minute sessions uncompressed).
+chunk store's values (:class:`Chunk` of :class:`SampleRow`, :func:`encode_chunk`; a closed
+session's chunks packed into one :class:`Pack`, :func:`encode_pack`) are MessagePack
+arrays compressed with zlib (the raw samples are most of what a worker keeps and
+restores: ~1 MB per athlete for five 45-minute sessions uncompressed).
 
 Upgrading: a worker of an older version stored the state as orjson JSON dicts with
 positional lists. :func:`decode_state` recognises such a value (it starts with ``{``, which
@@ -42,6 +43,7 @@ __all__ = [
     "BwsEntry",
     "Chunk",
     "Day",
+    "Pack",
     "PainEntry",
     "Reason",
     "SampleRow",
@@ -53,9 +55,11 @@ __all__ = [
     "TeamPair",
     "TeamSeries",
     "decode_chunk",
+    "decode_pack",
     "decode_state",
     "decode_team",
     "encode_chunk",
+    "encode_pack",
     "encode_state",
     "encode_team",
     "from_legacy",
@@ -84,6 +88,15 @@ class Chunk(msgspec.Struct, array_like=True, gc=False):
 
     batch_id: str
     rows: list[SampleRow]
+
+
+class Pack(msgspec.Struct, array_like=True, gc=False):
+    """A closed session's chunks in one record (table ``chunks``, key
+    ``athlete|session|#k``, part k of the session, each up to a row limit): the store keeps
+    one record per closed session instead of one per input batch, so a restarted worker
+    reads a few records per athlete, not hundreds (batch ids never start with ``#``)."""
+
+    chunks: list[Chunk]
 
 
 class BwsEntry(msgspec.Struct, array_like=True, gc=False):
@@ -144,6 +157,7 @@ class Session(msgspec.Struct, gc=False):
     sid: str
     explicit: bool
     chunks: list[str] = []  # batch ids counted, in arrival order
+    packed: int = 0  # the first ``packed`` batch ids' chunks were packed (:class:`Pack`)
     acc: SessionAcc | None = None
     status: str = "open"
     rev: int = -1
@@ -194,6 +208,7 @@ class AthleteState(msgspec.Struct, gc=False):
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(AthleteState)
 _CHUNK_DECODER = msgspec.msgpack.Decoder(Chunk)
+_PACK_DECODER = msgspec.msgpack.Decoder(Pack)
 _SUMS_KEYS = ("n", "dur", "dist", "s_speed", "s_cad", "s_bws", "peak", "load")
 
 
@@ -250,6 +265,18 @@ def decode_chunk(raw: bytes) -> Chunk:
     if raw[:1] == b"\x78":
         raw = zlib.decompress(raw)
     return _CHUNK_DECODER.decode(raw)
+
+
+def encode_pack(p: Pack) -> bytes:
+    """A closed session's packed chunks as stored (MessagePack arrays, zlib-compressed)."""
+    return zlib.compress(_ENCODER.encode(p), CHUNK_ZLIB_LEVEL)
+
+
+def decode_pack(raw: bytes) -> Pack:
+    """A stored :class:`Pack` (compressed MessagePack; plain MessagePack also reads)."""
+    if raw[:1] == b"\x78":
+        raw = zlib.decompress(raw)
+    return _PACK_DECODER.decode(raw)
 
 
 # ------------------------------------------------------------------------------ teams
