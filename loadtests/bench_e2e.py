@@ -61,6 +61,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_raw as br
+from kneeload.contracts import wire
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -277,7 +278,7 @@ class TopicWatcher:
 
 def load_samples_ids(value: bytes) -> list[str]:
     try:
-        ev = orjson.loads(value)
+        ev = wire.decode(value)
         return [s["record_id"] for s in ev.get("samples", ()) if "record_id" in s]
     except Exception:
         return []
@@ -285,7 +286,7 @@ def load_samples_ids(value: bytes) -> list[str]:
 
 def alert_ids(value: bytes) -> list[str]:
     try:
-        ev = orjson.loads(value)
+        ev = wire.decode(value)
         return [ev["athlete_id"]] if ev.get("kind") == "pain_high" and ev.get("athlete_id") else []
     except Exception:
         return []
@@ -872,7 +873,10 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
             if v.get("rows"):
                 v["bytes_per_row"] = round(v["bytes"] / v["rows"], 1)
         result["table_sizes"] = sizes
-        result["kafka_bytes_per_sample"] = kafka_bytes(prefix, args.samples)
+        result["kafka_bytes_per_sample"] = kb = kafka_bytes(prefix, args.samples)
+        result["kafka_bytes_per_sample_total"] = round(
+            sum(v for t, v in kb.items() if not t.startswith("baseline.")), 1
+        )
 
         if not args.skip_alerts:
             log(

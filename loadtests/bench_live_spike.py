@@ -45,6 +45,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_raw as br
 import bench_e2e as e2e
+from kneeload.contracts import wire
 
 HISTORY_RUNS = 4
 HISTORY_SAMPLES = 300  # 5 minutes each
@@ -131,7 +132,7 @@ async def _watch_topic(
             at = time.time()
             for msgs in got.values():
                 for m in msgs:
-                    a = orjson.loads(m.value)
+                    a = wire.decode(m.value)
                     if _opened_live(a):
                         cx.note("event", a["athlete_id"], a["event_time"], at)
     finally:

@@ -37,6 +37,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from kneeload.contracts import wire
+
 REPO = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2024, 6, 1, 6, 0, tzinfo=dt.UTC)
 
@@ -174,7 +176,7 @@ def restart_s(settings: Any, env: dict[str, str], last: dict[str, Any], n: int, 
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             for m in cons:
-                ev = orjson.loads(m.value)
+                ev = wire.decode(m.value)
                 if ev["athlete_id"] == aid and ev["session_id"] == last["sid"]:
                     if ev["samples"] != want:
                         raise RuntimeError(f"state not restored: {ev['samples']} != {want}")

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import uvicorn
 from kafka import KafkaConsumer, TopicPartition
 
+from kneeload.contracts import wire
 from kneeload.settings import Settings
 from kneeload.topics import reconcile, topic_name
 
@@ -229,7 +229,7 @@ class TopicReader:
                     out.append(
                         {
                             "key": msg.key.decode() if msg.key else None,
-                            "value": orjson.loads(msg.value) if msg.value is not None else None,
+                            "value": wire.decode(msg.value) if msg.value is not None else None,
                         }
                     )
                 if until is None or until(out):

@@ -25,7 +25,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from kneeload.contracts import loads
+from kneeload.contracts import wire
 from kneeload.settings import Settings
 from kneeload.topics import reconcile, topic_name
 
@@ -133,7 +133,7 @@ def _stored_once(s: Settings, record_ids: set[str], db_url: str) -> int:
             await w.write(msgs, [])
 
     asyncio.run(write())
-    sent = {s_["record_id"] for _, _, _, v in raw for s_ in loads(v)["samples"]}
+    sent = {s_["record_id"] for _, _, _, v in raw for s_ in wire.decode(v)["samples"]}
     assert record_ids <= sent
     with psycopg.connect(db_url) as conn:
         row = conn.execute(

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from kneeload.contracts import wire
 from kneeload.notify.routing import Routing
 from kneeload.notify.service import Notifier
 from kneeload.settings import Settings
@@ -99,7 +100,7 @@ async def dead_letters(
         deadline = loop.time() + timeout
         while loop.time() < deadline and len(out) < want:
             for recs in (await consumer.getmany(timeout_ms=300)).values():
-                out += [d for d in (orjson.loads(r.value) for r in recs) if match(d)]
+                out += [d for d in (wire.decode(r.value) for r in recs) if match(d)]
     finally:
         await consumer.stop()
     return out

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from kneeload.contracts import wire
 from kneeload.storage.writer import (
     LoadBatchDoc,
     Message,
@@ -81,6 +82,19 @@ def test_typed_fast_path_formats_the_same_rows(safe: bool) -> None:
     m = Message(LOAD_SAMPLES, 0, 0, None, orjson.dumps(load))
     assert decode(m) is None and isinstance(m.doc, LoadBatchDoc)
     assert format_load([m.doc], safe) == format_load([load], safe)
+    # the internal binary frames take the same typed path to the same rows
+    for topic, event, fmt, typ in (
+        (WATCH_SAMPLES, watch, format_watch, WatchBatchDoc),
+        (LOAD_SAMPLES, load, format_load, LoadBatchDoc),
+    ):
+        m = Message(topic, 0, 0, None, wire.encode(event))
+        assert decode(m) is None and isinstance(m.doc, typ)
+        assert fmt([m.doc], safe) == fmt([event], safe)
+        # a string JSON would escape sends a frame the slow, fully checked way too
+        odd = {**event, "samples": [{**x, "record_id": 'r"q'} for x in event["samples"]]}
+        m = Message(topic, 0, 0, None, wire.encode(odd))
+        dead = decode(m)
+        assert dead is not None and dead["reason_code"] == "schema_invalid"
 
 
 def test_typed_decoder_refusal_falls_back_to_the_schema() -> None:

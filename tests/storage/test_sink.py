@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from kneeload.contracts import dumps, loads
+from kneeload.contracts import dumps, loads, wire
 from kneeload.settings import Settings
 from kneeload.topics import reconcile, topic_name
 
@@ -452,3 +452,59 @@ def test_one_poisoned_row_never_takes_its_neighbours_or_the_sink(topics: Setting
     # its maximum) is named as such: a refused batch's samples are checked against the
     # schema before they are retried
     assert got == {"pa": ["db_rejected"], "pc": ["schema_invalid"], "pl": ["schema_invalid"]}
+
+
+def test_json_left_on_the_topics_from_before_the_binary_format_is_stored_like_frames(
+    topics: Settings, db: str
+) -> None:
+    """Upgrade path of the internal wire format: the per-sample topics hold JSON produced
+    before the upgrade, then frames (``contracts.wire``) for the same kind of events. The real
+    sink stores both — none lost, none dead-lettered — and the same values either way."""
+    s = topics
+    tag = uuid.uuid4().hex[:8]
+    old, new = f"ath-json-{tag}", f"ath-frame-{tag}"
+    start = datetime(2030, 4, 1, 8, tzinfo=UTC)
+    items: list[tuple[str, bytes | None, bytes | None]] = []
+    for aid, enc in ((old, dumps), (new, wire.encode)):
+        for i in range(3):
+            b = ev.watch_batch(
+                aid, start + timedelta(seconds=10 * i), n=10, batch_id=f"{aid}-{i}",
+                device=f"dev-{aid}",
+            )  # fmt: skip
+            items.append(("watch.samples", aid.encode(), enc(b)))
+        lb = ev.load_batch(aid, start, n=10, batch_id=f"lb-{aid}", bws=15.0, unit=f"u-{tag}")
+        items.append(("load.samples", aid.encode(), enc(lb)))
+    assert wire.is_frame(items[-1][2]) and not wire.is_frame(items[0][2])
+    _produce(s, items)
+    group = f"sink-upgrade-{tag}"
+    p = _sink(s, db, group)
+    try:
+        for aid in (old, new):
+            _wait(
+                lambda aid=aid: _count(
+                    db, "SELECT count(*) FROM kneeload.sample_load WHERE athlete_id = %s", aid
+                ) == 10 and _count(
+                    db, "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = %s", aid
+                ) == 30,
+                90,
+                f"rows of {aid}",
+            )  # fmt: skip
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+    assert (
+        _count(db, "SELECT count(*) FROM kneeload.dead_letters WHERE key IN (%s, %s)", old, new)
+        == 0
+    )
+
+    def values(table: str, cols: str, aid: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(db) as conn:
+            return conn.execute(
+                f"SELECT {cols} FROM kneeload.{table} WHERE athlete_id = %s ORDER BY time", (aid,)
+            ).fetchall()
+
+    for table, cols in (
+        ("watch_samples", "time, cadence_spm, speed_mps, ground_contact_ms, grade_pct"),
+        ("sample_load", "time, speed_mps, bws_pct, peak_pfj_stress_mpa, late, unit_id"),
+    ):
+        assert values(table, cols, old) == values(table, cols, new), table

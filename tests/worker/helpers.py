@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from kneeload.contracts import wire
 from kneeload.core.pfj import estimate_pfj_sample, pfj_sample_load_mpa_s
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,7 +179,7 @@ class Collector:
             for tp, msgs in got.items():
                 t = tp.topic[len(self.prefix) :]
                 for m in msgs:
-                    ev = orjson.loads(m.value)
+                    ev = wire.decode(m.value)
                     self.all[t].append(ev)
                     self.latest[t][ev[self.KEYS[t]]] = ev
 

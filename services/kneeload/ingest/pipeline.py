@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from kneeload import contracts
-from kneeload.contracts import FieldError
+from kneeload.contracts import FieldError, wire
 from kneeload.ingest.dedupe import RecentKeys
 from kneeload.registry.view import RegistryView
 from kneeload.settings import Settings
@@ -328,7 +328,7 @@ class Ingestor:
                 }
                 if sessions is not None and not self.batch_contract.is_valid(event):
                     raise contracts.ContractError(BATCH, self.batch_contract.errors(event))
-                futures.append(await self.producer.send(topic, contracts.dumps(event), key=key))
+                futures.append(await self.producer.send(topic, wire.encode(event), key=key))
                 out.batch_ids.append(batch_id)
         for i, reason, errs in dlq:
             futures.append(
@@ -528,7 +528,7 @@ class Ingestor:
             seen.add(dkey)
         key = event["athlete_id"] if schema == PAIN else event["unit_id"]
         fut = await self.producer.send(
-            self._topics[_TOPIC[schema]], contracts.dumps(event), key=key.encode()
+            self._topics[_TOPIC[schema]], wire.encode(event), key=key.encode()
         )
         recent = self.recent
 

@@ -32,6 +32,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from kneeload import contracts
+from kneeload.contracts import wire
 from kneeload.notify import ledger
 from kneeload.notify.channels import DeliveryError, Message, SmtpConfig, digest_id, send
 from kneeload.notify.ledger import Delivery
@@ -200,7 +201,7 @@ class Notifier:
                 self.stats.consumed += 1
                 key = rec.key.decode("utf-8", "replace") if rec.key else None
                 try:
-                    alert = contracts.loads(rec.value)
+                    alert = wire.decode(rec.value)  # a frame, or JSON from before the upgrade
                 except contracts.JSONError as exc:
                     dead.append(
                         contracts.dead_letter(

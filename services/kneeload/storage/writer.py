@@ -32,6 +32,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from kneeload import contracts
+from kneeload.contracts import wire
 from kneeload.topics.catalogue import (
     ALERTS,
     CORRELATIONS,
@@ -891,6 +892,11 @@ _FAST_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     WATCH_SAMPLES: msgspec.json.Decoder(WatchBatchDoc),
     LOAD_SAMPLES: msgspec.json.Decoder(LoadBatchDoc),
 }
+#: the same check of a frame's decoded event (``msgspec.convert``)
+_FAST_TYPES: dict[str, type[WatchBatchDoc] | type[LoadBatchDoc]] = {
+    WATCH_SAMPLES: WatchBatchDoc,
+    LOAD_SAMPLES: LoadBatchDoc,
+}
 
 
 def _csv(rows: list[tuple[Any, ...]], safe: bool) -> bytes:
@@ -1008,7 +1014,7 @@ _REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 
 def _as_dict(m: Message) -> dict[str, Any]:
-    doc = m.doc if isinstance(m.doc, dict) else orjson.loads(m.value or b"")
+    doc = m.doc if isinstance(m.doc, dict) else wire.decode(m.value or b"")
     return doc if isinstance(doc, dict) else {}
 
 
@@ -1066,20 +1072,37 @@ def decode(msg: Message, validate: str = "low_volume") -> dict[str, Any] | None:
         return _dead(
             msg, "null_value", "a message without a value on a topic that takes no tombstones"
         )
-    fast = _FAST_DECODERS.get(msg.topic)
-    if fast is not None and validate != "all" and b"\\" not in msg.value:
+    if wire.is_frame(msg.value):  # the internal format (JSON: a message from before it)
         try:
-            typed = fast.decode(msg.value)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            typed = None  # the full check below says what is wrong
-        if typed is not None and typed.samples:
-            msg.doc = typed
-            return None
-        validate = "all"
-    try:
-        doc = contracts.loads(msg.value)
-    except contracts.JSONError as exc:
-        return _dead(msg, "invalid_json", str(exc))
+            doc, special = wire.decode_checked(msg.value)
+        except contracts.JSONError as exc:
+            return _dead(msg, "invalid_frame", str(exc))
+        typ = _FAST_TYPES.get(msg.topic)
+        if typ is not None and validate != "all" and not special:
+            try:
+                typed = msgspec.convert(doc, typ)
+            except msgspec.ValidationError:
+                typed = None  # the full check below says what is wrong
+            if typed is not None and typed.samples:
+                msg.doc = typed
+                return None
+            validate = "all"
+    else:
+        fast = _FAST_DECODERS.get(msg.topic)
+        if fast is not None and validate != "all" and b"\\" not in msg.value:
+            try:
+                typed = fast.decode(msg.value)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                typed = None  # the full check below says what is wrong
+            if typed is not None and typed.samples:
+                msg.doc = typed
+                return None
+            validate = "all"
+        try:
+            doc = contracts.loads(msg.value)
+        except contracts.JSONError as exc:
+            return _dead(msg, "invalid_json", str(exc))
+        special = b"\\" in msg.value
     msg.doc = doc
     full = validate == "all" or (validate == "low_volume" and msg.topic not in SAMPLE_TOPICS)
     # Per-sample topics without full validation get a structural check; a backslash anywhere
@@ -1088,7 +1111,7 @@ def decode(msg: Message, validate: str = "low_volume") -> dict[str, Any] | None:
     structural_ok = (
         isinstance(doc, dict) and isinstance(doc.get("samples"), list) and bool(doc["samples"])
     )
-    if msg.topic in SAMPLE_TOPICS and not full and (not structural_ok or b"\\" in msg.value):
+    if msg.topic in SAMPLE_TOPICS and not full and (not structural_ok or special):
         full = True
     if full:
         errs = contracts.get_contract(_schema_of(msg.topic)).errors(doc)

@@ -54,9 +54,10 @@ import faust
 import orjson
 from kafka.partitioner.default import murmur2
 
-from kneeload.contracts import dead_letter, is_valid
+from kneeload.contracts import JSONError, dead_letter, is_valid, wire
 from kneeload.settings import Settings
 from kneeload.topics import (
+    DEADLETTER,
     PAIN_REPORTS,
     REGISTRY_ASSIGNMENTS,
     REGISTRY_ATHLETES,
@@ -335,7 +336,9 @@ def create_app(settings: Settings) -> faust.App:
 
     async def publish(outputs: list[Output]) -> None:
         for logical, key, ev in outputs:
-            await out_topic(logical).send(key=key.encode(), value=orjson.dumps(ev))
+            # frames inside the platform; a dead letter stays JSON (an edge record)
+            value = orjson.dumps(ev) if logical == DEADLETTER else wire.encode(ev)
+            await out_topic(logical).send(key=key.encode(), value=value)
 
     def reject(
         topic: str, key: bytes | None, value: bytes | None, code: str, detail: str
@@ -376,8 +379,8 @@ def create_app(settings: Settings) -> faust.App:
                     outs += o
             return
         try:
-            doc: Any = orjson.loads(value) if value is not None else None
-        except orjson.JSONDecodeError as exc:
+            doc: Any = wire.decode(value) if value is not None else None
+        except JSONError as exc:
             outs.append(reject(topic, key, value, "invalid_json", str(exc)))
             return
         if doc is None and topic != t_reg:
@@ -452,8 +455,8 @@ def create_app(settings: Settings) -> faust.App:
                         await publish(outs)
                 continue
             try:
-                doc = orjson.loads(value) if value is not None else None
-            except orjson.JSONDecodeError as exc:
+                doc = wire.decode(value) if value is not None else None
+            except JSONError as exc:
                 await publish([reject(topic, key, value, "invalid_json", str(exc))])
                 continue
             if doc is None:
@@ -494,8 +497,8 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             key, value = event.key, event.value
             try:
-                doc = orjson.loads(value) if value is not None else None
-            except orjson.JSONDecodeError:
+                doc = wire.decode(value) if value is not None else None
+            except JSONError:
                 log.warning("ignoring a device record that is not JSON (key %r)", key)
                 continue
             if doc is not None and not is_valid("device_record", doc):
@@ -512,8 +515,8 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             topic, key, value = event.message.topic, event.key, event.value
             try:
-                doc = orjson.loads(value) if value is not None else None
-            except orjson.JSONDecodeError as exc:
+                doc = wire.decode(value) if value is not None else None
+            except JSONError as exc:
                 await publish([reject(topic, key, value, "invalid_json", str(exc))])
                 continue
             if not (

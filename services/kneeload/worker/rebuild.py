@@ -42,9 +42,11 @@ from typing import Any
 
 import orjson
 
+from kneeload.contracts import wire
 from kneeload.settings import Settings
 from kneeload.topics import (
     DAILY_LOAD,
+    DEADLETTER,
     LOAD_MINUTE,
     PAIN_REPORTS,
     REGISTRY_ASSIGNMENTS,
@@ -535,7 +537,8 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
             counts[table] = c
         names = {t.logical_name: t.full_name for t in catalogue(settings)}
         for topic, key, event in rebuilt.publish:  # history the database lacks (--since)
-            prod.send(names[topic], key=key.encode(), value=orjson.dumps(event))
+            value = orjson.dumps(event) if topic == DEADLETTER else wire.encode(event)
+            prod.send(names[topic], key=key.encode(), value=value)
         counts["published"] = len(rebuilt.publish)
         prod.flush(timeout_s)
     finally:
