@@ -151,3 +151,20 @@ def test_fast_and_reference_agree_on_generated_samples(sample: dict[str, Any]) -
     _agree("watch_sample_batch", batch)
     # A batch is valid iff every sample is (the other batch fields are valid here).
     assert get_contract("watch_sample_batch").is_valid(batch) == contract.is_valid(sample)
+
+
+def test_the_typed_check_covers_the_edge_records_and_accepts_their_examples() -> None:
+    """The gateway's records get the msgspec accept path (``contracts.typed``): it exists for
+    them and accepts every valid example (what it refuses only goes the slower way; the
+    agreement tests above check it never accepts what the reference rejects)."""
+    for name in ("watch_sample_batch", "pain_report", "bws_setpoint_change"):
+        check = get_contract(name)._typed
+        assert check is not None, name
+        for n, obj in VALID:
+            if n == name:
+                assert check(obj), (name, obj)
+    sample = sample_contract()._typed
+    assert sample is not None
+    for n, obj in VALID:
+        if n == "watch_sample_batch":
+            assert all(sample(s) for s in obj["samples"])

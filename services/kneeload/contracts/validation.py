@@ -8,6 +8,8 @@
   that both validators agree on every example and on generated objects).
   ``format`` is an annotation in both (timestamps are enforced by ``pattern``), and
   ``default`` is never applied, so validation never mutates the instance.
+* **Typed** — before both, msgspec types generated from the schema
+  (:mod:`kneeload.contracts.typed`) accept what they can; only what they refuse goes on.
 * **Reference** — :class:`jsonschema.Draft202012Validator`, used only after the fast
   validator rejected, to produce machine-readable errors ``{path, code, message}``.
   Its ``pattern`` keyword is given ECMA-262 end-of-input semantics for ``$`` (Python's
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -28,6 +31,7 @@ from jsonschema.exceptions import ValidationError
 
 from kneeload.contracts.jsonutil import JSONError, NonFiniteNumberError, loads
 from kneeload.contracts.schemas import load_schema, schema_names
+from kneeload.contracts.typed import typed_check
 
 __all__ = [
     "PORTABLE_KEYWORDS",
@@ -206,6 +210,10 @@ class Contract:
         self.schema = schema
         ReferenceValidator.check_schema(schema)
         self._reference = ReferenceValidator(schema)
+        #: msgspec types generated from the schema: accepts only what the schema accepts
+        #: (~4x faster than the compiled validator on a watch sample); None outside its subset.
+        #: Built from a copy: fastjsonschema annotates the nested dicts it compiles.
+        self._typed = typed_check(copy.deepcopy(schema))
         fast_schema = dict(schema)
         fast_schema["$schema"] = _DRAFT07
         self._fast = fastjsonschema.compile(
@@ -217,7 +225,9 @@ class Contract:
 
     # -- fast path -----------------------------------------------------------
     def is_valid(self, instance: Any) -> bool:
-        """Fast check (compiled validator only)."""
+        """Fast check (typed msgspec check, then the compiled validator)."""
+        if self._typed is not None and self._typed(instance):
+            return True
         try:
             self._fast(instance)
         except fastjsonschema.JsonSchemaValueException:
@@ -226,6 +236,8 @@ class Contract:
 
     def errors(self, instance: Any, *, max_errors: int = 100) -> list[FieldError]:
         """``[]`` when valid (fast path); otherwise the reference validator's errors."""
+        if self._typed is not None and self._typed(instance):
+            return []
         try:
             self._fast(instance)
         except fastjsonschema.JsonSchemaValueException as exc:
