@@ -10,10 +10,9 @@ import sys
 
 import orjson
 import pytest
-from pydantic import SecretStr
 
 from kneeload import logs
-from kneeload.settings import Settings, reveal
+from kneeload.settings import SecretStr, Settings, reveal
 
 SLACK = "https://hooks.slack.com/services/T0KNEE/B0LOAD/xoxb-slack-secret-9f8e7d"
 SECRETS = {

@@ -48,10 +48,9 @@ def settings_cmd() -> None:
     import os
 
     import orjson
-    from pydantic import SecretStr
 
     from kneeload.logs import known_secrets, redact
-    from kneeload.settings import Settings, _env_file, get_settings
+    from kneeload.settings import SecretStr, Settings, _env_file, get_settings
 
     s = get_settings()
     secrets = known_secrets(s)

@@ -2,7 +2,7 @@
 
 Two layers, both applied to the final text:
 
-* the **known secrets** of the running configuration — every :class:`~pydantic.SecretStr`
+* the **known secrets** of the running configuration — every :class:`~kneeload.settings.SecretStr`
   setting, a password embedded in ``database_url``/``mqtt_url``, and from the notification
   routing document each channel's URL (a Slack or webhook URL is its own credential) and
   header values — are replaced by a label (``<admin_token>``) or, for a channel URL, by its
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # pydantic loads with the settings, on the first log record, not at start-up
+if TYPE_CHECKING:  # the settings load on the first log record, not at start-up
     from kneeload.settings import Settings
 
 __all__ = ["install", "known_secrets", "mask_url", "redact"]
@@ -73,7 +73,7 @@ def _routing_secrets(s: Settings) -> Iterable[tuple[str, str]]:
 
 def known_secrets(s: Settings) -> dict[str, str]:
     """Secret text of ``s`` -> what to show instead (longest first, so a URL beats its parts)."""
-    from pydantic import SecretStr
+    from kneeload.settings import SecretStr
 
     found: dict[str, str] = {}
     for name in type(s).model_fields:

@@ -10,8 +10,9 @@ fallback; real environment variables always win.
 Nothing here is a secret baked into code: the local stack's password is generated
 on first start and lives only under the git-ignored ``var/``.
 
-Secrets are held as :class:`pydantic.SecretStr` (tokens, passwords, the notification routing
-document with its webhook URLs): their ``repr``/``str`` print ``**********``, and code reads them
+Secrets are held as :class:`SecretStr` (pydantic's interface, :mod:`kneeload._envsettings`:
+the settings load without pydantic) — tokens, passwords, the notification routing
+document with its webhook URLs: their ``repr``/``str`` print ``**********``, and code reads them
 with :func:`reveal` at the point of use. Credentials given inside ``KNEELOAD_MQTT_URL`` are moved
 into ``mqtt_username``/``mqtt_password``. The database password is not a setting at all: libpq
 reads it from its password file (the local stack's ``var/pg/pgpass``) or ``PGPASSWORD`` (compose);
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from kneeload._envsettings import EnvSettings, Field, SecretStr, SettingsError
+
+__all__ = ["REPO_ROOT", "SecretStr", "Settings", "SettingsError", "get_settings", "reveal"]
 
 #: Repository root when running from a checkout (services/kneeload/settings.py -> ../../)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,10 +40,10 @@ def _env_file() -> Path:
     return Path(os.environ.get("KNEELOAD_VAR_DIR", str(REPO_ROOT / "var"))) / "kneeload.env"
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     """kneeload configuration. Every field maps to ``KNEELOAD_<FIELD NAME IN CAPITALS>``."""
 
-    model_config = SettingsConfigDict(env_prefix="KNEELOAD_", extra="ignore")
+    env_prefix = "KNEELOAD_"
 
     # --- where things are -------------------------------------------------
     var_dir: Path = Field(
@@ -352,26 +354,24 @@ class Settings(BaseSettings):
         "kneeload-pg", description="UID of the PostgreSQL data source the dashboards use"
     )
 
-    @model_validator(mode="after")
-    def _mqtt_credentials_out_of_the_url(self) -> Settings:
+    def model_post_init(self) -> None:
         """``mqtt://user:pass@host`` -> plain URL + username + secret password."""
         u = urlsplit(self.mqtt_url)
         if u.username is None and u.password is None:
-            return self
+            return
         if self.mqtt_username is None and u.username:
             self.mqtt_username = unquote(u.username)
         if self.mqtt_password is None and u.password is not None:
             self.mqtt_password = SecretStr(unquote(u.password))
         self.mqtt_url = urlunsplit(u._replace(netloc=u.netloc.rsplit("@", 1)[1]))
-        return self
 
 
 def reveal(value: SecretStr | str | None) -> str | None:
     """The plain text of a secret setting, at the point of use (a ``model_copy`` may have put
-    a plain string there: both are accepted)."""
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    return value
+    a plain string or a pydantic ``SecretStr`` there: all are accepted)."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.get_secret_value()
 
 
 def _load() -> Settings:

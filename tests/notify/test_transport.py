@@ -28,7 +28,6 @@ import orjson
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -36,7 +35,7 @@ from starlette.routing import Route
 
 from kneeload.notify.channels import DeliveryError, Message, SmtpConfig, retry_after_s, send
 from kneeload.notify.routing import Channel
-from kneeload.settings import Settings
+from kneeload.settings import SecretStr, Settings
 
 from .conftest import make_alert, produce, serving, unique, wait_for
 from .test_delivery import running, tuned

@@ -25,6 +25,31 @@ def test_status_reports_every_component_healthy(base_settings: Settings) -> None
         assert st["healthy"], st
 
 
+def test_kafka_health_is_one_metadata_request_without_a_client_library(
+    base_settings: Settings,
+) -> None:
+    """`stack status` asks the broker over a socket (kafka-python's admin client cost ~0.2 s
+    of import): the real broker lists itself; PostgreSQL's port and a closed port are not
+    Kafka."""
+    ep = Endpoint.parse(base_settings.kafka_bootstrap, 19092)
+    admin = KafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap)
+    try:
+        want = {(b["broker_id"], b["host"], b["port"]) for b in admin.describe_cluster()["brokers"]}
+    finally:
+        admin.close()
+    assert set(kafka.metadata_brokers(ep.host, ep.port)) == want
+    pg = Endpoint.parse(base_settings.database_url.split("@", 1)[1], 5432)
+    for port in (pg.port, _free_port()):
+        s = base_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+        assert not kafka.healthy(s, timeout_s=2.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_up_twice_is_harmless() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "kneeload", "stack", "up"],
