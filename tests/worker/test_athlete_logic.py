@@ -159,7 +159,7 @@ def test_fleet_online_in_use_minutes_and_offline_alert() -> None:
     assert any(t == "worker.bws-by-athlete" for t, _, _ in out)
     st = [e for t, _, e in out if t == "unit.status"]
     assert st[0]["in_use"] and st[0]["athlete_id"] == "a1"
-    assert u["minutes"]["2024-06-10"] == pytest.approx(118 / 60)
+    assert u.minutes["2024-06-10"] == pytest.approx(118 / 60)
     # the belt stops, the athlete stays on: online, not in use, no more minutes (issue #15:
     # the demo's units read 95-100 % in use while an athlete was merely assigned)
     for i in range(120, 180, 2):
@@ -169,7 +169,7 @@ def test_fleet_online_in_use_minutes_and_offline_alert() -> None:
         out += f.on_telemetry(u, rec, 1000)
     st = [e for t, _, e in out if t == "unit.status"]
     assert st[-1]["online"] and not st[-1]["in_use"] and st[-1]["athlete_id"] == "a1"
-    assert u["minutes"]["2024-06-10"] == pytest.approx(118 / 60)
+    assert u.minutes["2024-06-10"] == pytest.approx(118 / 60)
     # a second session, then only a heartbeat two hours later (the demo's units between
     # sessions): idle from a second after the last running telemetry, not until the heartbeat
     t1 = D0 + dt.timedelta(minutes=10)
@@ -265,7 +265,7 @@ def test_device_records_are_re_keyed_by_unit_for_lever_units_only() -> None:
 def _heartbeat(u: dict, f: UnitProcessor, now_ms: int) -> None:
     f.on_telemetry(
         u,
-        {"unit_id": u["unit_id"], "clinic_id": None, "time": iso(D0), "kind": "heartbeat"},
+        {"unit_id": u.unit_id, "clinic_id": None, "time": iso(D0), "kind": "heartbeat"},
         now_ms,
     )
 
@@ -278,7 +278,7 @@ def test_unit_goes_offline_after_its_registry_timeout_not_the_default() -> None:
     rec = device_to_unit("u7", _device("u7", timeout_s=5))
     assert rec is not None
     f.on_device(u, rec[2])
-    assert u["timeout_s"] == 5.0 and u["clinic_id"] == "c9"
+    assert u.timeout_s == 5.0 and u.clinic_id == "c9"
     _heartbeat(u, f, 1000)
     assert f.on_tick(u, 1000 + 5_000) == []  # not longer than 5 s yet
     off = f.on_tick(u, 1000 + 5_001)
@@ -289,7 +289,7 @@ def test_unit_goes_offline_after_its_registry_timeout_not_the_default() -> None:
     gone = device_to_unit("u7", None)
     assert gone is not None
     f.on_device(u, gone[2])
-    assert u["timeout_s"] is None and u["clinic_id"] == "c9"
+    assert u.timeout_s is None and u.clinic_id == "c9"
     _heartbeat(u, f, 100_000)
     assert f.on_tick(u, 100_000 + 30_000) == []
     off = f.on_tick(u, 100_000 + 60_001)

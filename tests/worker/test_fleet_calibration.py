@@ -9,6 +9,7 @@ import pytest
 
 from kneeload.core.fleet import FleetThresholds
 from kneeload.worker.fleet import UnitProcessor, new_unit
+from kneeload.worker.state import UnitCal
 
 from .helpers import UTC, iso
 
@@ -56,7 +57,7 @@ def test_day_figures_use_running_samples_only_and_each_day_closes() -> None:
     assert closing["calibration_samples"] == 6
     assert closing["support_bias_pp"] == pytest.approx(4.0)
     assert closing["support_mae_pp"] == pytest.approx(4.0)
-    assert u["cal"]["2024-06-11"] == [3.0, 9.0, 11.0]  # n, Σe, Σ|e| of +5, +5, −1
+    assert u.cal["2024-06-11"] == UnitCal(3.0, 9.0, 11.0)  # n, Σe, Σ|e| of +5, +5, −1
     alerts = [e for t, _, e in out if t == "alerts"]
     # 50 s above 3 pp on day 1; the idle records pause the episode (day 2's first sample
     # credits nothing); 10 s more at +5 → 60 s: alert
@@ -65,7 +66,7 @@ def test_day_figures_use_running_samples_only_and_each_day_closes() -> None:
     assert alerts[0]["severity"] == "warning"
     assert alerts[0]["dedup_key"] == "unit_calibration_drift:unit:u1:20240610T080000Z"
     assert alerts[0]["values"]["above_running_s"] == 60.0
-    assert u["drift"][0] is None  # −1 pp ended the episode
+    assert u.drift is not None and u.drift.since_ms is None  # −1 pp ended the episode
 
 
 def test_setpoints_and_heartbeats_do_not_touch_calibration() -> None:
@@ -79,5 +80,5 @@ def test_setpoints_and_heartbeats_do_not_touch_calibration() -> None:
         "athlete_id": "a1",
     }
     u, out = feed([sp, tel(D0 + dt.timedelta(seconds=1), 20.0)])
-    assert u["cal"] == {"2024-06-10": [1.0, 0.0, 0.0]}
+    assert u.cal == {"2024-06-10": UnitCal(1.0, 0.0, 0.0)}
     assert not [e for t, _, e in out if t == "alerts"]

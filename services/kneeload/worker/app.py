@@ -22,10 +22,10 @@ load/pain observations, published by the athlete agent; runs
 
 State: four plain (not windowed) tables with the in-memory store and a changelog
 topic each (``athletes``, ``chunks``, ``units``, ``teams``); a restarted worker replays
-the changelog. Athletes' values are typed :class:`kneeload.worker.state.AthleteState`
-structs stored as MessagePack (JSON of older workers is read and converted); the other
-tables' values are orjson bytes. A decoded copy is cached per key and reused while
-the table still holds the very bytes object written last (identity check), so
+the changelog. Athletes', units' and teams' values are typed structs of
+:mod:`kneeload.worker.state` stored as MessagePack (JSON of older workers is read and
+converted); chunks are compressed MessagePack. A decoded copy is cached per key and
+reused while the table still holds the very bytes object written last (identity check), so
 recovery and rebalances are always honoured. Tables use the producer's partitioner
 (murmur2 of the key, as every input topic), so they can be written outside one event.
 
@@ -84,7 +84,14 @@ from kneeload.worker.fleet import (
     fleet_thresholds,
     new_unit,
 )
-from kneeload.worker.state import decode_state, decode_team, encode_state, encode_team
+from kneeload.worker.state import (
+    decode_state,
+    decode_team,
+    decode_unit,
+    encode_state,
+    encode_team,
+    encode_unit,
+)
 from kneeload.worker.team import TeamProcessor
 
 log = logging.getLogger("kneeload.worker")
@@ -317,7 +324,7 @@ def create_app(settings: Settings) -> faust.App:
 
     athletes = CachedTable(table("athletes"), encode_state, decode_state)
     chunks = CachedTable(table("chunks"))
-    units = CachedTable(table("units"))
+    units = CachedTable(table("units"), encode_unit, decode_unit)
     teams = CachedTable(table("teams"), encode_team, decode_team)
     proc = AthleteProcessor(cfg, chunks)
     fleet = UnitProcessor(

@@ -36,6 +36,7 @@ from kneeload.topics import UNIT_STATUS
 from kneeload.topics.catalogue import WORKER_BWS_BY_ATHLETE, WORKER_DEVICES_BY_UNIT
 from kneeload.worker import episodes as worker_episodes
 from kneeload.worker.athlete import Output, alert_out
+from kneeload.worker.state import UnitCal, UnitCalLast, UnitDrift, UnitFwd, UnitState
 from kneeload.worker.timeutil import iso, parse_ms, to_dt
 
 if TYPE_CHECKING:
@@ -54,25 +55,9 @@ _RUN_STALE_MS = _GAP_CAP_MS
 _CAL_DAYS_KEPT = 8
 
 
-def new_unit(unit_id: str) -> dict[str, Any]:
-    return {
-        "unit_id": unit_id,
-        "clinic_id": None,
-        "last_seen": None,
-        "last_proc": 0,
-        "online": False,
-        "athlete_id": None,
-        "running": False,  # belt moving with an athlete on it (core.fleet.is_running)
-        "assigned": None,
-        "bws_pct": None,
-        "minutes": {},
-        "last_use_t": None,
-        "timeout_s": None,
-        "last_pub": 0,
-        "last_fwd": None,
-        "cal": {},
-        "drift": None,
-    }
+def new_unit(unit_id: str) -> UnitState:
+    """Empty state of one unit."""
+    return UnitState(unit_id)
 
 
 class UnitProcessor:
@@ -88,13 +73,13 @@ class UnitProcessor:
         self.bws_stale_s = bws_stale_s
         self.thresholds = thresholds
 
-    def on_assignment(self, u: dict[str, Any], rec: dict[str, Any] | None) -> list[Output]:
+    def on_assignment(self, u: UnitState, rec: dict[str, Any] | None) -> list[Output]:
         if rec is not None:
-            u["assigned"] = rec.get("athlete_id")
-            u["clinic_id"] = rec.get("clinic_id") or u["clinic_id"]
+            u.assigned = rec.get("athlete_id")
+            u.clinic_id = rec.get("clinic_id") or u.clinic_id
         return []
 
-    def on_device(self, u: dict[str, Any], rec: dict[str, Any]) -> None:
+    def on_device(self, u: UnitState, rec: dict[str, Any]) -> None:
         """Apply a unit's device record (as :func:`device_to_unit` re-keys it).
 
         Parameters
@@ -107,28 +92,28 @@ class UnitProcessor:
             (``KNEELOAD_WORKER_UNIT_TIMEOUT_S``) applies again.
         """
         t = rec.get("timeout_s")
-        u["timeout_s"] = float(t) if t else None
+        u.timeout_s = float(t) if t else None
         if rec.get("clinic_id"):
-            u["clinic_id"] = rec["clinic_id"]
+            u.clinic_id = rec["clinic_id"]
 
-    def on_telemetry(self, u: dict[str, Any], rec: dict[str, Any], now_ms: int) -> list[Output]:
+    def on_telemetry(self, u: UnitState, rec: dict[str, Any], now_ms: int) -> list[Output]:
         """Telemetry, heartbeat or setpoint change of one unit."""
         t = parse_ms(rec["time"])
-        u["clinic_id"] = rec.get("clinic_id") or u["clinic_id"]
+        u.clinic_id = rec.get("clinic_id") or u.clinic_id
         out: list[Output] = []
-        was_online = u["online"]
-        prev_athlete = u["athlete_id"]
-        u["last_proc"] = now_ms
-        if u["last_seen"] is None or t >= u["last_seen"]:
-            u["last_seen"] = t
-        u["online"] = True
+        was_online = u.online
+        prev_athlete = u.athlete_id
+        u.last_proc = now_ms
+        if u.last_seen is None or t >= u.last_seen:
+            u.last_seen = t
+        u.online = True
         kind = rec.get("kind", "setpoint")
         changed = not was_online
         if not was_online:
             out += self._heard_again(u, t)
         out += self._belt_stopped(u, t, now_ms)
         if kind != "heartbeat":
-            athlete = rec.get("athlete_id") if "athlete_id" in rec else u["assigned"]
+            athlete = rec.get("athlete_id") if "athlete_id" in rec else u.assigned
             support = rec.get("measured_support_pct")
             bws = float(support) if support is not None else rec.get("bws_pct")
             if bws is not None:
@@ -136,56 +121,51 @@ class UnitProcessor:
             if kind == "telemetry":
                 out += self._calibration(u, t, rec, athlete, now_ms)
             running = self._running(u, rec, athlete)
-            if athlete != prev_athlete or bws != u["bws_pct"] or running != u.get("running"):
+            if athlete != prev_athlete or bws != u.bws_pct or running != u.running:
                 changed = True
             if prev_athlete is not None and athlete != prev_athlete:
                 out.append(self._fwd(prev_athlete, t, None, 0.0))
-            u["running"] = running
-            if running and t >= (u.get("run_t") or 0):
-                u["run_t"] = t
+            u.running = running
+            if running and t >= (u.run_t or 0):
+                u.run_t = t
             in_use = running
-            if (
-                in_use
-                and u["last_use_t"] is not None
-                and prev_athlete == athlete
-                and t > u["last_use_t"]
-            ):
-                gap = min(t - u["last_use_t"], _GAP_CAP_MS)
+            if in_use and u.last_use_t is not None and prev_athlete == athlete and t > u.last_use_t:
+                gap = min(t - u.last_use_t, _GAP_CAP_MS)
                 d = to_dt(t).date().isoformat()
-                u["minutes"][d] = u["minutes"].get(d, 0.0) + gap / 60000.0
-            u["last_use_t"] = t if in_use else None
-            u["athlete_id"] = athlete
-            u["bws_pct"] = bws
+                u.minutes[d] = u.minutes.get(d, 0.0) + gap / 60000.0
+            u.last_use_t = t if in_use else None
+            u.athlete_id = athlete
+            u.bws_pct = bws
             if athlete is not None:
-                last = u["last_fwd"]
+                last = u.last_fwd
                 if (
                     changed
                     or last is None
-                    or t < last[0]  # earlier than the last entry sent: the athlete lacks it
-                    or t - last[0] >= self.bws_stale_s * 500
-                    or last[1] != bws
+                    or t < last.t_ms  # earlier than the last entry sent: the athlete lacks it
+                    or t - last.t_ms >= self.bws_stale_s * 500
+                    or last.bws_pct != bws
                 ):
-                    out.append(self._fwd(athlete, t, u["unit_id"], bws or 0.0))
-                    if last is None or t >= last[0]:
-                        u["last_fwd"] = [t, bws]
+                    out.append(self._fwd(athlete, t, u.unit_id, bws or 0.0))
+                    if last is None or t >= last.t_ms:
+                        u.last_fwd = UnitFwd(t, bws)
             else:
-                u["last_fwd"] = None
-        if changed or now_ms - u["last_pub"] >= self.status_interval_s * 1000:
+                u.last_fwd = None
+        if changed or now_ms - u.last_pub >= self.status_interval_s * 1000:
             out.append(self._status(u, t, now_ms))
         return out
 
-    def _belt_stopped(self, u: dict[str, Any], t: int, now_ms: int) -> list[Output]:
+    def _belt_stopped(self, u: UnitState, t: int, now_ms: int) -> list[Output]:
         """A record arriving more than a minute after the last running telemetry (a
         heartbeat between sessions, the next session's first record): the belt stopped after
         that telemetry, so the unit is published idle from one second after it — the status
         history is a step function, and in use must not stretch to the next record."""
-        run_t = u.get("run_t")
-        if not u.get("running") or run_t is None or t - run_t <= _RUN_STALE_MS:
+        run_t = u.run_t
+        if not u.running or run_t is None or t - run_t <= _RUN_STALE_MS:
             return []
-        u["running"] = False
+        u.running = False
         return [self._status(u, run_t + 1000, now_ms)]
 
-    def _running(self, u: dict[str, Any], rec: dict[str, Any], athlete: str | None) -> bool:
+    def _running(self, u: UnitState, rec: dict[str, Any], athlete: str | None) -> bool:
         """In use = the belt runs with an athlete on it (core.fleet.is_running), from the
         record's belt speed; a record without one (a setpoint change) keeps the last known
         state unless nobody is on the unit any more. An assigned athlete standing beside a
@@ -194,12 +174,12 @@ class UnitProcessor:
         if athlete is None:
             return False
         if "belt_speed_mps" not in rec:
-            return bool(u.get("running", False))
+            return u.running
         th = self.thresholds
         return core_fleet.is_running(rec.get("belt_speed_mps"), athlete, th.running_min_speed_mps)
 
     def _calibration(
-        self, u: dict[str, Any], t: int, rec: dict[str, Any], athlete: str | None, now_ms: int
+        self, u: UnitState, t: int, rec: dict[str, Any], athlete: str | None, now_ms: int
     ) -> list[Output]:
         """Per-day calibration sums and the drift episode (core's functions).
 
@@ -216,28 +196,36 @@ class UnitProcessor:
         closing: list[Output] = []
         if core_fleet.is_running(sample.belt_speed_mps, athlete, th.running_min_speed_mps):
             e = core_fleet.support_bias_pp(sample.bws_pct, sample.measured_support_pct)
-            cal: dict[str, list[float]] = u.setdefault("cal", {})
+            cal = u.cal
             d = to_dt(t).date().isoformat()
-            sums = cal.setdefault(d, [0.0, 0.0, 0.0])
-            sums[0] += 1.0
-            sums[1] += e
-            sums[2] += abs(e)
+            sums = cal.get(d)
+            if sums is None:
+                sums = cal[d] = UnitCal()
+            sums.n += 1.0
+            sums.sum_bias_pp += e
+            sums.sum_abs_bias_pp += abs(e)
             for old in sorted(cal)[:-_CAL_DAYS_KEPT]:
                 del cal[old]
-            last = u.get("cal_last")
-            if last is None or t >= last[1]:
-                if last is not None and last[0] != d:
-                    closing.append(self._status(u, last[1], now_ms))
-                u["cal_last"] = [d, t]
-        raw = u.get("drift")
-        ep = core_fleet.DriftEpisode(*raw) if raw else core_fleet.DriftEpisode()
+            last = u.cal_last
+            if last is None or t >= last.t_ms:
+                if last is not None and last.date != d:
+                    closing.append(self._status(u, last.t_ms, now_ms))
+                u.cal_last = UnitCalLast(d, t)
+        dr = u.drift
+        ep = (
+            core_fleet.DriftEpisode(
+                dr.since_ms, dr.above_s, dr.bias_sum_pp_s, dr.last_ms, dr.alerted
+            )
+            if dr is not None
+            else core_fleet.DriftEpisode()
+        )
         ep = core_fleet.advance_drift(ep, t, sample, th)
-        a = core_alerts.check_unit_calibration_drift(u["unit_id"], u["clinic_id"], to_dt(t), ep, th)
+        a = core_alerts.check_unit_calibration_drift(u.unit_id, u.clinic_id, to_dt(t), ep, th)
         if a is not None:
             ep = core_fleet.DriftEpisode(
                 ep.since_ms, ep.above_s, ep.bias_sum_pp_s, ep.last_ms, a.severity.value
             )
-        u["drift"] = [ep.since_ms, ep.above_s, ep.bias_sum_pp_s, ep.last_ms, ep.alerted]
+        u.drift = UnitDrift(ep.since_ms, ep.above_s, ep.bias_sum_pp_s, ep.last_ms, ep.alerted)
         return closing + ([alert_out(a)] if a is not None else [])
 
     @staticmethod
@@ -248,78 +236,84 @@ class UnitProcessor:
             {"t": t, "unit_id": unit, "bws_pct": bws, "athlete_id": athlete},
         )
 
-    def _status(self, u: dict[str, Any], t: int, now_ms: int) -> Output:
-        u["last_pub"] = now_ms
+    def _status(self, u: UnitState, t: int, now_ms: int) -> Output:
+        u.last_pub = now_ms
         d = to_dt(t).date().isoformat()
-        n, se, sa = u.get("cal", {}).get(d, (0.0, 0.0, 0.0))
-        drift = u.get("drift")
+        c = u.cal.get(d) or UnitCal()
+        n, se, sa = c.n, c.sum_bias_pp, c.sum_abs_bias_pp
+        drift = u.drift
         return (
             UNIT_STATUS,
-            u["unit_id"],
+            u.unit_id,
             {
-                "id": f"{u['unit_id']}:{iso(t)}",
-                "unit_id": u["unit_id"],
-                "clinic_id": u["clinic_id"],
+                "id": f"{u.unit_id}:{iso(t)}",
+                "unit_id": u.unit_id,
+                "clinic_id": u.clinic_id,
                 "time": iso(t),
-                "online": u["online"],
-                "in_use": u["online"] and u["athlete_id"] is not None and u.get("running", False),
-                "athlete_id": u["athlete_id"] if u["online"] else None,
-                "bws_pct": u["bws_pct"],
+                "online": u.online,
+                "in_use": u.online and u.athlete_id is not None and u.running,
+                "athlete_id": u.athlete_id if u.online else None,
+                "bws_pct": u.bws_pct,
                 "date": d,
-                "minutes_used_today": min(1440.0, u["minutes"].get(d, 0.0)),
-                "last_seen": iso(u["last_seen"]) if u["last_seen"] is not None else None,
+                "minutes_used_today": min(1440.0, u.minutes.get(d, 0.0)),
+                "last_seen": iso(u.last_seen) if u.last_seen is not None else None,
                 "calibration_samples": int(n),
                 "support_bias_pp": round(se / n, 4) if n else None,
                 "support_mae_pp": round(sa / n, 4) if n else None,
-                "drift_running_s": round(drift[1], 1) if drift and drift[0] is not None else 0.0,
+                "drift_running_s": round(drift.above_s, 1)
+                if drift is not None and drift.since_ms is not None
+                else 0.0,
             },
         )
 
-    def on_tick(self, u: dict[str, Any], now_ms: int) -> list[Output]:
+    def on_tick(self, u: UnitState, now_ms: int) -> list[Output]:
         """Processing-time check: silent longer than the timeout → offline + alert."""
-        if not u["online"] or u["last_seen"] is None:
+        if not u.online or u.last_seen is None:
             return []
-        timeout = u["timeout_s"] or self.unit_timeout_s
-        silent_ms = now_ms - u["last_proc"]
+        timeout = u.timeout_s or self.unit_timeout_s
+        silent_ms = now_ms - u.last_proc
         if silent_ms <= timeout * 1000:
             return []
-        u["online"] = False
+        u.online = False
         out: list[Output] = []
-        if u["athlete_id"] is not None:
-            out.append(self._fwd(u["athlete_id"], u["last_seen"] + 1, None, 0.0))
-            u["athlete_id"] = None
-            u["last_use_t"] = None
-        t_event = u["last_seen"] + silent_ms
+        if u.athlete_id is not None:
+            out.append(self._fwd(u.athlete_id, u.last_seen + 1, None, 0.0))
+            u.athlete_id = None
+            u.last_use_t = None
+        t_event = u.last_seen + silent_ms
         out.append(self._status(u, t_event, now_ms))
         a = core_alerts.check_unit_silent(
-            u["unit_id"],
-            u["clinic_id"],
-            to_dt(u["last_seen"]),
+            u.unit_id,
+            u.clinic_id,
+            to_dt(u.last_seen),
             to_dt(t_event),
             dt.timedelta(seconds=timeout),
         )
         out += self._episodes(u, [a])
         return out
 
-    def _episodes(self, u: dict[str, Any], verdicts: list[worker_episodes.Verdict]) -> list[Output]:
+    def _episodes(self, u: UnitState, verdicts: list[worker_episodes.Verdict]) -> list[Output]:
         """unit_offline as episodes: opened on silence, resolved when the unit is heard again."""
         ids: dict[str, str | None] = {
             "athlete_id": None,
-            "unit_id": u["unit_id"],
+            "unit_id": u.unit_id,
             "team_id": None,
-            "clinic_id": u["clinic_id"],
+            "clinic_id": u.clinic_id,
         }
-        return worker_episodes.publish(u, verdicts, f"unit:{u['unit_id']}", ids)
+        box = {"episodes": u.episodes}  # the episodes' edge works on a mapping
+        out = worker_episodes.publish(box, verdicts, f"unit:{u.unit_id}", ids)
+        u.episodes = box["episodes"]
+        return out
 
-    def _heard_again(self, u: dict[str, Any], t: int) -> list[Output]:
+    def _heard_again(self, u: UnitState, t: int) -> list[Output]:
         """The resolving event of an open offline episode: the first message after it.
 
         Silence is judged in processing time, so the offline change can carry an event time
         later than this message; the resolution is stamped just after it (never before).
         """
         kind = core_alerts.AlertKind.UNIT_OFFLINE
-        cond = f"{kind.value}:unit:{u['unit_id']}"
-        st = (u.get("episodes") or {}).get(cond)
+        cond = f"{kind.value}:unit:{u.unit_id}"
+        st = u.episodes.get(cond)
         if not st or st.get("episode_id") is None:
             return []
         t_ms = max(t, int(st["last_ms"]) + 1)

@@ -63,8 +63,10 @@ from kneeload.worker.state import (
     AthleteState,
     TeamDirectory,
     TeamEntry,
+    UnitState,
     encode_state,
     encode_team,
+    encode_unit,
 )
 from kneeload.worker.team import TeamProcessor
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms
@@ -84,7 +86,7 @@ RAW_TOPICS = (
 class Rebuilt:
     athletes: dict[str, AthleteState] = field(default_factory=dict)
     chunks: dict[str, bytes] = field(default_factory=dict)
-    units: dict[str, dict[str, Any]] = field(default_factory=dict)
+    units: dict[str, UnitState] = field(default_factory=dict)
     teams: dict[str, TeamEntry | TeamDirectory] = field(default_factory=dict)
     #: (full topic name, partition) -> next offset the database covers
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -525,7 +527,7 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
         for table, items in (
             ("athletes", ((k, encode_state(v)) for k, v in rebuilt.athletes.items())),
             ("chunks", iter(rebuilt.chunks.items())),
-            ("units", ((k, orjson.dumps(v)) for k, v in rebuilt.units.items())),
+            ("units", ((k, encode_unit(v)) for k, v in rebuilt.units.items())),
             ("teams", ((k, encode_team(v)) for k, v in rebuilt.teams.items())),
         ):
             topic = changelog_topic(settings, table)

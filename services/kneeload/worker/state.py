@@ -54,14 +54,21 @@ __all__ = [
     "TeamEntry",
     "TeamPair",
     "TeamSeries",
+    "UnitCal",
+    "UnitCalLast",
+    "UnitDrift",
+    "UnitFwd",
+    "UnitState",
     "decode_chunk",
     "decode_pack",
     "decode_state",
     "decode_team",
+    "decode_unit",
     "encode_chunk",
     "encode_pack",
     "encode_state",
     "encode_team",
+    "encode_unit",
     "from_legacy",
 ]
 
@@ -327,3 +334,81 @@ def decode_team(raw: bytes) -> TeamEntry | TeamDirectory:
             return msgspec.convert(d, TeamEntry, strict=False)
         return msgspec.convert(d, TeamDirectory, strict=False)
     return _TEAM_DECODER.decode(raw)
+
+
+# ------------------------------------------------------------------------------ units
+
+
+class UnitFwd(msgspec.Struct, array_like=True, gc=False):
+    """The last support entry forwarded to the unit's athlete."""
+
+    t_ms: int
+    bws_pct: float | None
+
+
+class UnitCal(msgspec.Struct, array_like=True, gc=False):
+    """One UTC day's calibration sums (:func:`kneeload.core.fleet.calibration_summary`'s
+    n, Σe, Σ|e| of the support bias e in pp)."""
+
+    n: float = 0.0
+    sum_bias_pp: float = 0.0
+    sum_abs_bias_pp: float = 0.0
+
+
+class UnitCalLast(msgspec.Struct, array_like=True, gc=False):
+    """The UTC day and time of the unit's latest calibration sample."""
+
+    date: str
+    t_ms: int
+
+
+class UnitDrift(msgspec.Struct, array_like=True, gc=False):
+    """The unit's :class:`kneeload.core.fleet.DriftEpisode`, stored as an array."""
+
+    since_ms: int | None = None
+    above_s: float = 0.0
+    bias_sum_pp_s: float = 0.0
+    last_ms: int | None = None
+    alerted: str = ""
+
+
+class UnitState(msgspec.Struct, gc=False):
+    """Everything the worker keeps about one LEVER unit (table ``units``). Field names are
+    the keys of the dict older workers stored as JSON (:func:`decode_unit` reads it)."""
+
+    unit_id: str
+    clinic_id: str | None = None
+    last_seen: int | None = None  # latest record's event time, epoch ms
+    last_proc: int = 0  # processing time of the latest record
+    online: bool = False
+    athlete_id: str | None = None
+    running: bool = False  # belt moving with an athlete on it (core.fleet.is_running)
+    run_t: int | None = None  # latest running telemetry
+    assigned: str | None = None  # the registry's standing assignment
+    bws_pct: float | None = None
+    minutes: dict[str, float] = {}  # UTC date → minutes in use
+    last_use_t: int | None = None
+    timeout_s: float | None = None  # the registry's, else the worker's default
+    last_pub: int = 0
+    last_fwd: UnitFwd | None = None
+    cal: dict[str, UnitCal] = {}  # UTC date → calibration sums
+    cal_last: UnitCalLast | None = None
+    drift: UnitDrift | None = None
+    episodes: dict[str, Any] = {}  # kneeload.worker.episodes (core.episodes states)
+
+
+_UNIT_DECODER = msgspec.msgpack.Decoder(UnitState)
+
+
+def encode_unit(u: UnitState) -> bytes:
+    """A ``units`` table value (MessagePack map)."""
+    return _ENCODER.encode(u)
+
+
+def decode_unit(raw: bytes) -> UnitState:
+    """A stored unit: MessagePack, or an older worker's JSON dict (first byte ``{``; its
+    positional lists ``cal`` [n, Σe, Σ|e|], ``last_fwd`` [t, bws], ``cal_last`` [date, t]
+    and ``drift`` [since, above s, Σe·Δt, last, alerted] are the arrays of the structs)."""
+    if raw[:1] == b"{":
+        return msgspec.convert(orjson.loads(raw), UnitState, strict=False)
+    return _UNIT_DECODER.decode(raw)
