@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from kneeload.contracts import wire
 from kneeload.settings import Settings, get_settings
 from kneeload.storage import migrate
 from kneeload.storage.sink import _DbThread
@@ -46,14 +47,15 @@ COLS = ", ".join(SAMPLE_TOPICS["watch.samples"][1])  # the writer's own column o
 
 
 def make_batches(run: str, samples: int, per_batch: int, athletes: int = 200) -> list[bytes]:
-    """Watch sample batches as the gateway publishes them (1 Hz, every field set)."""
+    """Watch sample batches as the gateway publishes them (internal wire frames, 1 Hz, every
+    field set)."""
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     out = []
     for b in range(samples // per_batch):
         a = b % athletes
         t0 = base + timedelta(seconds=(b // athletes) * per_batch)
         out.append(
-            orjson.dumps(
+            wire.encode(
                 {
                     "batch_id": f"{run}-b{b}",
                     "athlete_id": f"ath-{a:04d}",
@@ -124,7 +126,7 @@ async def writer_run(url: str, batches: list[bytes], chunk: int) -> float:
 def bare_copy_run(url: str, batches: list[bytes], chunk: int) -> float:
     bufs = []
     for i in range(0, len(batches), chunk):
-        bufs.append(format_watch([orjson.loads(b) for b in batches[i : i + chunk]])[0])
+        bufs.append(format_watch([wire.decode(b) for b in batches[i : i + chunk]])[0])
     with psycopg.connect(url) as conn:
         t = time.perf_counter()
         for buf in bufs:

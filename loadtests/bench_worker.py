@@ -3,7 +3,8 @@
 Produces N samples (100-sample batches, several athletes, 1 Hz, in order) to a fresh
 topic prefix, then measures, in the same run and over the same records:
 
-* baseline — a bare aiokafka loop: consume watch.samples, orjson-decode, re-encode,
+* baseline — a bare aiokafka loop: consume watch.samples, decode, re-encode (the internal
+  wire format, :mod:`kneeload.contracts.wire`, as the gateway publishes),
   produce one message per batch (no logic, no state);
 * worker   — a `kneeload worker` subprocess with a fresh app id (so it reads from the
   earliest offset), timed from its first to its last ``load.samples`` message (Faust
@@ -30,7 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
-import orjson
+from kneeload.contracts import wire
 
 REPO = Path(__file__).resolve().parents[1]
 CLK = os.sysconf("SC_CLK_TCK")
@@ -78,7 +79,7 @@ def produce(bootstrap: str, topic: str, n_samples: int, athletes: int) -> int:
                 "received_at": rows[-1]["time"],
                 "samples": rows,
             }
-            p.send(topic, key=aid.encode(), value=orjson.dumps(b))
+            p.send(topic, key=aid.encode(), value=wire.encode(b))
             n_batches += 1
     p.flush()
     p.close()
@@ -110,8 +111,8 @@ async def baseline(bootstrap: str, src: str, dst: str, n_batches: int) -> tuple[
                 for m in msgs:
                     if t0 is None:
                         t0, c0 = time.perf_counter(), time.process_time()
-                    doc = orjson.loads(m.value)
-                    await pr.send(dst, key=m.key, value=orjson.dumps(doc))
+                    doc = wire.decode(m.value)
+                    await pr.send(dst, key=m.key, value=wire.encode(doc))
                     seen += 1
         await pr.flush()
         assert t0 is not None and c0 is not None

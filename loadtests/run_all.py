@@ -462,6 +462,15 @@ COMPONENTS: tuple[Component, ...] = (
                 ratio_target=0.5,
             ),
             Figure(
+                "Kafka bytes / sample, all platform topics",
+                ("kafka_bytes_per_sample_total",),
+                ("message_bytes_per_sample",),
+                "the raw pipeline's JSON watch message alone",
+                "B",
+                200,
+                higher_is_better=False,
+            ),
+            Figure(
                 "sample → derived row p50 (saturated)",
                 ("throughput.sample_to_derived_row.p50_ms",),
                 unit="ms",
@@ -818,6 +827,7 @@ def last_line(components: list[Component]) -> str | None:
     return (
         f"end_to_end_samples_per_s={round(r['end_to_end_samples_per_s'])} "
         f"ratio_to_raw={r['ratio_to_raw']:.3f} "
+        f"kafka_bytes_per_sample={r.get('kafka_bytes_per_sample_total', 'none')} "
         f"p99_alert_latency_ms={round(lat) if lat is not None else 'none'}"
     )
 
