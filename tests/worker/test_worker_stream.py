@@ -208,10 +208,31 @@ def test_scenario_sessions_days_acwr_late_and_lever(env: dict[str, str], tmp_pat
         assert late_batches and all(s["late"] for s in late_batches[0]["samples"])
         assert ("a1", "2024-05-31") not in _finals(c)
         assert not c.latest["deadletter"]
+        _check_changelogs_compact(bootstrap, prefix)
     finally:
         w.stop()
         c.close()
         k.close()
+
+
+def _check_changelogs_compact(bootstrap: str, prefix: str) -> None:
+    """The changelogs the worker created are compacted soon (a restart reads every record)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from kneeload.worker.app import CHANGELOG_CONFIGS, TABLES
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        logs = sorted(t for t in admin.list_topics() if t.startswith(prefix) and "changelog" in t)
+        assert len(logs) == len(TABLES), logs
+        for t in logs:
+            got = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t)])
+            cfg = {k: v["value"] for k, v in got["topic"][t].items()}
+            assert cfg["cleanup.policy"] == "compact", (t, cfg)
+            assert {k: cfg[k] for k in CHANGELOG_CONFIGS} == CHANGELOG_CONFIGS, (t, cfg)
+    finally:
+        admin.close()
 
 
 def _multi(

@@ -275,6 +275,17 @@ def changelog_topic(settings: Settings, table: str) -> str:
 
 #: the worker's tables (each with a changelog topic)
 TABLES = ("athletes", "chunks", "units", "teams")
+#: changelog topic configs besides Faust's ``cleanup.policy=compact``: a restarted worker reads
+#: every record of its changelogs, so Kafka's log cleaner must actually compact them. It only
+#: compacts closed segments (default: a segment closes at 1 GiB or after 7 days, so a running
+#: worker's overwritten states, per-batch chunks and tombstones would all be re-read); an
+#: hourly segment, a low dirty ratio and tombstones kept for an hour bound what a restart reads
+#: to about the latest value per key plus the last hour's writes.
+CHANGELOG_CONFIGS: dict[str, str] = {
+    "segment.ms": "3600000",
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": "3600000",
+}
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -319,6 +330,7 @@ def create_app(settings: Settings) -> faust.App:
             OwnerPartitionedTable(
                 app, name=name, key_type=bytes, value_type=bytes, partitions=n,
                 default=None, beacon=app.tables.beacon, use_partitioner=True,
+                extra_topic_configs=CHANGELOG_CONFIGS,
             )
         )  # fmt: skip
 

@@ -489,7 +489,13 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
     from kafka.structs import OffsetAndMetadata
 
     from kneeload.topics import admin_client
-    from kneeload.worker.app import TABLES, app_id, changelog_partition, changelog_topic
+    from kneeload.worker.app import (
+        CHANGELOG_CONFIGS,
+        TABLES,
+        app_id,
+        changelog_partition,
+        changelog_topic,
+    )
 
     n, gid = settings.topic_partitions, app_id(settings)
     logs = [changelog_topic(settings, t) for t in TABLES]
@@ -504,7 +510,7 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
             if time.monotonic() > end:
                 raise RuntimeError(f"changelog topics not deleted within {timeout_s} s: {old}")
             time.sleep(0.5)
-        cfg = {"cleanup.policy": "compact"}
+        cfg = {"cleanup.policy": "compact", **CHANGELOG_CONFIGS}
         for t in logs:
             while True:
                 try:
