@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kneeload.contracts import wire
 from kneeload.settings import Settings
 from kneeload.topics import ALERTS, get_topic
 
@@ -198,7 +199,14 @@ def make_alert(team: str, i: int, *, kind: str = "pain_high", severity: str = "w
     }
 
 
-async def produce(settings: Settings, alerts: list[dict], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
+async def produce(
+    settings: Settings,
+    alerts: list[dict],
+    raw: list[bytes] = (),  # type: ignore[assignment]
+    encode: Callable[[Any], bytes] = wire.encode,
+) -> None:
+    """Publish ``alerts`` as the worker does (internal wire frames unless ``encode`` says
+    otherwise: ``orjson.dumps`` is what a worker from before the binary format wrote)."""
     from kneeload.topics import reconcile
 
     await asyncio.to_thread(reconcile, settings, topics=[get_topic(ALERTS, settings)])
@@ -207,7 +215,7 @@ async def produce(settings: Settings, alerts: list[dict], raw: list[bytes] = ())
     try:
         topic = get_topic(ALERTS, settings).full_name
         for a in alerts:
-            await producer.send(topic, orjson.dumps(a), key=a["athlete_id"].encode())
+            await producer.send(topic, encode(a), key=a["athlete_id"].encode())
         for r in raw:
             await producer.send(topic, r, key=b"junk")
         await producer.flush()

@@ -4,6 +4,7 @@ SMTP server: once per channel, retries with backoff, dead letters, digests, rest
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import os
@@ -183,6 +184,32 @@ async def test_dead_letter_after_max_attempts(settings: Settings, receiver: Rece
     assert orjson.loads(dl["payload"]) == alert and "HTTP 500" in dl["detail"]
 
 
+async def test_frames_and_json_from_before_the_upgrade_are_both_delivered(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """The alerts topic holds JSON written before the internal wire format and frames after:
+    each alert goes out once either way; a damaged frame is dead-lettered with its bytes."""
+    team = unique("team")
+    alerts = [make_alert(team, i) for i in range(4)]
+    await produce(settings, alerts[:2], encode=orjson.dumps)
+    await produce(settings, alerts[2:], raw=[b"\xc1\x01\xff" + team.encode()])
+    s = tuned(settings)
+    async with running(s, routing_doc(team, receiver)) as n:
+        await wait_for(lambda: len(receiver.at(f"/{team}/hook")) >= 4, 20, "4 deliveries")
+        await wait_for(lambda: n.stats.invalid >= 1, 20, "the damaged frame rejected")
+    assert sorted(receiver.keys(f"/{team}/hook")) == sorted(a["alert_id"] for a in alerts)
+
+    def ours(d: dict[str, Any]) -> bool:
+        return (
+            d["source"] == "notify"
+            and d["payload_encoding"] == "base64"
+            and base64.b64decode(d["payload"]) == b"\xc1\x01\xff" + team.encode()
+        )
+
+    [letter] = await dead_letters(s, 1, ours)
+    assert letter["reason_code"] == "invalid_json" and "frame" in letter["detail"]
+
+
 async def test_invalid_alert_is_dead_lettered(settings: Settings, receiver: Receiver) -> None:
     team = unique("team")
     bad = make_alert(team, 0) | {"kind": "made_up"}
@@ -192,8 +219,9 @@ async def test_invalid_alert_is_dead_lettered(settings: Settings, receiver: Rece
         await wait_for(lambda: n.stats.invalid >= 2, 20, "invalid alerts rejected")
     assert receiver.at(f"/{team}/hook", status=None) == []
 
-    def ours(d: dict[str, Any]) -> bool:
-        return d["source"] == "notify" and team in d["payload"]
+    def ours(d: dict[str, Any]) -> bool:  # a frame's bytes are kept base64
+        raw = base64.b64decode(d["payload"]) if d["payload_encoding"] == "base64" else b""
+        return d["source"] == "notify" and (team in d["payload"] or team.encode() in raw)
 
     reasons = Counter(d["reason_code"] for d in await dead_letters(s, 2, ours))
     assert reasons["schema_invalid"] >= 1 and reasons["invalid_json"] >= 1
