@@ -87,7 +87,8 @@ MULTISET_TABLES: dict[str, tuple[str, ...]] = {
 
 #: natural identity of raw records: stored twice under two ids would be a duplicate
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
-    "kneeload.watch_samples": ("device_id", "time"),
+    # (device_id is the batch's since 0022; the chaos workload has one watch per athlete)
+    "kneeload.watch_samples": ("athlete_id", "time"),
     "kneeload.treadmill_telemetry": ("unit_id", "kind", "time"),
     "kneeload.bws_setpoints": ("unit_id", "time"),
     "kneeload.pain_reports": ("report_id",),

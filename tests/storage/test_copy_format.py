@@ -39,9 +39,9 @@ def test_watch_rows_null_and_separator() -> None:
     assert n == 2
     assert data.split(b"\n") == [
         b'"2026-01-01T00:00:00Z","r1",170,3.25,'
-        b'null,null,null,null,null,null,null,12.5,null,null,"a","d",null,"b"',
+        b'null,null,null,null,null,null,null,12.5,null,null,"a","b"',
         b'"2026-01-01T00:00:00Z","r],[2",170,3.25,'
-        b'null,null,null,null,null,null,null,null,null,null,"a","d",null,"b"',
+        b'null,null,null,null,null,null,null,null,null,null,"a","b"',
         b"",
     ]
     fast, _ = format_watch([{**docs[0], "samples": docs[0]["samples"][:1]}])

@@ -60,8 +60,8 @@ def test_partition_for_new_time_moves_rows_out_of_default(conn: psycopg.Connecti
     partition later moves it there — nothing is lost, nothing blocks."""
     t = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
     conn.execute(
-        "INSERT INTO kneeload.watch_samples (time, record_id, athlete_id, device_id, batch_id) "
-        "VALUES (%s, 'r-future', 'a-x', 'd-x', 'b-x')",
+        "INSERT INTO kneeload.watch_samples (time, record_id, athlete_id, batch_id) "
+        "VALUES (%s, 'r-future', 'a-x', 'b-x')",
         (t,),
     )
     assert conn.execute("SELECT count(*) FROM kneeload.watch_samples_default").fetchone() == (1,)

@@ -68,8 +68,8 @@ def _seed(c: psycopg.Connection[Any]) -> None:
         (NOW - timedelta(days=200), "ws-old"),
     ):
         c.execute(
-            "INSERT INTO kneeload.watch_samples (time, record_id, athlete_id, device_id, batch_id, "
-            "speed_mps) SELECT %s + make_interval(secs => g), %s || g, 'a-1', 'w-1', 'b-1', 3.1 "
+            "INSERT INTO kneeload.watch_samples (time, record_id, athlete_id, batch_id, "
+            "speed_mps) SELECT %s + make_interval(secs => g), %s || g, 'a-1', 'b-1', 3.1 "
             "FROM generate_series(0, 59) g",
             (t, rid),
         )

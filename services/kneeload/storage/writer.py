@@ -765,8 +765,6 @@ _WATCH_COLS = (  # the sample's own fields (in :class:`WatchSampleRow` order), t
     "vertical_load_bw",
     "sources",
     "athlete_id",
-    "device_id",
-    "session_id",
     "batch_id",
 )
 _LOAD_COLS = (  # the sample's own fields (in :class:`LoadSampleRow` order), then the batch's
@@ -933,9 +931,9 @@ def format_watch(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
     add = rows.append
     n = 0
     for d in docs:
-        a, dev, ses, bat = d["athlete_id"], d["device_id"], d["session_id"], d["batch_id"]
+        a, bat = d["athlete_id"], d["batch_id"]  # device, session: the batch's row (0022)
         if isinstance(d, WatchBatchDoc):
-            parts.append(_struct_rows(d.samples, (a, dev, ses, bat), safe))
+            parts.append(_struct_rows(d.samples, (a, bat), safe))
             n += len(d.samples)
             continue
         for s in d["samples"]:
@@ -945,7 +943,7 @@ def format_watch(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
                     s["time"], s["record_id"], s["cadence_spm"], s["speed_mps"],
                     g("ground_contact_ms"), g("vertical_oscillation_mm"), g("vertical_ratio_pct"),
                     g("step_length_mm"), g("power_w"), g("heart_rate_bpm"), g("grade_pct"),
-                    g("distance_m"), g("vertical_load_bw"), g("sources"), a, dev, ses, bat,
+                    g("distance_m"), g("vertical_load_bw"), g("sources"), a, bat,
                 )
             )  # fmt: skip
     parts.append(_csv(rows, safe))
