@@ -95,51 +95,55 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument(
         "--flavour",
-        choices=("plain", "timescale"),
+        choices=("plain", "timescale", "both"),
         default="plain",
         help="plain: the stack's PostgreSQL (partitions); timescale: a cluster of this run's own "
         "with TimescaleDB preloaded (hypertables, continuous aggregates, raw chunks older than "
-        "7 days compressed)",
+        "7 days compressed); both: plain, then timescale, in one run (each flavour beside its "
+        "own baseline; the top-level figures are plain's, timescale's under 'timescale')",
     )
     args = ap.parse_args()
     s = get_settings()
-    role = f"kl_bench_coach_{uuid.uuid4().hex[:8]}"
-    with contextlib.ExitStack() as stack:
-        if args.flavour == "timescale":
-            from bench_storage import timescale_server
+    flavours = ("plain", "timescale") if args.flavour == "both" else (args.flavour,)
+    results = {}
+    for flavour in flavours:
+        role = f"kl_bench_coach_{uuid.uuid4().hex[:8]}"
+        with contextlib.ExitStack() as stack:
+            if flavour == "timescale":
+                from bench_storage import timescale_server
 
-            url = stack.enter_context(timescale_server(s, uuid.uuid4().hex[:8]))
-        else:
-            url = stack.enter_context(br.bench_database(s.database_url, "views"))
-        run(args, s, url, role)
+                url = stack.enter_context(timescale_server(s, uuid.uuid4().hex[:8]))
+            else:
+                url = stack.enter_context(br.bench_database(s.database_url, "views"))
+            results[flavour] = run(argparse.Namespace(**{**vars(args), "flavour": flavour}),
+                                   s, url, role)  # fmt: skip
+    out = results[flavours[0]]
+    if args.flavour == "both":
+        ts = results["timescale"]
+        out = {
+            **out,
+            "flavour": "both",
+            "timescale": ts,
+            "timescale_worst_p95_ms": ts["worst_p95_ms"],
+            "timescale_worst_view": ts["worst_view"],
+            "timescale_baseline_p95_ms": ts["baseline_p95_ms"],
+        }
+    print(orjson.dumps(out).decode())
 
 
-def run(args: argparse.Namespace, s: Any, url: str, role: str) -> None:
-    """Seed, then time every view as the owner and through RLS; print the JSON line."""
+def run(args: argparse.Namespace, s: Any, url: str, role: str) -> dict[str, Any]:
+    """Seed, then time every view as the owner and through RLS; the result."""
     migrate(
         url,
         s.model_copy(update={"storage_timescale": "on" if args.flavour == "timescale" else "off"}),
     )
     t = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as c:
-        if args.flavour == "timescale":
-            # a hypertable takes no transition tables, so on TimescaleDB pain_reports keeps
-            # athlete_pain_latest with a row trigger (0008): right for the sink's few reports
-            # per batch, but it made this bulk seed take minutes (> 7 at 1,000 x 90 before it
-            # was stopped, against 96 s for the whole seed on plain; DISABLE TRIGGER on the
-            # hypertable did not reach the chunks' copies). The seed runs without triggers
-            # (the pain ones are the only ones) and fills the summary once afterwards, as
-            # 0008's own backfill does: the state the trigger leaves.
-            c.execute("SET session_replication_role = replica")
+        # the pain triggers stay on (0024: once per statement on TimescaleDB too; the 0008
+        # row trigger made this seed take > 7 min there and had to be switched off)
         for stmt in (x.strip() for x in SEED.split(";\n")):
             if stmt:
                 c.execute(stmt, {"athletes": args.athletes, "days": args.days})
-        if args.flavour == "timescale":
-            c.execute("RESET session_replication_role")
-            c.execute(
-                "SELECT kneeload.refresh_athlete_pain(ARRAY(SELECT DISTINCT athlete_id "
-                "FROM kneeload.pain_reports))"
-            )
         if args.flavour == "timescale":  # the columnstore policies' work, done now
             for table in ("watch_samples", "treadmill_telemetry", "bws_setpoints"):
                 c.execute(
@@ -199,29 +203,25 @@ def run(args: argparse.Namespace, s: Any, url: str, role: str) -> None:
     # query no dashboard runs) is reported beside it
     panels = {k: v for k, v in owner.items() if k != "team_overview_all_teams"}
     worst = max(v["p95_ms"] for v in [*panels.values(), *rls.values()])
-    print(
-        orjson.dumps(
-            {
-                "bench": "views",
-                "flavour": args.flavour,
-                "athletes": args.athletes,
-                "days": args.days,
-                "runs": args.runs,
-                "seed_s": round(seed_s, 1),
-                "rows": counts,
-                "views": owner,
-                "views_rls": rls,
-                "worst_p95_ms": worst,
-                "all_teams_overview_p95_ms": owner["team_overview_all_teams"]["p95_ms"],
-                "worst_view": max(
-                    [*panels.items(), *((k + " (RLS)", v) for k, v in rls.items())],
-                    key=lambda kv: kv[1]["p95_ms"],
-                )[0],
-                "baseline_p95_ms": baseline["p95_ms"],
-                "target_p95_ms": 200,
-            }
-        ).decode()
-    )
+    return {
+        "bench": "views",
+        "flavour": args.flavour,
+        "athletes": args.athletes,
+        "days": args.days,
+        "runs": args.runs,
+        "seed_s": round(seed_s, 1),
+        "rows": counts,
+        "views": owner,
+        "views_rls": rls,
+        "worst_p95_ms": worst,
+        "all_teams_overview_p95_ms": owner["team_overview_all_teams"]["p95_ms"],
+        "worst_view": max(
+            [*panels.items(), *((k + " (RLS)", v) for k, v in rls.items())],
+            key=lambda kv: kv[1]["p95_ms"],
+        )[0],
+        "baseline_p95_ms": baseline["p95_ms"],
+        "target_p95_ms": 200,
+    }
 
 
 if __name__ == "__main__":
