@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -248,34 +247,15 @@ def test_killed_between_db_commit_and_offset_commit_no_duplicates(
     assert keys.count(bad_key.decode()) >= 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
-def throwaway_pg(
-    tmp_path_factory: pytest.TempPathFactory, settings: Settings
-) -> Iterator[tuple[Settings, str]]:
-    """A second PostgreSQL cluster (same runuser/initdb/pg_ctl helpers as the local stack) on a
-    free port under a temporary directory — stopping it cannot disturb anyone else's tests."""
-    from kneeload.stack import postgres
-
-    root = tmp_path_factory.mktemp("pg-outage")
-    port = _free_port()
-    s2 = Settings(
-        var_dir=root,
-        database_url=f"postgresql://kneeload@127.0.0.1:{port}/kneeload",
-        kafka_bootstrap=settings.kafka_bootstrap,
-        topic_prefix=settings.topic_prefix,
-    )
-    postgres.start(s2)
-    try:
-        password = (root / "pg" / "superuser.password").read_text().strip()
-        yield s2, f"postgresql://kneeload:{password}@127.0.0.1:{port}/kneeload"
-    finally:
-        postgres.stop(s2)
+def throwaway_pg(settings: Settings, private_pg: Any) -> Iterator[tuple[Settings, str]]:
+    """A second PostgreSQL cluster of the test's own (conftest's :func:`private_postgres`: the
+    local stack's code, a free port, the session's flavour) under the stack's var directory,
+    stopped and deleted afterwards — stopping it cannot disturb anyone else's tests, and
+    nothing is left under /tmp/pytest-of-<user> (where a concurrent pytest session's cleanup
+    can lock the postgres user out of a running cluster)."""
+    with private_pg(settings, settings.storage_timescale, "pg-outage") as server:
+        yield server
 
 
 def test_database_stopped_and_restarted_mid_stream_loses_nothing(
