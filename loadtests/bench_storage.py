@@ -12,12 +12,23 @@ of each flavour:
 * timescale: a PostgreSQL 15 cluster of this run's own with TimescaleDB preloaded
   (kneeload.stack.postgres, free port, under var/bench-pg-<run>/, deleted after).
 
-Figures: the writer's samples/s on each; stored bytes per sample (table + indexes + TOAST,
-``pg_total_relation_size`` of every partition / ``hypertable_size``) on plain, on Timescale
-before compression and after compressing every chunk (target ≤ 40 B); the time a continuous
-aggregate refresh of ``sample_load_minute`` takes over one day of the team (sample_load rows
-made from that day's samples), beside the same aggregate computed by a plain GROUP BY over the
-same rows on the same server (its same-run baseline). Last line: JSON.
+Figures, each flavour beside its same-run baseline:
+
+* the sink's writer samples/s (``Writer.write``: decode, COPY, offsets in one transaction —
+  the sink's database half without Kafka; bench_sink.py measures the whole sink on plain);
+* stored bytes per sample (table + indexes + TOAST, ``pg_total_relation_size`` of every
+  partition / ``hypertable_size``) on plain, on Timescale before compression and after
+  compressing every chunk (target ≤ 40 B);
+* chunk interval: the same samples in hypertables of 1 day (the schema's), 6 hours and 7 days
+  — chunk count, compressed bytes per sample, and two reads of the compressed history (one
+  athlete's week, the samples of every athlete over one day), median of 15;
+* a bulk insert of pain reports (one INSERT … SELECT, 1,000 athletes × 20 reports) with the
+  athlete_pain_latest triggers, beside the same insert with triggers off;
+* the continuous aggregate refresh of ``sample_load_minute`` over one day of a 1,000-athlete
+  team (one 45-minute run each at 1 Hz, 2.7 M sample_load rows), beside the same aggregate
+  computed by a plain GROUP BY over the same rows on the same server.
+
+Last line: JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -134,31 +146,29 @@ def timescale_server(base: Settings, run: str) -> Iterator[str]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def refresh_day(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """sample_load rows for the team's last full day with runs, then the aggregate refresh of
-    that day beside the same aggregate as a plain GROUP BY (baseline)."""
-    day = _one(
-        conn,
-        "SELECT date_trunc('day', max(time)) - interval '1 day' FROM kneeload.watch_samples",
-    )
+TEAM = 1000
+RUN_S = 45 * 60
+
+
+def refresh_team_day(conn: psycopg.Connection[Any], team: int = TEAM) -> dict[str, Any]:
+    """sample_load rows for one day of a 1,000-athlete team (each athlete one 45-minute run
+    at 1 Hz, starts spread over the day), then the continuous aggregate refresh of that day
+    beside the same aggregate as a plain GROUP BY over the same rows (baseline)."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
     end = day + timedelta(days=1)
+    t = time.perf_counter()
     conn.execute(
-        "INSERT INTO kneeload.sample_load (time, record_id, athlete_id, session_id, speed_mps, "
-        "cadence_spm, ground_contact_ms, peak_pfj_stress_mpa, pfj_impulse_mpa_s) "
-        "SELECT time, record_id, athlete_id, session_id, speed_mps, cadence_spm, "
-        "ground_contact_ms, 6 + speed_mps, 3 + speed_mps / 2 FROM kneeload.watch_samples "
-        "WHERE time >= %s AND time < %s ON CONFLICT DO NOTHING",
-        (day, end),
+        "INSERT INTO kneeload.sample_load (time, record_id, athlete_id, speed_mps, cadence_spm, "
+        "bws_pct, peak_pfj_stress_mpa, pfj_impulse_mpa_s) "
+        "SELECT s, format('team:%%s:%%s', a, i), format('team-ath-%%s', a), 3 + (i %% 7) / 10.0, "
+        "170 + i %% 9, NULL, 6 + (i %% 13) / 4.0, 3 + (i %% 11) / 8.0 "
+        "FROM generate_series(1, %s) a, generate_series(0, %s - 1) i, "
+        "LATERAL (SELECT %s::timestamptz + make_interval(secs => (a * 71) %% 75000 + i)) x(s)",
+        (team, RUN_S, day),
     )
+    insert_s = time.perf_counter() - t
     rows = _one(
         conn, "SELECT count(*) FROM kneeload.sample_load WHERE time >= %s AND time < %s", day, end
-    )
-    athletes = _one(
-        conn,
-        "SELECT count(DISTINCT athlete_id) FROM kneeload.sample_load WHERE time >= %s "
-        "AND time < %s",
-        day,
-        end,
     )
     conn.execute("VACUUM ANALYZE kneeload.sample_load")
     t = time.perf_counter()
@@ -178,11 +188,101 @@ def refresh_day(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     baseline_s = time.perf_counter() - t
     return {
         "day": day.date().isoformat(),
+        "athletes": team,
         "sample_load_rows": rows,
-        "athletes": athletes,
+        "insert_s": round(insert_s, 1),
         "refresh_s": round(refresh_s, 3),
         "baseline_group_by_s": round(baseline_s, 3),
     }
+
+
+PAIN_ATHLETES, PAIN_PER = 1000, 20
+
+
+def pain_bulk(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """One INSERT … SELECT of 20,000 pain reports (1,000 athletes × 20, one every 2 days) with
+    the athlete_pain_latest triggers, beside the same statement with triggers off
+    (session_replication_role = replica; other report ids) — median of 3 each, interleaved."""
+    sql = (
+        "INSERT INTO kneeload.pain_reports (time, report_id, athlete_id, team_id, pain_nrs, "
+        "context) SELECT now() - make_interval(days => r * 2, mins => %s), "
+        "format('bulk-%%s-%%s-%%s', %s::text, a, r), format('pain-ath-%%s', a), 'team-b', "
+        "(a + r) %% 11, 'after' "
+        "FROM generate_series(1, %s) a, generate_series(1, %s) r"
+    )
+    on, off = [], []
+    for k in range(3):
+        for triggers, out in ((True, on), (False, off)):
+            if not triggers:
+                conn.execute("SET session_replication_role = replica")
+            t = time.perf_counter()
+            conn.execute(sql, (k * 2 + triggers, f"{k}{triggers}", PAIN_ATHLETES, PAIN_PER))
+            out.append(time.perf_counter() - t)
+            conn.execute("RESET session_replication_role")
+    n = PAIN_ATHLETES * PAIN_PER
+    return {
+        "rows_per_statement": n,
+        "rows_per_s": round(n / statistics.median(on)),
+        "baseline_no_triggers_rows_per_s": round(n / statistics.median(off)),
+    }
+
+
+#: chunk intervals compared (the schema's is 1 day)
+INTERVALS = ("1 day", "6 hours", "7 days")
+
+
+def chunk_intervals(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The stored samples copied into hypertables of each chunk interval with the schema's
+    columnstore settings, every chunk compressed: chunk count, bytes per sample, and two reads
+    of compressed history (median of 15 after 2 warm-ups): one athlete's last 7 days (a
+    session drill-down, the worker's rebuild) and every athlete's samples of one day."""
+    out: dict[str, Any] = {}
+    n = _one(conn, "SELECT count(*) FROM kneeload.watch_samples")
+    athlete, last = conn.execute(
+        "SELECT athlete_id, max(time) FROM kneeload.watch_samples GROUP BY 1 ORDER BY count(*) "
+        "DESC LIMIT 1"
+    ).fetchone() or (None, None)
+    day = last.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for iv in INTERVALS:
+        name = "ci_" + iv.replace(" ", "_")
+        t = f"public.{name}"
+        conn.execute(f"DROP TABLE IF EXISTS {t}")
+        conn.execute(f"CREATE TABLE {t} (LIKE kneeload.watch_samples INCLUDING ALL)")
+        conn.execute(f"SELECT create_hypertable('{t}', by_range('time', INTERVAL '{iv}'))")
+        conn.execute(
+            f"ALTER TABLE {t} SET (timescaledb.enable_columnstore = true, "
+            "timescaledb.segmentby = 'athlete_id', timescaledb.orderby = 'time DESC, record_id', "
+            "timescaledb.index = '')"
+        )
+        conn.execute(f"INSERT INTO {t} SELECT * FROM kneeload.watch_samples")
+        chunks = len(conn.execute(f"SELECT compress_chunk(c) FROM show_chunks('{t}') c").fetchall())
+        conn.execute(f"VACUUM ANALYZE {t}")
+        size = int(_one(conn, f"SELECT hypertable_size('{t}')"))
+        reads = {
+            "athlete_week_ms": (
+                f"SELECT time, speed_mps, cadence_spm, ground_contact_ms FROM {t} "
+                "WHERE athlete_id = %s AND time > %s - INTERVAL '7 days' ORDER BY time",
+                (athlete, last),
+            ),
+            "all_athletes_day_ms": (
+                f"SELECT athlete_id, count(*), avg(speed_mps) FROM {t} "
+                "WHERE time >= %s AND time < %s + INTERVAL '1 day' GROUP BY 1",
+                (day, day),
+            ),
+        }
+        row: dict[str, Any] = {"chunks": chunks, "bytes_per_sample": round(size / n, 1)}
+        for key, (sql, args) in reads.items():
+            for _ in range(2):
+                conn.execute(sql, args).fetchall()
+            ms = []
+            for _ in range(15):
+                t0 = time.perf_counter()
+                conn.execute(sql, args).fetchall()
+                ms.append((time.perf_counter() - t0) * 1000)
+            row[key] = round(statistics.median(ms), 2)
+        out[iv] = row
+        conn.execute(f"DROP TABLE {t}")
+    return out
 
 
 def run_plain(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, Any]:
@@ -192,16 +292,31 @@ def run_plain(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, A
         conn.execute("VACUUM ANALYZE kneeload.watch_samples")
         stored = _one(conn, "SELECT count(*) FROM kneeload.watch_samples")
         size = plain_bytes(conn)
+        conn.execute(  # as the sink does before writing into new weeks
+            "SELECT kneeload.ensure_partitions('kneeload.pain_reports', "
+            "now() - INTERVAL '50 days', "
+            "now() + INTERVAL '1 day')"
+        )
+        pain = pain_bulk(conn)
     return {
         "samples": stored,
         "writer_samples_per_s": round(n / secs),
         "bytes": size,
         "bytes_per_sample": round(size / stored, 1),
+        "pain_bulk_insert": pain,
     }
 
 
-def run_timescale(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, Any]:
+def run_timescale(
+    url: str, raw: list[bytes], n: int, base: Settings, team: int = TEAM
+) -> dict[str, Any]:
     migrate(url, base.model_copy(update={"storage_timescale": "on"}))
+    with psycopg.connect(url, autocommit=True) as conn:
+        # the policies' jobs would compress or materialise behind the bench's back
+        conn.execute(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+            "WHERE hypertable_schema = 'kneeload'"
+        )
     secs = asyncio.run(write(url, raw))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE kneeload.watch_samples")
@@ -215,7 +330,9 @@ def run_timescale(url: str, raw: list[bytes], n: int, base: Settings) -> dict[st
         conn.execute("VACUUM ANALYZE kneeload.watch_samples")
         after = int(_one(conn, "SELECT hypertable_size('kneeload.watch_samples')"))
         assert _one(conn, "SELECT count(*) FROM kneeload.watch_samples") == stored
-        refresh = refresh_day(conn)
+        intervals = chunk_intervals(conn)
+        pain = pain_bulk(conn)
+        refresh = refresh_team_day(conn, team)
     return {
         "samples": stored,
         "writer_samples_per_s": round(n / secs),
@@ -226,7 +343,9 @@ def run_timescale(url: str, raw: list[bytes], n: int, base: Settings) -> dict[st
         "bytes_per_sample_compressed": round(after / stored, 1),
         "compression_ratio": round(before / after, 2),
         "compress_s": round(compress_s, 2),
-        "cagg_refresh_one_day": refresh,
+        "chunk_intervals": intervals,
+        "pain_bulk_insert": pain,
+        "cagg_refresh_team_day": refresh,
     }
 
 
@@ -234,10 +353,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--athletes", type=int, default=40)
     ap.add_argument("--weeks", type=int, default=4)
-    ap.add_argument("--quick", action="store_true", help="8 athletes × 2 weeks")
+    ap.add_argument("--team", type=int, default=TEAM, help="athletes of the refreshed team-day")
+    ap.add_argument("--quick", action="store_true", help="8 athletes × 2 weeks, team of 100")
     args = ap.parse_args()
     if args.quick:
-        args.athletes, args.weeks = 8, 2
+        args.athletes, args.weeks, args.team = 8, 2, 100
     base = get_settings()
     run = uuid.uuid4().hex[:8]
     t = time.perf_counter()
@@ -262,7 +382,7 @@ def main() -> None:
         result["plain"] = run_plain(plain_url, raw, n, base)
         print(f"plain: {result['plain']}")
         with timescale_server(base, run) as ts_url:
-            result["timescale"] = run_timescale(ts_url, raw, n, base)
+            result["timescale"] = run_timescale(ts_url, raw, n, base, args.team)
         print(f"timescale: {result['timescale']}")
     finally:
         if not isolated:
@@ -275,8 +395,17 @@ def main() -> None:
             "plain_bytes_per_sample": result["plain"]["bytes_per_sample"],
             "timescale_writer_samples_per_s": ts["writer_samples_per_s"],
             "plain_writer_samples_per_s": result["plain"]["writer_samples_per_s"],
-            "cagg_refresh_day_s": ts["cagg_refresh_one_day"]["refresh_s"],
-            "baseline_group_by_day_s": ts["cagg_refresh_one_day"]["baseline_group_by_s"],
+            "timescale_bytes_per_sample_uncompressed": ts["bytes_per_sample_uncompressed"],
+            "cagg_refresh_day_s": ts["cagg_refresh_team_day"]["refresh_s"],
+            "baseline_group_by_day_s": ts["cagg_refresh_team_day"]["baseline_group_by_s"],
+            "timescale_pain_bulk_rows_per_s": ts["pain_bulk_insert"]["rows_per_s"],
+            "timescale_pain_bulk_baseline_rows_per_s": ts["pain_bulk_insert"][
+                "baseline_no_triggers_rows_per_s"
+            ],
+            "plain_pain_bulk_rows_per_s": result["plain"]["pain_bulk_insert"]["rows_per_s"],
+            "plain_pain_bulk_baseline_rows_per_s": result["plain"]["pain_bulk_insert"][
+                "baseline_no_triggers_rows_per_s"
+            ],
         }
     )
     print(orjson.dumps(result).decode())

@@ -214,10 +214,11 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "views",
         "bench_views.py",
-        "dashboard views on 1,000 athletes × 90 days",
+        "dashboard views on 1,000 athletes × 90 days, plain PostgreSQL then TimescaleDB (own "
+        "cluster; raw chunks > 7 days compressed) in one run",
         (
             Figure(
-                "worst view p95",
+                "worst view p95 on plain PostgreSQL",
                 ("worst_p95_ms", "max_p95_ms", "p95_ms_max", "views_max_p95_ms"),
                 ("baseline_p95_ms", "baseline_worst_p95_ms", "bare_p95_ms"),
                 "baseline query",
@@ -225,25 +226,18 @@ COMPONENTS: tuple[Component, ...] = (
                 200,
                 higher_is_better=False,
             ),
-        ),
-    ),
-    Component(
-        "views_timescale",
-        "bench_views.py",
-        "the same views on TimescaleDB (own cluster; raw chunks > 7 days compressed)",
-        (
             Figure(
                 "worst view p95 on TimescaleDB",
-                ("worst_p95_ms",),
-                ("baseline_p95_ms",),
-                "baseline query",
+                ("timescale_worst_p95_ms",),
+                ("timescale_baseline_p95_ms",),
+                "baseline query on the same server",
                 "ms",
                 200,
                 higher_is_better=False,
             ),
         ),
         quick_args=("--athletes", "100", "--days", "30", "--runs", "3"),
-        extra_args=["--flavour", "timescale"],
+        extra_args=["--flavour", "both"],
     ),
     Component(
         "storage",
@@ -267,7 +261,29 @@ COMPONENTS: tuple[Component, ...] = (
                 SAMPLES_S,
             ),
             Figure(
-                "continuous aggregate refresh of one team-day",
+                "TimescaleDB bytes per sample, uncompressed",
+                ("timescale_bytes_per_sample_uncompressed",),
+                ("plain_bytes_per_sample",),
+                "plain partitions, same samples",
+                "B",
+                higher_is_better=False,
+            ),
+            Figure(
+                "pain reports bulk insert rows/s on TimescaleDB (triggers on)",
+                ("timescale_pain_bulk_rows_per_s",),
+                ("timescale_pain_bulk_baseline_rows_per_s",),
+                "the same insert with triggers off",
+                "rows/s",
+            ),
+            Figure(
+                "pain reports bulk insert rows/s on plain (triggers on)",
+                ("plain_pain_bulk_rows_per_s",),
+                ("plain_pain_bulk_baseline_rows_per_s",),
+                "the same insert with triggers off",
+                "rows/s",
+            ),
+            Figure(
+                "continuous aggregate refresh of a 1,000-athlete team-day",
                 ("cagg_refresh_day_s",),
                 ("baseline_group_by_day_s",),
                 "the same GROUP BY over the same rows",
