@@ -17,6 +17,9 @@ Run: .venv/bin/python loadtests/bench_state.py [--athletes N] [--days D] [--runs
    horizon, kept to recompute a session; zlib-compressed; a closed session's chunks packed
    into one record), with the same chunks one record per input batch (the layout before
    the packing: the baseline), and with the athletes' states alone — all in the same run.
+3. Changelog bytes while streaming: the same athlete runs once more in 10- and 100-sample
+   batches, one take per batch; printed: the bytes written to the ``athletes`` changelog
+   (the whole state, once per take) and to ``chunks`` per sample.
 
 The last line is one JSON object, also written to ``loadtests/results/state.json``.
 """
@@ -86,6 +89,36 @@ def profile_athlete(days: int, minutes: int) -> tuple[Any, dict[str, bytes], dic
     assert acc is not None
     start = T0 + dt.timedelta(days=days - 1)
     return st, chunks, {"sid": last, "start": start, "samples": acc.sums.samples}
+
+
+def changelog_bytes(st: Any, chunks: dict[str, bytes], batch: int, day: int) -> dict[str, float]:
+    """Bytes the worker writes to its changelogs per sample while this athlete streams one
+    more 45-minute run in ``batch``-sample batches, one take per batch (live watches send a
+    batch every few seconds, so a take rarely holds two of one athlete's): the whole state
+    once per take, each batch's chunk, and the session's pack when it closes (the probe runs
+    on a copy: the caller's state and chunks are unchanged)."""
+    from kneeload.worker.athlete import AthleteProcessor, WorkerConfig
+    from kneeload.worker.state import decode_state, encode_state
+
+    st = decode_state(encode_state(st))
+    store = dict(chunks)
+    proc = AthleteProcessor(WorkerConfig(), store)
+    start = T0 + dt.timedelta(days=day)
+    n = 2700
+    state_b = chunk_b = 0
+    for k in range(0, n, batch):
+        before = dict(store)
+        proc.on_batch(st, _batch("a", f"stream{batch}", start, k, batch, "s"), 10**12 + k)
+        state_b += len(encode_state(st))
+        chunk_b += sum(len(v) for key, v in store.items() if before.get(key) is not v)
+    before = dict(store)
+    proc.on_tick(st, 10**13)  # idle: the session closes and is packed
+    state_b += len(encode_state(st))
+    chunk_b += sum(len(v) for key, v in store.items() if before.get(key) is not v)
+    return {
+        f"streaming_state_changelog_bytes_per_sample_batch{batch}": round(state_b / n, 1),
+        f"streaming_chunk_changelog_bytes_per_sample_batch{batch}": round(chunk_b / n, 1),
+    }
 
 
 def per_batch(chunks: dict[str, bytes]) -> dict[str, bytes]:
@@ -225,6 +258,8 @@ def main() -> None:
         "minutes_per_day": args.minutes,
         "simulate_one_athlete_s": round(time.perf_counter() - t, 2),
         **sizes(st, chunks),
+        **changelog_bytes(st, chunks, 10, args.days),
+        **changelog_bytes(st, chunks, 100, args.days),
     }
     print(orjson.dumps(out).decode(), flush=True)
     athletes, all_chunks = clones(st, chunks, args.athletes)

@@ -435,6 +435,14 @@ COMPONENTS: tuple[Component, ...] = (
                 higher_is_better=False,
             ),
             Figure(
+                "athletes changelog bytes per sample, an athlete with 30 days of history "
+                "streaming 10-sample batches (the whole state once per take)",
+                ("streaming_state_changelog_bytes_per_sample_batch10",),
+                unit="B",
+                target=200.0,  # issue #20's Kafka bytes per sample (all topics)
+                higher_is_better=False,
+            ),
+            Figure(
                 "restore time (states alone)",
                 ("restore_states_only_s",),
                 unit="s",
