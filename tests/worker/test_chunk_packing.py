@@ -146,3 +146,49 @@ def test_long_sessions_pack_into_parts_and_pruning_drops_them(
         p.on_batch(st, b, 0)  # days later: s1 is beyond the horizon and pruned
     assert "s1" not in st.sessions
     assert not [k for k in chunks if "|s1|" in k]
+
+
+def test_dropping_published_minute_sums_changes_no_output() -> None:
+    """A closed, published, packed session keeps its sums but not its minute sums (most of
+    the state the worker writes per take); late data after its last sample, a support entry
+    re-joining it and a replay must publish exactly what a worker keeping them publishes."""
+    import orjson
+
+    day1 = samples(D0, 600, tag="d1")
+    day2 = samples(D0 + dt.timedelta(days=1), 300, tag="d2")
+    after = samples(D0 + dt.timedelta(seconds=630), 90, tag="d1")  # after s1's last sample
+    t_bws = int((D0 + dt.timedelta(seconds=300)).timestamp() * 1000)
+    steps: list[tuple[str, Any]] = [
+        *(("batch", b) for b in batches("a1", "t1", day1, 50, "s1")),
+        *(("batch", b) for b in batches("a1", "t1", day2, 50, "s2")),
+        ("check", None),
+        *(("batch", b) for b in batches("a1", "t1", after, 30, "s1", "after")),
+        ("tick", None),
+        ("bws", {"t": t_bws, "unit_id": "u1", "bws_pct": 15.0}),
+        ("batch", batches("a1", "t1", day1, 50, "s1")[3]),  # a replay
+        ("tick", None),
+    ]
+
+    def run(drop: bool) -> tuple[list[bytes], AthleteState]:
+        p, st = _proc({})
+        p.drop_published_minutes = drop
+        out: list[Any] = []
+        for i, (kind, ev) in enumerate(steps):
+            if kind == "batch":
+                out += p.on_batch(st, ev, i)
+            elif kind == "bws":
+                out += p.on_bws(st, ev, i)
+            elif kind == "tick":
+                out += p.on_tick(st, 10**13 + i)
+            elif drop:  # s1 closed, published and packed: its minute sums are gone
+                s1 = st.sessions["s1"]
+                assert s1.cold and s1.acc is not None and s1.acc.minutes == {}
+                assert s1.acc.sums.samples == 600 and len(s1.minute_rev) == 10
+        return [orjson.dumps(o, option=orjson.OPT_SORT_KEYS) for o in out], st
+
+    dropped, st_d = run(True)
+    kept, st_k = run(False)
+    assert len(dropped) > 40 and dropped == kept
+    assert sum(1 for o in dropped if o.startswith(b'["load.minute"')) > 15
+    assert st_d.sessions["s1"].cold  # published again after the late data and the re-join
+    assert len(encode_state(st_d)) < len(encode_state(st_k)) - 12 * 60  # s1's 12 minutes

@@ -319,6 +319,9 @@ class AthleteProcessor:
         self._cal: dict[str, DayCalendar] = {}
         self._memo: dict[tuple[int, str], tuple[str | None, float, Any]] = {}
         self._params: dict[str, PfjParams] = {}
+        #: drop a closed, published session's minute sums (:meth:`_drop_minutes`); off in
+        #: ``rebuild-state``, which reconciles the minutes with the database afterwards
+        self.drop_published_minutes = True
 
     # ------------------------------------------------------------------ rebuild
     def seed_days(self, st: AthleteState, days: list[tuple[str, float]]) -> None:
@@ -500,6 +503,8 @@ class AthleteProcessor:
         sess = st.sessions.get(sid)
         if sess is None:
             sess = st.sessions[sid] = Session(sid, explicit)
+        elif sess.cold:
+            self._warm(st, sess)  # before the batch is listed: its rows count once, below
         sess.chunks.append(bid)
         if sources:
             _merge_sources(sess, sources)
@@ -681,6 +686,27 @@ class AthleteProcessor:
                 continue
             if idle or s.packed == 0 or new >= PACK_AFTER_BATCHES:
                 self._pack(st, s)
+        if self.drop_published_minutes:
+            for s in st.sessions.values():
+                self._drop_minutes(s)
+
+    @staticmethod
+    def _drop_minutes(s: Session) -> None:
+        """A closed session whose summary and minutes are published and whose chunks are
+        packed keeps its sums but not its minute sums (three quarters of an athlete's state,
+        which the worker writes once per take). Nothing reads them until the session changes,
+        and then it is recomputed from its chunks (:meth:`_recompute`, ``cold``)."""
+        a = s.acc
+        if (
+            a is not None
+            and a.minutes
+            and s.status == "closed"
+            and not s.dirty
+            and not s.minutes_dirty
+            and s.packed == len(s.chunks)
+        ):
+            a.minutes = {}
+            s.cold = True
 
     def _session_rows(self, st: AthleteState, sess: Session) -> list[SampleRow]:
         rows: list[SampleRow] = []
@@ -689,10 +715,21 @@ class AthleteProcessor:
         rows.sort(key=lambda r: (r.t_ms, r.record_id))
         return self._dedup(rows)
 
+    def _warm(self, st: AthleteState, sess: Session) -> None:
+        """Give a cold session (:meth:`_drop_minutes`) its minute sums back before it
+        changes: recomputed from its chunks — the same numbers it had (sums in time order
+        either way) — and no minute re-published for it."""
+        dirty = sess.minutes_dirty
+        self._recompute(st, sess)
+        sess.minutes_dirty = dirty
+
     def _recompute(self, st: AthleteState, sess: Session) -> None:
         """Rebuild a session's sums from its stored chunks (out-of-order data, late setpoints)."""
         old: set[str] = set(sess.acc.minutes) if sess.acc else set()
+        if sess.cold:  # the minutes it had are the ones published
+            old |= set(sess.minute_rev)
         sess.acc = None
+        sess.cold = False
         rows = self._session_rows(st, sess)
         if rows:
             self._accumulate(st, sess, rows)

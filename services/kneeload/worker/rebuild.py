@@ -142,6 +142,7 @@ def build(
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     out = Rebuilt()
     proc = AthleteProcessor(cfg, out.chunks)
+    proc.drop_published_minutes = False  # _reconcile reads every session's minutes
     fleet = UnitProcessor(
         settings.worker_unit_timeout_s,
         settings.worker_unit_status_interval_s,

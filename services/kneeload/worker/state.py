@@ -165,6 +165,7 @@ class Session(msgspec.Struct, gc=False):
     explicit: bool
     chunks: list[str] = []  # batch ids counted, in arrival order
     packed: int = 0  # the first ``packed`` batch ids' chunks were packed (:class:`Pack`)
+    cold: bool = False  # minute sums dropped once published (recomputed when it changes)
     acc: SessionAcc | None = None
     status: str = "open"
     rev: int = -1
