@@ -1,6 +1,7 @@
-"""Benchmark: ``kneeload sink`` writing raw watch samples into plain PostgreSQL.
+"""Benchmark: ``kneeload sink`` writing raw watch samples into PostgreSQL, plain or TimescaleDB.
 
 Run: .venv/bin/python loadtests/bench_sink.py [--samples N] [--per-batch K] [--runs R]
+     [--flavour plain|timescale|both]
 
 Three figures, medians of R runs, fresh record ids every run:
 
@@ -14,9 +15,11 @@ Three figures, medians of R runs, fresh record ids every run:
   formatted as CSV (by the writer's own formatter, outside the timing), into the same table,
   same transaction size.
 
-Uses the database of KNEELOAD_DATABASE_URL when run isolated by loadtests/run_all.py
-(KNEELOAD_BENCH_ISOLATED=1), else a throwaway database on the local cluster. The last line is
-one JSON object.
+Plain: the database of KNEELOAD_DATABASE_URL when run isolated by loadtests/run_all.py
+(KNEELOAD_BENCH_ISOLATED=1), else a throwaway database on the local cluster. TimescaleDB: a
+PostgreSQL cluster of the run's own with the extension preloaded (bench_storage's
+``timescale_server``, under var/, deleted after), the stack's Kafka. The last line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -196,50 +199,82 @@ def count(url: str) -> int:
         return int(row[0]) if row else 0
 
 
+def measure(s: Settings, url: str, args: argparse.Namespace) -> dict[str, float]:
+    """Medians of the three figures on the database ``url`` (migrated here)."""
+    chunk = s.storage_sink_max_records
+    res: dict[str, list[float]] = {"sink": [], "writer": [], "bare": []}
+    migrate(url, s)
+    for r in range(args.runs):
+        tag = uuid.uuid4().hex[:6]
+        before = count(url)
+        batches = make_batches(f"bw{tag}", args.samples, args.per_batch)
+        res["writer"].append(args.samples / asyncio.run(writer_run(url, batches, chunk)))
+        batches = make_batches(f"bc{tag}", args.samples, args.per_batch)
+        res["bare"].append(args.samples / bare_copy_run(url, batches, chunk))
+        if not args.no_kafka:
+            batches = make_batches(f"bk{tag}", args.samples, args.per_batch)
+            res["sink"].append(args.samples / asyncio.run(kafka_run(s, url, batches, tag)))
+        written = count(url) - before
+        expected = args.samples * (2 if args.no_kafka else 3)
+        assert written == expected, f"run {r}: {written} rows written, expected {expected}"
+        print(
+            f"{'timescale' if s.storage_timescale == 'on' else 'plain'} run {r + 1}: "
+            + ", ".join(f"{k} {v[-1]:,.0f} samples/s" for k, v in res.items() if v),
+            flush=True,
+        )
+    return {k: statistics.median(v) for k, v in res.items() if v}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--samples", type=int, default=300_000)
     ap.add_argument("--per-batch", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-kafka", action="store_true", help="skip the through-Kafka figure")
+    ap.add_argument(
+        "--flavour",
+        choices=("plain", "timescale", "both"),
+        default="plain",
+        help="plain: the stack's PostgreSQL (partitions); timescale: a cluster of this run's own "
+        "with TimescaleDB preloaded (hypertables; Kafka is the stack's); both: plain, then "
+        "timescale (top-level figures are plain's, timescale's under 'timescale_*')",
+    )
     args = ap.parse_args()
     s = get_settings()
-    chunk = s.storage_sink_max_records
-    res: dict[str, list[float]] = {"sink": [], "writer": [], "bare": []}
-    with br.bench_database(s.database_url, "sink") as url:
-        migrate(url, s)
-        for r in range(args.runs):
-            tag = uuid.uuid4().hex[:6]
-            before = count(url)
-            batches = make_batches(f"bw{tag}", args.samples, args.per_batch)
-            res["writer"].append(args.samples / asyncio.run(writer_run(url, batches, chunk)))
-            batches = make_batches(f"bc{tag}", args.samples, args.per_batch)
-            res["bare"].append(args.samples / bare_copy_run(url, batches, chunk))
-            if not args.no_kafka:
-                batches = make_batches(f"bk{tag}", args.samples, args.per_batch)
-                res["sink"].append(args.samples / asyncio.run(kafka_run(s, url, batches, tag)))
-            written = count(url) - before
-            expected = args.samples * (2 if args.no_kafka else 3)
-            assert written == expected, f"run {r}: {written} rows written, expected {expected}"
-            print(
-                f"run {r + 1}: "
-                + ", ".join(f"{k} {v[-1]:,.0f} samples/s" for k, v in res.items() if v),
-                flush=True,
-            )
-    med = {k: statistics.median(v) for k, v in res.items() if v}
+    meds: dict[str, dict[str, float]] = {}
+    if args.flavour in ("plain", "both"):
+        plain = s.model_copy(update={"storage_timescale": "off"})
+        with br.bench_database(s.database_url, "sink") as url:
+            meds["plain"] = measure(plain, url, args)
+    if args.flavour in ("timescale", "both"):
+        from bench_storage import timescale_server
+
+        ts = s.model_copy(update={"storage_timescale": "on"})
+        with timescale_server(s, uuid.uuid4().hex[:8]) as url:
+            meds["timescale"] = measure(ts, url, args)
+    first = meds["plain" if "plain" in meds else "timescale"]
+
+    def figures(med: dict[str, float]) -> dict[str, Any]:
+        return {
+            "sink_samples_per_s": round(med.get("sink", med["writer"])),
+            "writer_samples_per_s": round(med["writer"]),
+            "bare_copy_samples_per_s": round(med["bare"]),
+            "ratio_sink_to_bare_copy": round(med.get("sink", med["writer"]) / med["bare"], 3),
+        }
+
     out = {
         "bench": "sink",
+        "flavour": args.flavour,
         "samples": args.samples,
         "samples_per_batch": args.per_batch,
-        "messages_per_transaction": chunk,
+        "messages_per_transaction": s.storage_sink_max_records,
         "runs": args.runs,
-        "sink_samples_per_s": round(med.get("sink", med["writer"])),
-        "writer_samples_per_s": round(med["writer"]),
-        "bare_copy_samples_per_s": round(med["bare"]),
-        "ratio_sink_to_bare_copy": round(med.get("sink", med["writer"]) / med["bare"], 3),
+        **figures(first),
         "target_samples_per_s": 100_000,
         "validation": s.storage_sink_validate,
     }
+    if args.flavour == "both":
+        out |= {f"timescale_{k}": v for k, v in figures(meds["timescale"]).items()}
     print(orjson.dumps(out).decode())
 
 

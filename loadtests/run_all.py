@@ -178,7 +178,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "sink",
         "bench_sink.py",
-        "`kneeload sink`: raw samples Kafka → PostgreSQL (COPY)",
+        "`kneeload sink`: raw samples Kafka → PostgreSQL (COPY), plain then TimescaleDB",
         (
             Figure(
                 "sink samples/s",
@@ -209,7 +209,16 @@ COMPONENTS: tuple[Component, ...] = (
                 "bare COPY of the same rows",
                 SAMPLES_S,
             ),
+            Figure(
+                "sink samples/s on TimescaleDB (own cluster, same Kafka)",
+                ("timescale_sink_samples_per_s",),
+                ("timescale_bare_copy_samples_per_s",),
+                "bare COPY of the same rows into the hypertable",
+                SAMPLES_S,
+                100_000,
+            ),
         ),
+        extra_args=["--flavour", "both"],
     ),
     Component(
         "views",
