@@ -192,3 +192,19 @@ def test_dropping_published_minute_sums_changes_no_output() -> None:
     assert sum(1 for o in dropped if o.startswith(b'["load.minute"')) > 15
     assert st_d.sessions["s1"].cold  # published again after the late data and the re-join
     assert len(encode_state(st_d)) < len(encode_state(st_k)) - 12 * 60  # s1's 12 minutes
+
+
+def test_a_cold_session_whose_chunks_are_lost_keeps_its_sums() -> None:
+    """The state and the chunk store are separate changelogs: should a cold session's packed
+    chunks be missing, the next batch must add to its sums, not start them again."""
+    chunks: dict[str, bytes] = {}
+    p, st = _proc(chunks)
+    for b in batches("a1", "t1", samples(D0, 300, tag="d1"), 100, "s1"):
+        p.on_batch(st, b, 0)
+    p.on_tick(st, 10**13)
+    assert st.sessions["s1"].cold
+    chunks.clear()  # lost
+    more = samples(D0 + dt.timedelta(seconds=300), 20, tag="d1")
+    out = p.on_batch(st, batches("a1", "t1", more, 20, "s1", "more")[0], 0)
+    out += p.on_tick(st, 10**13 + 1)
+    assert _sessions(out)["s1"]["samples"] == 320

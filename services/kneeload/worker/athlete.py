@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -88,6 +89,8 @@ from kneeload.worker.state import (
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms, to_dt
 
 Output = tuple[str, str, dict[str, Any]]  # (logical topic, key, event)
+
+log = logging.getLogger("kneeload.worker")
 
 METRIC = "pfj_load_mpa_s"
 
@@ -718,9 +721,20 @@ class AthleteProcessor:
     def _warm(self, st: AthleteState, sess: Session) -> None:
         """Give a cold session (:meth:`_drop_minutes`) its minute sums back before it
         changes: recomputed from its chunks — the same numbers it had (sums in time order
-        either way) — and no minute re-published for it."""
+        either way) — and no minute re-published for it. Should the chunk store lack some
+        of its rows (a chunk record lost while the state was kept), the recomputed sums
+        differ: the session keeps its own sums, and its minutes restart empty."""
         dirty = sess.minutes_dirty
+        kept = sess.acc
         self._recompute(st, sess)
+        if kept is not None and (sess.acc is None or sess.acc.sums != kept.sums):
+            log.warning(
+                "athlete %s session %s: chunks incomplete, its sums kept, minutes not rebuilt",
+                st.athlete_id,
+                sess.sid,
+            )
+            sess.acc = kept
+        sess.cold = False
         sess.minutes_dirty = dirty
 
     def _recompute(self, st: AthleteState, sess: Session) -> None:
