@@ -69,7 +69,17 @@ KNEELOAD = str(BIN / "kneeload")
 RESULTS = ROOT / "loadtests" / "results"
 
 RAW_TABLE = "kneeload.watch_samples"
-DERIVED_TABLE = "kneeload.sample_load"
+DERIVED_TABLE = "kneeload.sample_load"  # a view: one row per sample of the table below (0023)
+DERIVED_BATCHES = "kneeload.sample_load_batches"
+#: the derived row of a posted batch's last sample, looked up per stored batch (the view would
+#: compute every sample's record id on each poll): a batch's n-th sample is its latest
+DERIVED_LAST_ID = (
+    "(b.record_prefix || coalesce(b.record_suffixes[b.n], "
+    "(b.record_from + (b.n - 1) * b.record_step)::text))"
+)
+DERIVED_LAST_SQL = (
+    f"SELECT {DERIVED_LAST_ID} FROM {DERIVED_BATCHES} b WHERE {DERIVED_LAST_ID} = ANY(%s)"
+)
 ALERTS_TABLE = "kneeload.alerts"
 SERVICES = ("migrate", "topics", "ingest", "worker", "sink")
 
@@ -217,6 +227,8 @@ class RowWatcher:
 
     async def run(self) -> None:
         sql = f"SELECT {self.id_col} FROM {self.table} WHERE {self.id_col} = ANY(%s)"
+        if self.table == DERIVED_TABLE:
+            sql = DERIVED_LAST_SQL
         while not self.stopped:
             if self.pending:
                 ids = list(self.pending)
@@ -293,8 +305,11 @@ def alert_ids(value: bytes) -> list[str]:
 
 
 async def count_rows(conn: Any, table: str) -> int:
+    sql = f"SELECT count(*) FROM {table}"
+    if table == DERIVED_TABLE:  # the samples of the stored batches, without unnesting them
+        sql = f"SELECT coalesce(sum(n), 0) FROM {DERIVED_BATCHES}"
     async with conn.cursor() as cur:
-        await cur.execute(f"SELECT count(*) FROM {table}")
+        await cur.execute(sql)
         row = await cur.fetchone()
     return int(row[0])
 
@@ -711,11 +726,8 @@ async def warm_up(
         while True:
             for s in services:
                 s.check()
-            cur = await conn.execute(
-                f"SELECT count(*) FROM {DERIVED_TABLE} WHERE record_id = ANY(%s)", (ids,)
-            )
-            row = await cur.fetchone()
-            got = int(row[0]) if row else 0
+            cur = await conn.execute(DERIVED_LAST_SQL, (ids,))
+            got = len(set(r[0] for r in await cur.fetchall()))
             if got == len(ids):
                 return
             if time.time() > deadline:
@@ -827,7 +839,9 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
         log(f"  services up, warm-up through the whole chain in {time.time() - t:.1f} s")
         with psycopg.connect(db_url) as conn:
             base_raw = conn.execute(f"SELECT count(*) FROM {RAW_TABLE}").fetchone()[0]  # type: ignore[index]
-            base_der = conn.execute(f"SELECT count(*) FROM {DERIVED_TABLE}").fetchone()[0]  # type: ignore[index]
+            base_der = conn.execute(
+                f"SELECT coalesce(sum(n), 0) FROM {DERIVED_BATCHES}"
+            ).fetchone()[0]  # type: ignore[index]
 
         log(
             f"(a) throughput: {args.samples:,} samples, {len(batches):,} POSTs of {args.batch}, "
@@ -856,7 +870,12 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
         )
         with psycopg.connect(db_url) as conn:
             sizes = {}
-            for tbl in (RAW_TABLE, DERIVED_TABLE, "kneeload.watch_batches", "kneeload.minute_load"):
+            for tbl in (
+                RAW_TABLE,
+                DERIVED_BATCHES,
+                "kneeload.watch_batches",
+                "kneeload.minute_load",
+            ):
                 try:
                     r = conn.execute(
                         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
@@ -864,7 +883,9 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
                         "WHERE c.oid = %s::regclass OR i.inhparent = %s::regclass",
                         (tbl, tbl),
                     ).fetchone()
-                    cnt = conn.execute(f"SELECT count(*) FROM {tbl}").fetchone()
+                    # the derived batches' rows are counted in samples: bytes_per_row per sample
+                    what = "coalesce(sum(n), 0)" if tbl == DERIVED_BATCHES else "count(*)"
+                    cnt = conn.execute(f"SELECT {what} FROM {tbl}").fetchone()
                     sizes[tbl] = {"rows": cnt[0] if cnt else 0, "bytes": int(r[0]) if r else 0}
                 except psycopg.Error as exc:
                     conn.rollback()

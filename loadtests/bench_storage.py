@@ -24,9 +24,9 @@ Figures, each flavour beside its same-run baseline:
   athlete's week, the samples of every athlete over one day), median of 15;
 * a bulk insert of pain reports (one INSERT … SELECT, 1,000 athletes × 20 reports) with the
   athlete_pain_latest triggers, beside the same insert with triggers off;
-* the continuous aggregate refresh of ``sample_load_minute`` over one day of a 1,000-athlete
-  team (one 45-minute run each at 1 Hz, 2.7 M sample_load rows), beside the same aggregate
-  computed by a plain GROUP BY over the same rows on the same server.
+* (the refresh of the ``sample_load_minute`` continuous aggregate it timed is gone with the
+  aggregate: migration 0023 stores the per-sample estimates one row per batch and
+  ``sample_load_minute`` is a plain view; see bench_sample_load.py).
 
 Last line: JSON.
 """
@@ -146,56 +146,6 @@ def timescale_server(base: Settings, run: str) -> Iterator[str]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-TEAM = 1000
-RUN_S = 45 * 60
-
-
-def refresh_team_day(conn: psycopg.Connection[Any], team: int = TEAM) -> dict[str, Any]:
-    """sample_load rows for one day of a 1,000-athlete team (each athlete one 45-minute run
-    at 1 Hz, starts spread over the day), then the continuous aggregate refresh of that day
-    beside the same aggregate as a plain GROUP BY over the same rows (baseline)."""
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
-    end = day + timedelta(days=1)
-    t = time.perf_counter()
-    conn.execute(
-        "INSERT INTO kneeload.sample_load (time, record_id, athlete_id, speed_mps, cadence_spm, "
-        "bws_pct, peak_pfj_stress_mpa, pfj_impulse_mpa_s) "
-        "SELECT s, format('team:%%s:%%s', a, i), format('team-ath-%%s', a), 3 + (i %% 7) / 10.0, "
-        "170 + i %% 9, NULL, 6 + (i %% 13) / 4.0, 3 + (i %% 11) / 8.0 "
-        "FROM generate_series(1, %s) a, generate_series(0, %s - 1) i, "
-        "LATERAL (SELECT %s::timestamptz + make_interval(secs => (a * 71) %% 75000 + i)) x(s)",
-        (team, RUN_S, day),
-    )
-    insert_s = time.perf_counter() - t
-    rows = _one(
-        conn, "SELECT count(*) FROM kneeload.sample_load WHERE time >= %s AND time < %s", day, end
-    )
-    conn.execute("VACUUM ANALYZE kneeload.sample_load")
-    t = time.perf_counter()
-    conn.execute(
-        "CALL refresh_continuous_aggregate('kneeload.sample_load_minute', %s::timestamptz, "
-        "%s::timestamptz)",
-        (day, end),
-    )
-    refresh_s = time.perf_counter() - t
-    t = time.perf_counter()
-    conn.execute(
-        "SELECT time_bucket(INTERVAL '1 minute', time), athlete_id, count(*), avg(cadence_spm), "
-        "avg(speed_mps), avg(bws_pct), max(peak_pfj_stress_mpa), sum(pfj_impulse_mpa_s) "
-        "FROM kneeload.sample_load WHERE time >= %s AND time < %s GROUP BY 1, 2",
-        (day, end),
-    ).fetchall()
-    baseline_s = time.perf_counter() - t
-    return {
-        "day": day.date().isoformat(),
-        "athletes": team,
-        "sample_load_rows": rows,
-        "insert_s": round(insert_s, 1),
-        "refresh_s": round(refresh_s, 3),
-        "baseline_group_by_s": round(baseline_s, 3),
-    }
-
-
 PAIN_ATHLETES, PAIN_PER = 1000, 20
 
 
@@ -307,9 +257,7 @@ def run_plain(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, A
     }
 
 
-def run_timescale(
-    url: str, raw: list[bytes], n: int, base: Settings, team: int = TEAM
-) -> dict[str, Any]:
+def run_timescale(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, Any]:
     migrate(url, base.model_copy(update={"storage_timescale": "on"}))
     with psycopg.connect(url, autocommit=True) as conn:
         # the policies' jobs would compress or materialise behind the bench's back
@@ -332,7 +280,6 @@ def run_timescale(
         assert _one(conn, "SELECT count(*) FROM kneeload.watch_samples") == stored
         intervals = chunk_intervals(conn)
         pain = pain_bulk(conn)
-        refresh = refresh_team_day(conn, team)
     return {
         "samples": stored,
         "writer_samples_per_s": round(n / secs),
@@ -345,7 +292,6 @@ def run_timescale(
         "compress_s": round(compress_s, 2),
         "chunk_intervals": intervals,
         "pain_bulk_insert": pain,
-        "cagg_refresh_team_day": refresh,
     }
 
 
@@ -353,11 +299,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--athletes", type=int, default=40)
     ap.add_argument("--weeks", type=int, default=4)
-    ap.add_argument("--team", type=int, default=TEAM, help="athletes of the refreshed team-day")
-    ap.add_argument("--quick", action="store_true", help="8 athletes × 2 weeks, team of 100")
+    ap.add_argument("--quick", action="store_true", help="8 athletes × 2 weeks")
     args = ap.parse_args()
     if args.quick:
-        args.athletes, args.weeks, args.team = 8, 2, 100
+        args.athletes, args.weeks = 8, 2
     base = get_settings()
     run = uuid.uuid4().hex[:8]
     t = time.perf_counter()
@@ -382,7 +327,7 @@ def main() -> None:
         result["plain"] = run_plain(plain_url, raw, n, base)
         print(f"plain: {result['plain']}")
         with timescale_server(base, run) as ts_url:
-            result["timescale"] = run_timescale(ts_url, raw, n, base, args.team)
+            result["timescale"] = run_timescale(ts_url, raw, n, base)
         print(f"timescale: {result['timescale']}")
     finally:
         if not isolated:
@@ -396,8 +341,6 @@ def main() -> None:
             "timescale_writer_samples_per_s": ts["writer_samples_per_s"],
             "plain_writer_samples_per_s": result["plain"]["writer_samples_per_s"],
             "timescale_bytes_per_sample_uncompressed": ts["bytes_per_sample_uncompressed"],
-            "cagg_refresh_day_s": ts["cagg_refresh_team_day"]["refresh_s"],
-            "baseline_group_by_day_s": ts["cagg_refresh_team_day"]["baseline_group_by_s"],
             "timescale_pain_bulk_rows_per_s": ts["pain_bulk_insert"]["rows_per_s"],
             "timescale_pain_bulk_baseline_rows_per_s": ts["pain_bulk_insert"][
                 "baseline_no_triggers_rows_per_s"

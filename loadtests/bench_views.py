@@ -150,8 +150,9 @@ def run(args: argparse.Namespace, s: Any, url: str, role: str) -> dict[str, Any]
                     f"SELECT compress_chunk(ch, if_not_compressed => true) FROM "
                     f"show_chunks('kneeload.{table}', older_than => INTERVAL '7 days') ch"
                 )
-            for view in ("sample_load_minute", "telemetry_unit_daily"):
-                c.execute(f"CALL refresh_continuous_aggregate('kneeload.{view}', NULL, NULL)")
+            c.execute(  # sample_load_minute is a plain view since 0023
+                "CALL refresh_continuous_aggregate('kneeload.telemetry_unit_daily', NULL, NULL)"
+            )
         c.execute("ANALYZE")
         counts = {
             tbl: c.execute(f"SELECT count(*) FROM kneeload.{tbl}").fetchone()[0]  # type: ignore[index]

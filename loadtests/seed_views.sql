@@ -72,8 +72,12 @@ SELECT t, format('%%s:%%s', u.unit_id, t), u.unit_id, u.clinic_id, true, extract
        20, (t AT TIME ZONE 'UTC')::date, extract(hour FROM t) * 6, t
   FROM kneeload.units u,
        generate_series(date_trunc('minute', now()) - make_interval(days => %(days)s), date_trunc('minute', now()), interval '5 minutes') t;
-INSERT INTO kneeload.sample_load (time, record_id, athlete_id, session_id, speed_mps, cadence_spm, ground_contact_ms,
-       ground_contact_estimated, grade_pct, bws_pct, unit_id, peak_pfj_stress_mpa, pfj_impulse_mpa_s, late)
-SELECT now() - make_interval(secs => i), format('live-%%s-%%s', a, i), format('ath-%%s', lpad((a * 10)::text, 4, '0')),
-       format('s-%%s-0', a * 10), 3.3, 172, 245, false, 0, 20, NULL, 9 + random(), 5, false
-  FROM generate_series(0, 99) a, generate_series(0, 599) i;
+-- the last 10 minutes of 100 athletes' live samples (1 Hz): one row per minute-long batch (0023)
+INSERT INTO kneeload.sample_load_batches (last_time, batch_id, athlete_id, session_id, first_time, n, step_us,
+       record_prefix, record_from, record_step, speed_mps, cadence_spm, ground_contact_ms, ground_contact_estimated,
+       grade_pct, bws_pct, peak_pfj_stress_mpa, pfj_impulse_mpa_s, late)
+SELECT now() - make_interval(secs => m * 60), format('live-%%s-%%s', a, m), format('ath-%%s', lpad((a * 10)::text, 4, '0')),
+       format('s-%%s-0', a * 10), now() - make_interval(secs => m * 60 + 59), 60, 1000000,
+       format('live-%%s-', a), m * 60 + 59, -1, '{3.3}', '{172}', '{245}', '{false}', '{0}', '{20}',
+       (SELECT array_agg((9 + random())::real) FROM generate_series(1, 60) WHERE m >= 0), '{5}', '{false}'
+  FROM generate_series(0, 99) a, generate_series(0, 9) m;

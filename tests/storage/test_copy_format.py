@@ -10,6 +10,7 @@ import pytest
 
 from kneeload.contracts import wire
 from kneeload.storage.writer import (
+    _LOAD_COLS,
     LoadBatchDoc,
     Message,
     WatchBatchDoc,
@@ -48,17 +49,31 @@ def test_watch_rows_null_and_separator() -> None:
     assert fast == data.split(b"\n")[0] + b"\n"
 
 
-def test_load_rows_booleans() -> None:
+def test_load_batch_row_folds_constant_columns() -> None:
+    """One sample_load batch is one row (migration 0023): a value array is None when every
+    value is null, one element when every sample has the same value, else one per sample;
+    evenly spaced times are a step, ids a prefix and an arithmetic run."""
     s = {**_sample("r"), "ground_contact_ms": 240, "ground_contact_estimated": True,
          "grade_pct": 0, "bws_pct": None, "peak_pfj_stress_mpa": 9.5,
          "pfj_impulse_mpa_s": 4.0, "late": False}  # fmt: skip
-    data, n = format_load([{"athlete_id": "a", "session_id": "s", "samples": [s]}])
-    assert n == 1
-    assert data == (
-        b'"2026-01-01T00:00:00Z","r",3.25,170,240,true,0,null,null,9.5,4.0,false,true,'
-        + b"null," * 11
-        + b'"a","s"\n'
-    )
+    t = {**s, "record_id": "r2", "time": "2026-01-01T00:00:01Z", "peak_pfj_stress_mpa": None}
+    rows, n = format_load([{"batch_id": "b", "athlete_id": "a", "session_id": "s",
+                            "samples": [{**s, "record_id": "r1"}, t]}])  # fmt: skip
+    assert n == 2
+    (row,) = rows
+    got = dict(zip(_LOAD_COLS, row, strict=True))
+    assert got["n"] == 2 and got["step_us"] == 1_000_000 and got["offsets_us"] is None
+    assert (got["record_prefix"], got["record_from"], got["record_step"]) == ("r", 1, 1)
+    assert got["record_suffixes"] is None
+    assert got["speed_mps"] == [3.25] and got["bws_pct"] is None and got["late"] == [False]
+    assert got["peak_pfj_stress_mpa"] == [9.5, None] and got["estimated"] == [True]
+    assert got["last_time"] > got["first_time"]
+    odd = {**t, "record_id": "x-17", "time": "2026-01-01T00:00:03.5Z"}
+    (row,), _ = format_load([{"batch_id": "b", "athlete_id": "a", "session_id": None,
+                              "samples": [{**s, "record_id": "r1"}, t, odd]}])  # fmt: skip
+    got = dict(zip(_LOAD_COLS, row, strict=True))
+    assert got["step_us"] is None and got["offsets_us"] == [0, 1_000_000, 3_500_000]
+    assert got["record_prefix"] == "" and got["record_suffixes"] == ["r1", "r2", "x-17"]
 
 
 @pytest.mark.parametrize("safe", [False, True])

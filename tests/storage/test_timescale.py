@@ -86,11 +86,12 @@ def _seed(c: psycopg.Connection[Any]) -> None:
         (NOW - timedelta(days=45),),
     )
     for t, rid in ((NOW - timedelta(hours=2), "sl-recent"), (NOW - timedelta(days=40), "sl-old")):
-        c.execute(
-            "INSERT INTO kneeload.sample_load (time, record_id, athlete_id, speed_mps, "
-            "peak_pfj_stress_mpa, pfj_impulse_mpa_s) SELECT %s + make_interval(secs => g), "
-            "%s || g, 'a-1', 3.1, 8.0, 4.0 FROM generate_series(0, 59) g",
-            (t, rid),
+        c.execute(  # one batch of 60 samples, 1 s apart (0023)
+            "INSERT INTO kneeload.sample_load_batches (last_time, batch_id, athlete_id, "
+            "first_time, n, step_us, record_prefix, record_from, record_step, speed_mps, "
+            "peak_pfj_stress_mpa, pfj_impulse_mpa_s) VALUES (%s + INTERVAL '59 s', %s, 'a-1', "
+            "%s, 60, 1000000, %s, 0, 1, '{3.1}', '{8.0}', '{4.0}')",
+            (t, rid, t, rid),
         )
     c.execute(
         "INSERT INTO kneeload.minute_load (minute, id, athlete_id, samples, duration_s, revision) "
@@ -136,7 +137,6 @@ def test_every_policy_job_runs_on_the_scheduler_and_does_its_work(
     with psycopg.connect(own_database, autocommit=True) as c:
         _seed(c)
         before = {
-            "sample_load_minute": _materialised(c, "sample_load_minute"),
             "telemetry_unit_daily": _materialised(c, "telemetry_unit_daily"),
             "watch_samples_compressed": _compressed_chunks(c, "watch_samples"),
         }
@@ -217,7 +217,6 @@ def test_every_policy_job_runs_on_the_scheduler_and_does_its_work(
             )
             == 60
         )  # compressed, still read
-        assert _materialised(c, "sample_load_minute") > before["sample_load_minute"]
         assert _materialised(c, "telemetry_unit_daily") > before["telemetry_unit_daily"]
 
 

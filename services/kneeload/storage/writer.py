@@ -7,7 +7,10 @@ One call of :meth:`Writer.write` is one database transaction holding
   events, alerts, dead letters), ``DO UPDATE … WHERE`` the incoming revision (or registry
   ``updated_at``) is newer for corrected values (daily load, sessions, minute load, registry);
   the two per-sample topics take a fast path first (COPY straight into the partitioned table;
-  only if that hits a duplicate key does the batch go through staging + ``DO NOTHING``);
+  only if that hits a duplicate key does the batch go through staging: ``DO NOTHING`` for raw
+  samples, the last version of a re-published ``sample_load`` batch for the worker's
+  estimates, which are stored one row per batch with a column array per value, migration
+  0023, :func:`format_load`);
 * every rejected message as a ``dead_letter`` row (see :meth:`Writer.write`);
 * the next Kafka offset of every partition in ``kneeload.sink_offsets``.
 
@@ -23,7 +26,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -90,7 +93,7 @@ class Prepared:
     dead: Sequence[dict[str, Any]]
     offsets: dict[tuple[str, int], int] | None
     by_topic: dict[str, list[Message]]
-    copy_data: dict[str, tuple[bytes, int]]  # per-sample topic -> (CSV, rows)
+    copy_data: dict[str, tuple[Any, int]]  # per-sample topic -> (CSV or rows, samples)
     partition_times: dict[str, list[str]]  # partitioned table -> event times it must hold
 
 
@@ -129,31 +132,6 @@ def _insert(
             f"SELECT DISTINCT ON ({distinct_on}) {c} FROM {{stg}} ORDER BY {distinct_on}, {order}"
         )
     return f"INSERT INTO {table} ({c}) {select} ON CONFLICT {conflict}"
-
-
-def _sample_conflict_sql(topic: str, table: str, cols: Sequence[str], stg: str) -> str:
-    """Staged per-sample rows into ``table`` when some are there already.
-
-    Raw watch samples are immutable: ``DO NOTHING``. A ``sample_load`` batch is the worker's
-    latest computation for its samples, re-published with the same ids when a late BWS
-    setpoint or telemetry re-joins samples it already published (and identical on a mere
-    replay): the last version of a sample in the batch (``stg_seq``) replaces the stored
-    one when any value differs. Keeping the first version instead left per-sample BWS and
-    PFJ stress stale while the session and daily load were corrected (found by
-    ``make chaos``: two runs of one workload stored different ``sample_load`` rows).
-    """
-    c = ", ".join(cols)
-    if topic != LOAD_SAMPLES:
-        return f"INSERT INTO {table} ({c}) SELECT {c} FROM {stg} ON CONFLICT DO NOTHING"
-    keys = ("record_id", "time")
-    vals = [x for x in cols if x not in keys]
-    return (
-        f"INSERT INTO {table} ({c}) SELECT DISTINCT ON (record_id, time) {c} FROM {stg} "
-        f"ORDER BY record_id, time, stg_seq DESC ON CONFLICT (record_id, time) DO UPDATE SET "
-        + ", ".join(f"{x} = EXCLUDED.{x}" for x in vals)
-        + f" WHERE ({', '.join(f'{table}.{x}' for x in vals)}) IS DISTINCT FROM "
-        f"({', '.join(f'EXCLUDED.{x}' for x in vals)})"
-    )
 
 
 def _update_set(cols: Sequence[str], keys: Sequence[str]) -> str:
@@ -767,7 +745,7 @@ _WATCH_COLS = (  # the sample's own fields (in :class:`WatchSampleRow` order), t
     "athlete_id",
     "batch_id",
 )
-_LOAD_COLS = (  # the sample's own fields (in :class:`LoadSampleRow` order), then the batch's
+_LOAD_SAMPLE_COLS = (  # a sample's own fields, in :class:`LoadSampleRow` order
     "time",
     "record_id",
     "speed_mps",
@@ -792,8 +770,32 @@ _LOAD_COLS = (  # the sample's own fields (in :class:`LoadSampleRow` order), the
     "step_length_estimated",
     "vertical_load_bw",
     "vertical_load_estimated",
+)
+#: the array columns of kneeload.sample_load_batches: every sample field but time and record_id
+_LOAD_ARRAYS = _LOAD_SAMPLE_COLS[2:]
+#: real[] among them (values go in as floats: one element type per array)
+_LOAD_REAL = frozenset(
+    {
+        "speed_mps", "cadence_spm", "ground_contact_ms", "grade_pct", "bws_pct",
+        "peak_pfj_stress_mpa", "pfj_impulse_mpa_s", "cadence_used_spm",
+        "ground_contact_uncertainty_ms", "step_length_m", "vertical_load_bw",
+    }
+)  # fmt: skip
+_LOAD_KEYS = ("batch_id", "last_time")
+_LOAD_COLS = (  # kneeload.sample_load_batches (migration 0023): one row per batch
+    "last_time",
+    "batch_id",
     "athlete_id",
     "session_id",
+    "first_time",
+    "n",
+    "step_us",
+    "offsets_us",
+    "record_prefix",
+    "record_from",
+    "record_step",
+    "record_suffixes",
+    *_LOAD_ARRAYS,
 )
 Num = int | float
 
@@ -879,7 +881,7 @@ class LoadBatchDoc(_Doc):
 
 SAMPLE_TOPICS = {
     WATCH_SAMPLES: ("kneeload.watch_samples", _WATCH_COLS),
-    LOAD_SAMPLES: ("kneeload.sample_load", _LOAD_COLS),
+    LOAD_SAMPLES: ("kneeload.sample_load_batches", _LOAD_COLS),
 }
 _COPY_OPTS = "(FORMAT csv, NULL 'null')"
 _dumps = orjson.dumps
@@ -950,45 +952,136 @@ def format_watch(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
     return b"".join(parts), n + len(rows)
 
 
-def format_load(docs: Iterable[Any], safe: bool = False) -> tuple[bytes, int]:
-    """COPY data (``_LOAD_COLS``) and row count of every sample of every sample_load batch
-    (dicts or :class:`LoadBatchDoc`; see :func:`format_watch`)."""
-    parts: list[bytes] = []
-    rows: list[tuple[Any, ...]] = []
-    add = rows.append
-    n = 0
-    for d in docs:
-        a, ses = d["athlete_id"], d["session_id"]
-        if isinstance(d, LoadBatchDoc):
-            parts.append(_struct_rows(d.samples, (a, ses), safe))
-            n += len(d.samples)
-            continue
+_US = timedelta(microseconds=1)
+_parse_time = datetime.fromisoformat
+
+
+def _fold(values: Sequence[Any], real: bool) -> list[Any] | None:
+    """One value array of a batch row (0023): None when every value is null, one element when
+    every sample has the same value, else one element per sample."""
+    first = values[0]
+    if values.count(first) == len(values):
+        if first is None:
+            return None
+        values = values[:1]
+    if real:
+        return [None if v is None else float(v) for v in values]
+    return list(values)
+
+
+#: text[] columns of ``_LOAD_COLS`` (their elements are quoted in :func:`_copy_row`)
+_LOAD_TEXT_ARRAYS = frozenset(
+    {"record_suffixes", "unit_id", "gait", "no_estimate_reason", "no_estimate_detail",
+     "ground_contact_source"}
+)  # fmt: skip
+
+
+def _text_element(v: str | None) -> str:
+    if v is None:
+        return "NULL"
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _copy_row(row: Row) -> Row:
+    """``row`` with its arrays as PostgreSQL array literals (text COPY then sends them as they
+    are): numbers and booleans in one orjson call, text elements quoted. psycopg's own list
+    dumper took 0.7 of the writer's time per sample_load batch (a regular expression per
+    element, profiled)."""
+    out = list(row)
+    for i, v in enumerate(out):
+        if isinstance(v, list):
+            if _LOAD_COLS[i] in _LOAD_TEXT_ARRAYS:
+                out[i] = "{" + ",".join(map(_text_element, v)) + "}"
+            else:
+                out[i] = "{" + _dumps(v)[1:-1].decode().replace("null", "NULL") + "}"
+    return tuple(out)
+
+
+def _sequence(values: Sequence[int]) -> int | None:
+    """The step of an arithmetic run ``values`` (0 for one value), else None."""
+    if len(values) == 1:
+        return 0
+    step = values[1] - values[0]
+    v0 = values[0]
+    return step if all(v == v0 + i * step for i, v in enumerate(values)) else None
+
+
+def _record_ids(ids: Sequence[str]) -> tuple[str, int | None, int | None, list[str] | None]:
+    """``(prefix, from, step, suffixes)``: every id is prefix + (from + i * step) when they are
+    one prefix and an arithmetic run of plain integers (what producers number samples with),
+    else prefix + suffixes[i]."""
+    lo, hi = min(ids), max(ids)  # the prefix common to all is the one of these two
+    k = 0
+    while k < len(lo) and lo[k] == hi[k]:
+        k += 1
+    prefix = lo[:k]
+    tails = [r[len(prefix) :] for r in ids]
+    if all(
+        t.isascii() and t.isdigit() and len(t) < 19 and (t == "0" or t[0] != "0") for t in tails
+    ):
+        nums = [int(t) for t in tails]
+        step = _sequence(nums)
+        if step is not None:
+            return prefix, nums[0], step, None
+    return prefix, None, None, tails
+
+
+def _load_row(d: Any) -> tuple[Row, int]:
+    """The ``kneeload.sample_load_batches`` row (``_LOAD_COLS``) of one sample_load batch (a dict
+    or :class:`LoadBatchDoc`) and its number of samples."""
+    if isinstance(d, LoadBatchDoc):
+        samples = [_astuple(x) for x in d.samples]
+    else:
+        samples = []
         for s in d["samples"]:
-            add(
+            g = s.get
+            samples.append(
                 (
                     s["time"], s["record_id"], s["speed_mps"], s["cadence_spm"],
                     s["ground_contact_ms"], s["ground_contact_estimated"], s["grade_pct"],
-                    s["bws_pct"], s.get("unit_id"), s["peak_pfj_stress_mpa"],
-                    s["pfj_impulse_mpa_s"], s["late"], s.get("estimated", True), s.get("gait"),
-                    s.get("no_estimate_reason"), s.get("no_estimate_detail"),
-                    s.get("cadence_used_spm"), s.get("cadence_corrected"),
-                    s.get("ground_contact_uncertainty_ms"), s.get("ground_contact_source"),
-                    s.get("step_length_m"), s.get("step_length_estimated"),
-                    s.get("vertical_load_bw"), s.get("vertical_load_estimated"), a, ses,
+                    s["bws_pct"], g("unit_id"), s["peak_pfj_stress_mpa"], s["pfj_impulse_mpa_s"],
+                    s["late"], g("estimated", True), g("gait"), g("no_estimate_reason"),
+                    g("no_estimate_detail"), g("cadence_used_spm"), g("cadence_corrected"),
+                    g("ground_contact_uncertainty_ms"), g("ground_contact_source"),
+                    g("step_length_m"), g("step_length_estimated"), g("vertical_load_bw"),
+                    g("vertical_load_estimated"),
                 )
             )  # fmt: skip
-    parts.append(_csv(rows, safe))
-    return b"".join(parts), n + len(rows)
+    cols = list(zip(*samples, strict=True))
+    times = [_parse_time(t) for t in cols[0]]
+    t0 = times[0]
+    offsets = [(t - t0) // _US for t in times]
+    step = _sequence(offsets)
+    prefix, rec_from, rec_step, suffixes = _record_ids(cols[1])
+    arrays = [_fold(c, name in _LOAD_REAL) for name, c in zip(_LOAD_ARRAYS, cols[2:], strict=True)]
+    row = (
+        max(times), d["batch_id"], d["athlete_id"], d["session_id"], t0, len(samples), step,
+        None if step is not None else offsets, prefix, rec_from, rec_step, suffixes, *arrays,
+    )  # fmt: skip
+    return row, len(samples)
 
 
-_FORMATTERS = {WATCH_SAMPLES: format_watch, LOAD_SAMPLES: format_load}
+def format_load(docs: Iterable[Any], safe: bool = False) -> tuple[list[Row], int]:
+    """The ``kneeload.sample_load_batches`` rows (one per batch, ``_LOAD_COLS``; psycopg's COPY
+    formats the arrays) and sample count of every sample_load batch (dicts or
+    :class:`LoadBatchDoc`). ``safe`` is unused (rows are not joined as text)."""
+    rows: list[Row] = []
+    n = 0
+    for d in docs:
+        row, k = _load_row(d)
+        rows.append(row)
+        n += k
+    return rows, n
 
 
-def _format_samples(topic: str, msgs: Sequence[Message]) -> tuple[bytes, int]:
-    """COPY data of the per-sample ``topic``'s messages (``safe`` when some raw message holds the
-    row separator inside a string: see :func:`_csv`)."""
+def _format_samples(topic: str, msgs: Sequence[Message]) -> tuple[Any, int]:
+    """COPY data of the per-sample ``topic``'s messages: watch samples as CSV (``safe`` when
+    some raw message holds the row separator inside a string: see :func:`_csv`), sample_load
+    batches as rows (:func:`format_load`)."""
+    if topic == LOAD_SAMPLES:
+        return format_load([m.doc for m in msgs])
     safe = any(m.value is not None and b"],[" in m.value for m in msgs)
-    return _FORMATTERS[topic]([m.doc for m in msgs], safe)
+    return format_watch([m.doc for m in msgs], safe)
 
 
 # --- decoding and validation -------------------------------------------------------------------
@@ -1278,9 +1371,48 @@ class Writer:
             n += 1
         return n
 
-    async def _samples(
-        self, topic: str, msgs: Sequence[Message], pre: tuple[bytes, int] | None = None
+    async def _load_batches(
+        self, msgs: Sequence[Message], pre: tuple[list[Row], int] | None = None
     ) -> int:
+        """sample_load batches, one row each (migration 0023), COPY straight into the table;
+        when some are there already (a replay, or the worker re-publishing a batch whose
+        samples a late BWS setpoint re-joined), staging and the last version of each batch
+        (``stg_seq``) replaces the stored one where any value differs. Returns the samples."""
+        table, cols = SAMPLE_TOPICS[LOAD_SAMPLES]
+        rows, n = pre if pre is not None else format_load([m.doc for m in msgs])
+        names = ", ".join(cols)
+        async with self.conn.cursor() as cur:
+            try:
+                async with (
+                    self.conn.transaction(),
+                    cur.copy(f"COPY {table} ({names}) FROM STDIN") as cp,
+                ):
+                    for row in rows:
+                        await cp.write_row(_copy_row(row))
+                return n
+            except psycopg.errors.UniqueViolation:
+                stg = await self._stage(table, sequenced=True)
+                async with cur.copy(f"COPY {stg} ({names}) FROM STDIN") as cp:
+                    for row in rows:
+                        await cp.write_row(_copy_row(row))
+                vals = [c for c in cols if c not in _LOAD_KEYS]
+                keys = ", ".join(_LOAD_KEYS)
+                await cur.execute(
+                    f"INSERT INTO {table} ({names}) SELECT DISTINCT ON ({keys}) {names} "
+                    f"FROM {stg} ORDER BY {keys}, stg_seq DESC ON CONFLICT ({keys}) DO UPDATE SET "
+                    + ", ".join(f"{x} = EXCLUDED.{x}" for x in vals)
+                    + f" WHERE ({', '.join(f'{table}.{x}' for x in vals)}) IS DISTINCT FROM "
+                    f"({', '.join(f'EXCLUDED.{x}' for x in vals)}) RETURNING n"
+                )
+                stored = sum(r[0] for r in await cur.fetchall())
+                await cur.execute(f"TRUNCATE {stg}")
+                return stored
+
+    async def _samples(
+        self, topic: str, msgs: Sequence[Message], pre: tuple[Any, int] | None = None
+    ) -> int:
+        if topic == LOAD_SAMPLES:
+            return await self._load_batches(msgs, pre)
         table, cols = SAMPLE_TOPICS[topic]
         data, rows = pre if pre is not None else _format_samples(topic, msgs)
         async with self.conn.cursor() as cur:
@@ -1293,13 +1425,16 @@ class Writer:
                 n = rows
             except psycopg.errors.UniqueViolation:
                 # Some rows are already there (a producer retry, a replay): staging, then
-                # raw samples DO NOTHING (immutable) and per-sample load DO UPDATE (below).
-                stg = await self._stage(table, sequenced=topic == LOAD_SAMPLES)
+                # DO NOTHING (raw samples are immutable).
+                stg = await self._stage(table)
                 async with cur.copy(
                     f"COPY {stg} ({', '.join(cols)}) FROM STDIN {_COPY_OPTS}"
                 ) as cp:
                     await cp.write(data)
-                await cur.execute(_sample_conflict_sql(topic, table, cols, stg))
+                c = ", ".join(cols)
+                await cur.execute(
+                    f"INSERT INTO {table} ({c}) SELECT {c} FROM {stg} ON CONFLICT DO NOTHING"
+                )
                 n = cur.rowcount
                 await cur.execute(f"TRUNCATE {stg}")
         if topic == WATCH_SAMPLES:
@@ -1307,7 +1442,7 @@ class Writer:
         return n
 
     async def _write_kind(
-        self, topic: str, msgs: Sequence[Message], pre: tuple[bytes, int] | None = None
+        self, topic: str, msgs: Sequence[Message], pre: tuple[Any, int] | None = None
     ) -> int:
         if topic in SAMPLE_TOPICS:
             return await self._samples(topic, msgs, pre)
@@ -1324,7 +1459,7 @@ class Writer:
         by_topic: dict[str, list[Message]] = defaultdict(list)
         for m in msgs:
             by_topic[m.topic].append(m)
-        copy_data: dict[str, tuple[bytes, int]] = {}
+        copy_data: dict[str, tuple[Any, int]] = {}
         times: dict[str, list[str]] = {}
         for topic, group in by_topic.items():
             if topic in SAMPLE_TOPICS:
