@@ -201,3 +201,46 @@ def test_generated_batches_round_trip(name: str, ref: str) -> None:
         assert same(roundtrip(ev), ev)
 
     check()
+
+
+class _Row(msgspec.Struct):
+    record_id: str
+    cadence_spm: int | float
+    speed_mps: int | float
+    heart_rate_bpm: int | None = None
+    missing: str | None = "default"
+
+
+class _Batch(msgspec.Struct):
+    batch_id: str
+    samples: list[_Row]
+
+
+def test_decode_typed_builds_the_same_structs_as_converting_the_dicts() -> None:
+    """The sink's path: a batch frame's columns straight into msgspec rows (a subclass of the
+    row type, same fields), equal to converting the decoded dicts; None where it does not apply
+    (JSON, ragged rows, a required field absent) and ``(None, special)`` on a type refusal."""
+    base = read_json(next(p for n, p in example_files() if n == "watch_sample_batch"))
+    ev = _multi(base, 7)
+    got = wire.decode_typed(wire.encode(ev), _Batch, _Row)
+    assert got is not None
+    batch, special = got
+    assert not special and isinstance(batch.samples[0], _Row)
+    assert batch.batch_id == ev["batch_id"]
+    assert [msgspec.structs.astuple(r) for r in batch.samples] == [
+        msgspec.structs.astuple(r) for r in msgspec.convert(ev, _Batch).samples
+    ]
+    assert wire.decode_typed(orjson.dumps(ev), _Batch, _Row) is None
+    ragged = _multi(base, 3)
+    del ragged["samples"][1]["speed_mps"]
+    assert wire.decode_typed(wire.encode(ragged), _Batch, _Row) is None
+    no_speed = {
+        **ev,
+        "samples": [{k: v for k, v in s.items() if k != "speed_mps"} for s in ev["samples"]],
+    }
+    assert wire.decode_typed(wire.encode(no_speed), _Batch, _Row) is None
+    wrong = {**ev, "samples": [{**s, "cadence_spm": "fast"} for s in ev["samples"]]}
+    assert wire.decode_typed(wire.encode(wrong), _Batch, _Row) == (None, False)
+    quoted = {**ev, "samples": [{**s, "record_id": 'a"b'} for s in ev["samples"]]}
+    got = wire.decode_typed(wire.encode(quoted), _Batch, _Row)
+    assert got is not None and got[1] is True

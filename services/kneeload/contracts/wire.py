@@ -47,6 +47,7 @@ __all__ = [
     "WireError",
     "decode",
     "decode_checked",
+    "decode_typed",
     "encode",
     "encode_json",
     "is_frame",
@@ -273,7 +274,7 @@ def is_frame(data: bytes | bytearray | memoryview | None) -> bool:
     return bool(data) and data[0] == MAGIC  # type: ignore[index]
 
 
-def _decode_frame(data: bytes | bytearray | memoryview) -> tuple[Frame, Any]:
+def _read(data: bytes | bytearray | memoryview) -> Frame:
     if len(data) < 2 or data[1] != VERSION:
         v = data[1] if len(data) >= 2 else None
         raise WireError(f"unknown wire format version {v} (this consumer reads {VERSION})")
@@ -281,10 +282,15 @@ def _decode_frame(data: bytes | bytearray | memoryview) -> tuple[Frame, Any]:
         frame = _decoder.decode(memoryview(data)[2:])
     except msgspec.DecodeError as exc:  # includes ValidationError
         raise WireError(f"malformed frame: {exc}") from exc
+    if frame.rows is not None and (type(frame.doc) is not dict or frame.field is None):
+        raise WireError("malformed frame: a batch frame without its envelope")
+    return frame
+
+
+def _decode_frame(data: bytes | bytearray | memoryview) -> tuple[Frame, Any]:
+    frame = _read(data)
     doc = frame.doc
     if frame.rows is not None:
-        if type(doc) is not dict or frame.field is None:
-            raise WireError("malformed frame: a batch frame without its envelope")
         doc[frame.field] = _items_of(frame.rows)
     return frame, doc
 
@@ -306,9 +312,20 @@ def decode_checked(data: bytes | bytearray | memoryview) -> tuple[Any, bool]:
     on the strings (by column for a batch). The sink sends such events the slow, safe way."""
     if not (data and data[0] == MAGIC):
         return decode(data), b"\\" in data
-    frame, doc = _decode_frame(data)
-    special = _has_special(frame.doc if frame.rows is None else {**doc, frame.field: None})
-    if not special and frame.rows is not None:
+    frame = _read(data)
+    special = _special(frame)
+    doc = frame.doc
+    if frame.rows is not None:
+        doc[frame.field] = _items_of(frame.rows)
+    return doc, special
+
+
+def _special(frame: Frame) -> bool:
+    """Some string of the frame's event (keys too) holds a character JSON escapes."""
+    if frame.rows is None:
+        return _has_special(frame.doc)
+    special = _has_special(frame.doc) or _has_special(frame.rows.keys)
+    if not special:
         for col in frame.rows.columns:
             if type(col) is Prefixed:
                 text = col.prefix + "".join(col.suffixes)
@@ -322,7 +339,71 @@ def decode_checked(data: bytes | bytearray | memoryview) -> tuple[Any, bool]:
                 )
             if special:
                 break
-    return doc, special
+    return special
+
+
+_twins: dict[type[Any], tuple[Any, list[tuple[str, bool, Any]]]] = {}
+
+
+def _twin(row_type: type[Any]) -> tuple[Any, list[tuple[str, bool, Any]]]:
+    """``list[<row_type read from an array>]`` (built from tuples in C; msgspec caches its
+    converter per type object, so the type is made once) and the row fields (name, required,
+    default)."""
+    got = _twins.get(row_type)
+    if got is None:
+        twin = msgspec.defstruct(
+            row_type.__name__ + "FromColumns", [], bases=(row_type,), array_like=True
+        )
+        fields = [
+            (f.encode_name, f.required or f.default_factory is not msgspec.NODEFAULT, f.default)
+            for f in msgspec.structs.fields(row_type)
+        ]
+        got = _twins[row_type] = (list.__class_getitem__(twin), fields)
+    return got
+
+
+def decode_typed(
+    data: bytes | bytearray | memoryview, batch_type: type[Any], row_type: type[Any]
+) -> tuple[Any, bool] | None:
+    """A batch frame straight into msgspec types, without the dicts: ``(batch, special)``
+    with ``batch`` a ``batch_type`` whose rows are ``row_type`` (a subclass: same fields,
+    same order), or None for ``batch`` when msgspec refuses a value's type; ``special`` as
+    in :func:`decode_checked`. Returns None when this path does not apply (JSON, a frame
+    without rows, rows lacking keys, a required row field absent): use
+    :func:`decode_checked`. Keys the row type does not have are ignored."""
+    if not (data and data[0] == MAGIC):
+        return None
+    frame = _read(data)
+    rows = frame.rows
+    if rows is None or rows.ragged or frame.field is None:
+        return None
+    n = rows.n
+    if len(rows.columns) != len(rows.keys):
+        raise WireError("malformed frame: columns do not match the keys")
+    index = dict(zip(rows.keys, rows.columns, strict=True))
+    twin_list, fields = _twin(row_type)
+    cols: list[list[Any]] = []
+    for name, required, default in fields:
+        col = index.get(name)
+        if col is not None:
+            values = _expand(col, n)
+            if len(values) != n:
+                raise WireError("malformed frame: a column does not match the row count")
+            cols.append(values)
+        elif required:
+            return None
+        else:
+            cols.append([default] * n)
+    special = _special(frame)
+    env = dict(frame.doc)
+    env[frame.field] = []
+    try:
+        batch = msgspec.convert(env, batch_type)
+        items = msgspec.convert(list(zip(*cols, strict=True)), twin_list)
+        setattr(batch, frame.field, items)
+    except msgspec.ValidationError:
+        return None, special
+    return batch, special
 
 
 def _has_special(value: Any) -> bool:
