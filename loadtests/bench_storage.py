@@ -24,9 +24,11 @@ Figures, each flavour beside its same-run baseline:
   athlete's week, the samples of every athlete over one day), median of 15;
 * a bulk insert of pain reports (one INSERT … SELECT, 1,000 athletes × 20 reports) with the
   athlete_pain_latest triggers, beside the same insert with triggers off;
-* (the refresh of the ``sample_load_minute`` continuous aggregate it timed is gone with the
-  aggregate: migration 0023 stores the per-sample estimates one row per batch and
-  ``sample_load_minute`` is a plain view; see bench_sample_load.py).
+* the refresh of the continuous aggregate ``telemetry_unit_daily`` over one day of a
+  1,000-athlete team on LEVER units (each athlete one 45-minute run at 1 Hz on one of 50 units:
+  2.7 M treadmill_telemetry rows), beside the same aggregate as a plain GROUP BY over the same
+  rows on the same server. (``sample_load_minute``, timed here before, is a plain view since
+  migration 0023; see bench_sample_load.py.)
 
 Last line: JSON.
 """
@@ -257,7 +259,66 @@ def run_plain(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, A
     }
 
 
-def run_timescale(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, Any]:
+TEAM, UNITS, RUN_S = 1000, 50, 45 * 60
+
+
+def refresh_team_day(conn: psycopg.Connection[Any], team: int = TEAM) -> dict[str, Any]:
+    """treadmill_telemetry for one day of a ``team``-athlete team on LEVER units (each athlete
+    one 45-minute run at 1 Hz, 20 a day per unit, back to back from 06:00), then the continuous
+    aggregate refresh of that day beside the same aggregate as a plain GROUP BY (baseline)."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    end = day + timedelta(days=1)
+    t = time.perf_counter()
+    conn.execute(
+        "INSERT INTO kneeload.treadmill_telemetry (time, record_id, unit_id, clinic_id, kind, "
+        "belt_speed_mps, incline_pct, bws_pct, athlete_id) "
+        "SELECT x.s, format('tm:%%s:%%s', a, i), format('unit-%%s', a %% %s), 'clinic-b', "
+        "'telemetry', CASE WHEN i < 60 THEN 0 ELSE 2.5 + (i %% 7) / 10.0 END, 1, "
+        "10 + (a %% 5) * 5, format('team-ath-%%s', a) "
+        "FROM generate_series(0, %s - 1) a, generate_series(0, %s - 1) i, "
+        "LATERAL (SELECT %s::timestamptz + INTERVAL '6 hours' "
+        "+ make_interval(secs => (a / %s) * %s + i)) x(s)",
+        (UNITS, team, RUN_S, day, UNITS, RUN_S),
+    )
+    insert_s = time.perf_counter() - t
+    rows = _one(
+        conn,
+        "SELECT count(*) FROM kneeload.treadmill_telemetry WHERE time >= %s AND time < %s",
+        day,
+        end,
+    )
+    conn.execute("VACUUM ANALYZE kneeload.treadmill_telemetry")
+    t = time.perf_counter()
+    conn.execute(
+        "CALL refresh_continuous_aggregate('kneeload.telemetry_unit_daily', %s::timestamptz, "
+        "%s::timestamptz)",
+        (day, end),
+    )
+    refresh_s = time.perf_counter() - t
+    t = time.perf_counter()
+    conn.execute(
+        "SELECT time_bucket(INTERVAL '1 day', time), unit_id, "
+        "count(*) FILTER (WHERE kind = 'telemetry'), "
+        "count(*) FILTER (WHERE kind = 'telemetry' AND belt_speed_mps > 0), "
+        "avg(bws_pct) FILTER (WHERE belt_speed_mps > 0), max(time) "
+        "FROM kneeload.treadmill_telemetry WHERE time >= %s AND time < %s GROUP BY 1, 2",
+        (day, end),
+    ).fetchall()
+    baseline_s = time.perf_counter() - t
+    return {
+        "day": day.date().isoformat(),
+        "athletes": team,
+        "units": UNITS,
+        "telemetry_rows": rows,
+        "insert_s": round(insert_s, 1),
+        "refresh_s": round(refresh_s, 3),
+        "baseline_group_by_s": round(baseline_s, 3),
+    }
+
+
+def run_timescale(
+    url: str, raw: list[bytes], n: int, base: Settings, team: int = TEAM
+) -> dict[str, Any]:
     migrate(url, base.model_copy(update={"storage_timescale": "on"}))
     with psycopg.connect(url, autocommit=True) as conn:
         # the policies' jobs would compress or materialise behind the bench's back
@@ -280,6 +341,7 @@ def run_timescale(url: str, raw: list[bytes], n: int, base: Settings) -> dict[st
         assert _one(conn, "SELECT count(*) FROM kneeload.watch_samples") == stored
         intervals = chunk_intervals(conn)
         pain = pain_bulk(conn)
+        refresh = refresh_team_day(conn, team)
     return {
         "samples": stored,
         "writer_samples_per_s": round(n / secs),
@@ -292,6 +354,7 @@ def run_timescale(url: str, raw: list[bytes], n: int, base: Settings) -> dict[st
         "compress_s": round(compress_s, 2),
         "chunk_intervals": intervals,
         "pain_bulk_insert": pain,
+        "cagg_refresh_team_day": refresh,
     }
 
 
@@ -299,10 +362,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--athletes", type=int, default=40)
     ap.add_argument("--weeks", type=int, default=4)
-    ap.add_argument("--quick", action="store_true", help="8 athletes × 2 weeks")
+    ap.add_argument("--team", type=int, default=TEAM, help="athletes of the refreshed team-day")
+    ap.add_argument("--quick", action="store_true", help="8 athletes × 2 weeks, team of 100")
     args = ap.parse_args()
     if args.quick:
-        args.athletes, args.weeks = 8, 2
+        args.athletes, args.weeks, args.team = 8, 2, 100
     base = get_settings()
     run = uuid.uuid4().hex[:8]
     t = time.perf_counter()
@@ -327,7 +391,7 @@ def main() -> None:
         result["plain"] = run_plain(plain_url, raw, n, base)
         print(f"plain: {result['plain']}")
         with timescale_server(base, run) as ts_url:
-            result["timescale"] = run_timescale(ts_url, raw, n, base)
+            result["timescale"] = run_timescale(ts_url, raw, n, base, args.team)
         print(f"timescale: {result['timescale']}")
     finally:
         if not isolated:
@@ -341,6 +405,8 @@ def main() -> None:
             "timescale_writer_samples_per_s": ts["writer_samples_per_s"],
             "plain_writer_samples_per_s": result["plain"]["writer_samples_per_s"],
             "timescale_bytes_per_sample_uncompressed": ts["bytes_per_sample_uncompressed"],
+            "cagg_refresh_day_s": ts["cagg_refresh_team_day"]["refresh_s"],
+            "baseline_group_by_day_s": ts["cagg_refresh_team_day"]["baseline_group_by_s"],
             "timescale_pain_bulk_rows_per_s": ts["pain_bulk_insert"]["rows_per_s"],
             "timescale_pain_bulk_baseline_rows_per_s": ts["pain_bulk_insert"][
                 "baseline_no_triggers_rows_per_s"
