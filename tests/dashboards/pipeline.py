@@ -266,10 +266,11 @@ LIVE_READY = {
     f"WHERE athlete_id = '{ATHLETE}' AND today_load > 0",
     "unit minutes today": f"SELECT count(*) > 0 FROM kneeload_api.fleet_status "
     f"WHERE unit_id = '{UNIT}' AND minutes_used_today > 0",
-    # the live session's row (published on the worker's timer) before `fleet refresh` counts
-    # the unit's sessions: without it the clinic panel sometimes counted 3 of 4 (a CI run)
-    "the live session stored": f"SELECT count(*) >= 4 FROM kneeload_api.fleet_sessions "
-    f"WHERE unit_id = '{UNIT}'",
+    # the live session stored AND idle-closed (4 s here) before `fleet refresh`, which counts
+    # closed sessions only (fleet.frames): waiting for the row alone still let the clinic panel
+    # count 3 of 4 on a loaded machine (reproduced: 1 in 3 runs with both cores busy)
+    "the live session stored and closed": f"SELECT count(*) >= 4 FROM kneeload_api.fleet_sessions "
+    f"WHERE unit_id = '{UNIT}' AND status = 'closed'",
 }
 
 

@@ -166,7 +166,16 @@ def test_panels_show_what_the_pipeline_computed(pipeline_db: str) -> None:
         [cal] = _panel_rows(conn, "Calibration per unit (latest day)")
         assert cal[0] == UNIT and float(cal[3]) == 0.0 and cal[6] == "ok"
         [hrs] = _panel_rows(conn, "Opening hours per unit: in use, idle, offline (downtime)", 7)
-        assert hrs[0] == UNIT and hrs[7] == 4  # the four sessions of the last week
+        stored = conn.execute(
+            "SELECT date, unit_id, sessions FROM kneeload_api.fleet_utilisation_daily "
+            "WHERE sessions > 0 ORDER BY date"
+        ).fetchall()
+        on_unit = conn.execute(
+            "SELECT session_id, start_time, status FROM kneeload_api.fleet_sessions "
+            "WHERE unit_id = %s ORDER BY start_time",
+            (UNIT,),
+        ).fetchall()
+        assert hrs[0] == UNIT and hrs[7] == 4, (stored, on_unit)  # the last week's four sessions
 
 
 def test_variable_queries_return_the_seeded_tenants(pipeline_db: str) -> None:
