@@ -238,10 +238,17 @@ def start(s: Settings) -> bool:
 
 
 def _kraft_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes as unpadded URL-safe base64 (like random-uuid)."""
+    """A KRaft cluster id: 16 random bytes as unpadded URL-safe base64 (like random-uuid).
+
+    Redrawn while it starts with ``-`` (1 draw in 64), as Kafka's own ``Uuid.randomUuid`` does:
+    the storage tool's ``-t <id>`` would read such an id as an option and fail to format
+    ("expected one argument"), which once failed a test's private broker."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def stop(s: Settings) -> bool:
