@@ -136,7 +136,7 @@ class Frame(msgspec.Struct, array_like=True):
 def _enc_hook(obj: Any) -> Any:
     if obj is ABSENT:
         return msgspec.msgpack.Ext(_EXT_ABSENT, b"")
-    raise NotImplementedError(f"cannot encode {type(obj).__name__} on the wire")
+    raise TypeError(f"cannot encode {type(obj).__name__} on the wire")
 
 
 def _ext_hook(code: int, data: memoryview) -> Any:
