@@ -37,6 +37,11 @@ offset still implies the stored state and outputs of everything before it; a cra
 replays at most the uncommitted takes, and replayed batches are recognised by their
 stored chunk (re-emitted, not counted).
 
+Layout: each agent's logic is a plain class or function that tests can call without Faust
+(:class:`AthleteAgent`, :class:`UnitAgent`, :func:`device_event`, :class:`TeamAgent`,
+:meth:`WorkerTables.forget_revoked`, :func:`tick_targets`); :func:`create_app` and the
+``add_*`` functions only wire them to Faust topics, tables and the timer.
+
 Processing-time: a timer sends one tick per *assigned* partition of the tick topics;
 the agents then run the idle checks for the keys of that partition (a table can only
 be written from inside a stream, so the timer cannot do it itself).
@@ -47,8 +52,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import faust
 import orjson
@@ -85,6 +91,8 @@ from kneeload.worker.fleet import (
     new_unit,
 )
 from kneeload.worker.state import (
+    AthleteState,
+    UnitState,
     decode_state,
     decode_team,
     decode_unit,
@@ -288,16 +296,357 @@ CHANGELOG_CONFIGS: dict[str, str] = {
 }
 
 
-def create_app(settings: Settings) -> faust.App:
-    """Build the worker app from settings (no connection is made until it runs)."""
-    cfg = WorkerConfig.from_settings(settings)
-    n = settings.topic_partitions
+@dataclass(frozen=True, slots=True)
+class WorkerTopics:
+    """Full names of the topics the worker's agents read (catalogue names; the worker's
+    internal topics carry the settings' prefix)."""
+
+    watch: str
+    registry: str
+    pain: str
+    bws: str
+    tick_athletes: str
+    telemetry: str
+    setpoints: str
+    assignments: str
+    tick_units: str
+    devices: str
+    pairs: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerTopics:
+        """The names under ``settings`` (topic prefix, catalogue)."""
+        name, prefix = topic_namer(settings), settings.topic_prefix
+        return cls(
+            watch=name(WATCH_SAMPLES),
+            registry=name(REGISTRY_ATHLETES),
+            pain=name(PAIN_REPORTS),
+            bws=prefix + BWS_BY_ATHLETE,
+            tick_athletes=prefix + TICK_ATHLETES,
+            telemetry=name(TREADMILL_TELEMETRY),
+            setpoints=name(TREADMILL_SETPOINTS),
+            assignments=name(REGISTRY_ASSIGNMENTS),
+            tick_units=prefix + TICK_UNITS,
+            devices=prefix + DEVICES_BY_UNIT,
+            pairs=prefix + PAIRS_BY_TEAM,
+        )
+
+
+def topic_namer(settings: Settings) -> Callable[[str], str]:
+    """Logical topic name → full name: the catalogue's, else the prefixed internal name."""
+    names = {t.logical_name: t.full_name for t in catalogue(settings)}
     prefix = settings.topic_prefix
-    app = faust.App(
+    return lambda logical: names.get(logical, prefix + logical)
+
+
+def reject(topic: str, key: bytes | None, value: bytes | None, code: str, detail: str) -> Output:
+    """The dead-letter output for an input record the worker cannot use."""
+    ev = dead_letter(
+        "worker",
+        code,
+        detail,
+        value,
+        topic=topic,
+        key=key.decode("utf-8", "replace") if key else None,
+    )
+    return ("deadletter", "worker", ev)
+
+
+def encode_output(logical: str, ev: dict[str, Any]) -> bytes:
+    """An output's value: a frame inside the platform; a dead letter stays JSON (an edge
+    record)."""
+    return orjson.dumps(ev) if logical == DEADLETTER else wire.encode(ev)
+
+
+class AthleteAgent:
+    """What the ``athlete`` agent does with its events, without Faust: each event updates
+    the athlete's state in memory (``athletes.keep``) and collects the outputs; the agent
+    publishes a take's outputs and then :meth:`flush` writes each changed athlete once."""
+
+    __slots__ = ("athletes", "cfg", "partitions", "proc", "topics")
+
+    def __init__(
+        self,
+        topics: WorkerTopics,
+        athletes: CachedTable,
+        proc: AthleteProcessor,
+        cfg: WorkerConfig,
+        partitions: int,
+    ) -> None:
+        self.topics, self.athletes, self.proc = topics, athletes, proc
+        self.cfg, self.partitions = cfg, partitions
+
+    def on_event(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        now_ms: int,
+        dirty: set[str],
+        outs: list[Output],
+    ) -> None:
+        """One event of the athlete stream: state updated in memory, outputs collected
+        into ``outs``, the athletes it changed added to ``dirty``."""
+        if topic == self.topics.tick_athletes:
+            self.on_tick(partition, now_ms, dirty, outs)
+            return
+        try:
+            doc: Any = wire.decode(value) if value is not None else None
+        except JSONError as exc:
+            outs.append(reject(topic, key, value, "invalid_json", str(exc)))
+            return
+        if doc is None and topic != self.topics.registry:
+            return
+        try:
+            if topic == self.topics.pain and not is_valid("pain_report", doc):
+                outs.append(reject(topic, key, value, "schema_invalid", "pain_report"))
+                return
+            applied = self.apply(topic, key, doc, now_ms)
+        except Exception as exc:  # one bad event must not stop the partition
+            log.exception("athlete agent failed on %s", topic)
+            outs.append(reject(topic, key, value, "processing_failed", repr(exc)))
+            return
+        if applied is not None:
+            aid, st, o = applied
+            self.athletes.keep(aid, st)
+            dirty.add(aid)
+            outs += o
+
+    def apply(
+        self, topic: str, key: bytes | None, doc: Any, now_ms: int
+    ) -> tuple[str, AthleteState, list[Output]] | None:
+        """Run the processor for one decoded input (a valid pain report): the athlete, its
+        updated state and the outputs; None for a record that changes nothing."""
+        t, proc = self.topics, self.proc
+        if topic == t.watch:  # validated by the gateways (the per-sample hot path)
+            aid = doc["athlete_id"]
+            st = self.state_of(aid)
+            return aid, st, proc.on_batch(st, doc, now_ms)
+        if topic == t.bws:
+            aid = doc["athlete_id"]
+            st = self.state_of(aid)
+            return aid, st, proc.on_bws(st, doc, now_ms)
+        if topic == t.pain:
+            aid = doc["athlete_id"]
+            st = self.state_of(aid)
+            return aid, st, proc.on_pain(st, doc, now_ms)
+        if topic == t.registry and doc is not None and key is not None:
+            aid = doc.get("athlete_id") or key.decode()
+            st = self.state_of(aid)
+            return aid, st, proc.on_registry(st, doc)
+        return None
+
+    def state_of(self, athlete_id: str) -> AthleteState:
+        """The athlete's state (a new one for an athlete not seen before)."""
+        return self.athletes.load(athlete_id) or new_state(athlete_id, self.cfg)
+
+    def on_tick(self, partition: int, now_ms: int, dirty: set[str], outs: list[Output]) -> None:
+        """Idle checks for every athlete of ``partition`` (a tick of the processing-time
+        timer)."""
+        for aid in self.athletes.keys_in(partition, self.partitions):
+            try:
+                st = self.athletes.load(aid)
+                o = self.proc.on_tick(st, now_ms) if st is not None else []
+            except Exception:  # one athlete must not stop the partition's timer
+                log.exception("athlete %s: idle check failed", aid)
+                continue
+            if o:
+                dirty.add(aid)
+                outs += o
+
+    def flush(self, dirty: set[str]) -> None:
+        """Write each changed athlete's state to the table (after the take's outputs)."""
+        for aid in dirty:
+            self.athletes.flush(aid)
+
+
+class UnitAgent:
+    """What the ``fleet`` agent does with its events, without Faust: each event updates
+    the unit's state and writes it to the table (``units.store``) before its outputs are
+    published."""
+
+    __slots__ = ("fleet", "partitions", "topics", "units")
+
+    def __init__(
+        self, topics: WorkerTopics, units: CachedTable, fleet: UnitProcessor, partitions: int
+    ) -> None:
+        self.topics, self.units, self.fleet, self.partitions = topics, units, fleet, partitions
+
+    def on_tick(self, partition: int, now_ms: int) -> Iterator[list[Output]]:
+        """Idle checks for every unit of ``partition``: each changed unit is stored, then
+        its outputs are yielded (to be published before the next unit is checked)."""
+        for uid in self.units.keys_in(partition, self.partitions):
+            u = self.units.load(uid)
+            outs = self.fleet.on_tick(u, now_ms) if u is not None else []
+            if outs:
+                self.units.store(uid, u)
+                yield outs
+
+    def on_event(
+        self, topic: str, key: bytes | None, value: bytes | None, now_ms: int
+    ) -> list[Output]:
+        """One input record: the unit's state stored, the outputs (or a dead letter)
+        returned."""
+        try:
+            doc = wire.decode(value) if value is not None else None
+        except JSONError as exc:
+            return [reject(topic, key, value, "invalid_json", str(exc))]
+        if doc is None:
+            return []
+        try:
+            uid = doc["unit_id"]
+            u = self.units.load(uid)
+            if u is None:
+                if topic == self.topics.devices and doc.get("deleted"):
+                    return []  # a deleted device that never was a unit here
+                u = new_unit(uid)
+            if topic in (self.topics.telemetry, self.topics.setpoints):
+                name = (
+                    "treadmill_telemetry"
+                    if topic == self.topics.telemetry
+                    else "bws_setpoint_change"
+                )
+                if not is_valid(name, doc):
+                    return [reject(topic, key, value, "schema_invalid", name)]
+            outs = self.apply(topic, u, doc, now_ms)
+        except Exception as exc:
+            log.exception("fleet agent failed on %s", topic)
+            return [reject(topic, key, value, "processing_failed", repr(exc))]
+        if outs is None:
+            return []
+        self.units.store(uid, u)
+        return outs
+
+    def apply(
+        self, topic: str, u: UnitState, doc: dict[str, Any], now_ms: int
+    ) -> list[Output] | None:
+        """Run the processor for one decoded input (valid telemetry): the outputs, None for
+        a topic the agent does not handle."""
+        t = self.topics
+        if topic == t.assignments:
+            return self.fleet.on_assignment(u, doc)
+        if topic == t.devices:
+            self.fleet.on_device(u, doc)
+            return []
+        if topic in (t.telemetry, t.setpoints):
+            return self.fleet.on_telemetry(u, doc, now_ms)
+        return None
+
+
+def device_event(key: bytes | None, value: bytes | None) -> Output | None:
+    """The ``devices`` agent's step: a ``registry.devices`` record re-keyed by unit (None
+    for a record that is not JSON, invalid, or not a LEVER unit's)."""
+    try:
+        doc = wire.decode(value) if value is not None else None
+    except JSONError:
+        log.warning("ignoring a device record that is not JSON (key %r)", key)
+        return None
+    if doc is not None and not is_valid("device_record", doc):
+        log.warning("ignoring an invalid device record (key %r)", key)
+        return None
+    return device_to_unit(key.decode("utf-8", "replace") if key else None, doc)
+
+
+def is_team_pairs(doc: object) -> TypeGuard[dict[str, Any]]:
+    """Whether a decoded ``worker.pairs-by-team`` record has the fields the team agent
+    reads."""
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("team_id"), str)
+        and isinstance(doc.get("athlete_id"), str)
+        and isinstance(doc.get("series"), dict)
+    )
+
+
+class TeamAgent:
+    """What the ``team`` agent does with one record, without Faust: the outputs, and the
+    staged team state to commit once they are published."""
+
+    __slots__ = ("proc", "teams")
+
+    def __init__(self, teams: CachedTable, proc: TeamProcessor) -> None:
+        self.teams, self.proc = teams, proc
+
+    def on_event(
+        self, topic: str, key: bytes | None, value: bytes | None
+    ) -> tuple[list[Output], StagedTable | None]:
+        """One team-pairs record: its outputs (or a dead letter) and the state to commit
+        after them (None when nothing changed)."""
+        try:
+            doc = wire.decode(value) if value is not None else None
+        except JSONError as exc:
+            return [reject(topic, key, value, "invalid_json", str(exc))], None
+        if not is_team_pairs(doc):
+            return [reject(topic, key, value, "invalid_pairs", "team pairs")], None
+        staged = self.proc.store = StagedTable(self.teams)
+        try:
+            outs = self.proc.on_pairs(doc)
+        except Exception as exc:
+            log.exception("team agent failed")
+            return [reject(topic, key, value, "processing_failed", repr(exc))], None
+        return outs, staged
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTables:
+    """The worker's four tables as decoded values (see :data:`TABLES`)."""
+
+    athletes: CachedTable
+    chunks: CachedTable
+    units: CachedTable
+    teams: CachedTable
+
+    def forget_revoked(self, revoked: Iterable[Any], topics: WorkerTopics, partitions: int) -> None:
+        """Drop the cached values of revoked partitions (``revoked``: Kafka topic
+        partitions with ``topic`` and ``partition``); each table goes by the partitions of
+        one input topic its keys are co-partitioned with."""
+        revoked = list(revoked)
+        for table, topic in (
+            (self.athletes, topics.watch),
+            (self.units, topics.telemetry),
+            (self.teams, topics.pairs),
+        ):
+            parts = {tp.partition for tp in revoked if tp.topic == topic}
+            if parts:
+                table.forget(parts, partitions)
+
+
+def tick_targets(assigned: Iterable[Any], topics: WorkerTopics) -> list[tuple[str, int]]:
+    """The (tick topic, partition) pairs a timer tick goes to: every assigned partition of
+    the two tick topics."""
+    ticks = (topics.tick_athletes, topics.tick_units)
+    return [(tp.topic, tp.partition) for tp in assigned if tp.topic in ticks]
+
+
+class Publisher:
+    """Sends outputs to their topics (raw topics made on first use)."""
+
+    __slots__ = ("make_topic", "topics")
+
+    def __init__(self, make_topic: Callable[[str], Any]) -> None:
+        self.make_topic = make_topic
+        self.topics: dict[str, Any] = {}
+
+    def topic(self, logical: str) -> Any:
+        """The Faust topic of a logical output topic."""
+        t = self.topics.get(logical)
+        if t is None:
+            t = self.topics[logical] = self.make_topic(logical)
+        return t
+
+    async def __call__(self, outputs: list[Output]) -> None:
+        for logical, key, ev in outputs:
+            await self.topic(logical).send(key=key.encode(), value=encode_output(logical, ev))
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app object with the worker's broker, producer and consumer settings."""
+    return faust.App(
         app_id(settings),
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
         store="memory://",
-        topic_partitions=n,
+        topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         table_standby_replicas=0,
         stream_wait_empty=False,
@@ -313,128 +662,51 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
-    names = {t.logical_name: t.full_name for t in catalogue(settings)}
 
-    def raw_topic(*logical: str, partitions: int = n) -> Any:
-        return app.topic(
-            *(names.get(x, prefix + x) for x in logical),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-        )
+
+def add_tables(app: faust.App, partitions: int) -> WorkerTables:
+    """The worker's tables (in-memory store, a changelog each), registered with ``app``."""
 
     def table(name: str) -> Any:
         return app.tables.add(
             OwnerPartitionedTable(
-                app, name=name, key_type=bytes, value_type=bytes, partitions=n,
+                app, name=name, key_type=bytes, value_type=bytes, partitions=partitions,
                 default=None, beacon=app.tables.beacon, use_partitioner=True,
                 extra_topic_configs=CHANGELOG_CONFIGS,
             )
         )  # fmt: skip
 
-    athletes = CachedTable(table("athletes"), encode_state, decode_state)
-    chunks = CachedTable(table("chunks"))
-    units = CachedTable(table("units"), encode_unit, decode_unit)
-    teams = CachedTable(table("teams"), encode_team, decode_team)
-    proc = AthleteProcessor(cfg, chunks)
-    fleet = UnitProcessor(
-        settings.worker_unit_timeout_s,
-        settings.worker_unit_status_interval_s,
-        cfg.bws_stale_s,
-        fleet_thresholds(settings),
+    return WorkerTables(
+        athletes=CachedTable(table("athletes"), encode_state, decode_state),
+        chunks=CachedTable(table("chunks")),
+        units=CachedTable(table("units"), encode_unit, decode_unit),
+        teams=CachedTable(table("teams"), encode_team, decode_team),
     )
-    out_topics: dict[str, Any] = {}
 
-    def out_topic(logical: str) -> Any:
-        t = out_topics.get(logical)
-        if t is None:
-            t = out_topics[logical] = raw_topic(logical)
-        return t
 
-    async def publish(outputs: list[Output]) -> None:
-        for logical, key, ev in outputs:
-            # frames inside the platform; a dead letter stays JSON (an edge record)
-            value = orjson.dumps(ev) if logical == DEADLETTER else wire.encode(ev)
-            await out_topic(logical).send(key=key.encode(), value=value)
+class RawTopics:
+    """Makes the worker's Faust topics (raw bytes keys and values) from logical names."""
 
-    def reject(
-        topic: str, key: bytes | None, value: bytes | None, code: str, detail: str
-    ) -> Output:
-        ev = dead_letter(
-            "worker",
-            code,
-            detail,
-            value,
-            topic=topic,
-            key=key.decode("utf-8", "replace") if key else None,
+    __slots__ = ("app", "name", "partitions")
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app, self.name, self.partitions = app, topic_namer(settings), settings.topic_partitions
+
+    def __call__(self, *logical: str, partitions: int | None = None) -> Any:
+        return self.app.topic(
+            *(self.name(x) for x in logical),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions or self.partitions,
         )
-        return ("deadletter", "worker", ev)
 
-    t_watch, t_reg, t_pain = names[WATCH_SAMPLES], names[REGISTRY_ATHLETES], names[PAIN_REPORTS]
-    t_bws, t_tick_a, t_tick_u = prefix + BWS_BY_ATHLETE, prefix + TICK_ATHLETES, prefix + TICK_UNITS
-    t_dev, t_pairs = prefix + DEVICES_BY_UNIT, prefix + PAIRS_BY_TEAM
-    t_tel, t_set, t_asg = (
-        names[TREADMILL_TELEMETRY],
-        names[TREADMILL_SETPOINTS],
-        names[REGISTRY_ASSIGNMENTS],
-    )
 
-    async def athlete_event(event: Any, now: int, dirty: set[str], outs: list[Output]) -> None:
-        """One event of the athlete stream: state updated in memory, outputs collected."""
-        topic = event.message.topic
-        key, value = event.key, event.value
-        if topic == t_tick_a:
-            for aid in athletes.keys_in(event.message.partition, n):
-                try:
-                    st = athletes.load(aid)
-                    o = proc.on_tick(st, now) if st is not None else []
-                except Exception:  # one athlete must not stop the partition's timer
-                    log.exception("athlete %s: idle check failed", aid)
-                    continue
-                if o:
-                    dirty.add(aid)
-                    outs += o
-            return
-        try:
-            doc: Any = wire.decode(value) if value is not None else None
-        except JSONError as exc:
-            outs.append(reject(topic, key, value, "invalid_json", str(exc)))
-            return
-        if doc is None and topic != t_reg:
-            return
-        try:
-            if topic == t_watch:  # validated by the gateways (the per-sample hot path)
-                aid = doc["athlete_id"]
-                st = athletes.load(aid) or new_state(aid, cfg)
-                o = proc.on_batch(st, doc, now)
-            elif topic == t_bws:
-                aid = doc["athlete_id"]
-                st = athletes.load(aid) or new_state(aid, cfg)
-                o = proc.on_bws(st, doc, now)
-            elif topic == t_pain:
-                if not is_valid("pain_report", doc):
-                    outs.append(reject(topic, key, value, "schema_invalid", "pain_report"))
-                    return
-                aid = doc["athlete_id"]
-                st = athletes.load(aid) or new_state(aid, cfg)
-                o = proc.on_pain(st, doc, now)
-            elif topic == t_reg:
-                if doc is None or key is None:
-                    return
-                aid = doc.get("athlete_id") or key.decode()
-                st = athletes.load(aid) or new_state(aid, cfg)
-                o = proc.on_registry(st, doc)
-            else:
-                return
-        except Exception as exc:  # one bad event must not stop the partition
-            log.exception("athlete agent failed on %s", topic)
-            outs.append(reject(topic, key, value, "processing_failed", repr(exc)))
-            return
-        athletes.keep(aid, st)
-        dirty.add(aid)
-        outs += o
+def add_athlete_agent(
+    app: faust.App, raw_topic: RawTopics, logic: AthleteAgent, publish: Publisher
+) -> Any:
+    """The ``athlete`` agent: takes of events through :class:`AthleteAgent`."""
 
     @app.agent(
         raw_topic(WATCH_SAMPLES, REGISTRY_ATHLETES, PAIN_REPORTS, BWS_BY_ATHLETE, TICK_ATHLETES)
@@ -448,11 +720,20 @@ def create_app(settings: Settings) -> faust.App:
             now = int(time.time() * 1000)
             dirty: set[str] = set()
             outs: list[Output] = []
-            for event in events:
-                await athlete_event(event, now, dirty, outs)
+            for e in events:
+                m = e.message
+                logic.on_event(m.topic, m.partition, e.key, e.value, now, dirty, outs)
             await publish(outs)  # outputs first, then the state that accounts for them
-            for aid in dirty:
-                athletes.flush(aid)
+            logic.flush(dirty)
+
+    return athlete
+
+
+def add_units_agent(
+    app: faust.App, raw_topic: RawTopics, logic: UnitAgent, publish: Publisher
+) -> Any:
+    """The ``fleet`` agent: one event at a time through :class:`UnitAgent`."""
+    tick_units = logic.topics.tick_units
 
     @app.agent(
         raw_topic(
@@ -461,134 +742,116 @@ def create_app(settings: Settings) -> faust.App:
         )
     )  # fmt: skip
     async def units_agent(stream: Any) -> None:
-        async for event in stream.events():
-            topic = event.message.topic
-            key, value = event.key, event.value
+        async for e in stream.events():
             now = int(time.time() * 1000)
-            if topic == t_tick_u:
-                for uid in units.keys_in(event.message.partition, n):
-                    u = units.load(uid)
-                    outs = fleet.on_tick(u, now) if u is not None else []
-                    if outs:
-                        units.store(uid, u)
-                        await publish(outs)
-                continue
-            try:
-                doc = wire.decode(value) if value is not None else None
-            except JSONError as exc:
-                await publish([reject(topic, key, value, "invalid_json", str(exc))])
-                continue
-            if doc is None:
-                continue
-            try:
-                uid = doc["unit_id"]
-                u = units.load(uid)
-                if u is None:
-                    if topic == t_dev and doc.get("deleted"):
-                        continue  # a deleted device that never was a unit here
-                    u = new_unit(uid)
-                if topic == t_asg:
-                    outs = fleet.on_assignment(u, doc)
-                elif topic == t_dev:
-                    fleet.on_device(u, doc)
-                    outs = []
-                elif topic in (t_tel, t_set):
-                    name = "treadmill_telemetry" if topic == t_tel else "bws_setpoint_change"
-                    if not is_valid(name, doc):
-                        await publish([reject(topic, key, value, "schema_invalid", name)])
-                        continue
-                    outs = fleet.on_telemetry(u, doc, now)
-                else:
-                    continue
-            except Exception as exc:
-                log.exception("fleet agent failed on %s", topic)
-                await publish([reject(topic, key, value, "processing_failed", repr(exc))])
-                continue
-            units.store(uid, u)
-            await publish(outs)
+            if e.message.topic == tick_units:
+                for outs in logic.on_tick(e.message.partition, now):
+                    await publish(outs)
+            else:
+                await publish(logic.on_event(e.message.topic, e.key, e.value, now))
 
+    return units_agent
+
+
+def add_devices_agent(
+    app: faust.App, raw_topic: RawTopics, settings: Settings, publish: Publisher
+) -> Any:
+    """The ``devices`` agent: :func:`device_event` for each ``registry.devices`` record.
+
+    registry.devices is not co-partitioned with the unit streams (one partition, keyed by
+    device id): each LEVER unit's record is re-keyed by unit.
+    """
     devices_n = get_topic(REGISTRY_DEVICES, settings).partitions
 
     @app.agent(raw_topic(REGISTRY_DEVICES, partitions=devices_n))
     async def devices_agent(stream: Any) -> None:
-        # registry.devices is not co-partitioned with the unit streams (one partition,
-        # keyed by device id): re-key each LEVER unit's record by unit.
-        async for event in stream.events():
-            key, value = event.key, event.value
-            try:
-                doc = wire.decode(value) if value is not None else None
-            except JSONError:
-                log.warning("ignoring a device record that is not JSON (key %r)", key)
-                continue
-            if doc is not None and not is_valid("device_record", doc):
-                log.warning("ignoring an invalid device record (key %r)", key)
-                continue
-            o = device_to_unit(key.decode("utf-8", "replace") if key else None, doc)
+        async for e in stream.events():
+            o = device_event(e.key, e.value)
             if o is not None:
                 await publish([o])
 
-    team_proc = TeamProcessor({})
+    return devices_agent
+
+
+def add_team_agent(
+    app: faust.App, raw_topic: RawTopics, logic: TeamAgent, publish: Publisher
+) -> Any:
+    """The ``team`` agent: each record through :class:`TeamAgent`, its outputs published
+    before the state that accounts for them is committed."""
 
     @app.agent(raw_topic(PAIRS_BY_TEAM))
     async def team_agent(stream: Any) -> None:
-        async for event in stream.events():
-            topic, key, value = event.message.topic, event.key, event.value
-            try:
-                doc = wire.decode(value) if value is not None else None
-            except JSONError as exc:
-                await publish([reject(topic, key, value, "invalid_json", str(exc))])
-                continue
-            if not (
-                isinstance(doc, dict)
-                and isinstance(doc.get("team_id"), str)
-                and isinstance(doc.get("athlete_id"), str)
-                and isinstance(doc.get("series"), dict)
-            ):
-                await publish([reject(topic, key, value, "invalid_pairs", "team pairs")])
-                continue
-            staged = team_proc.store = StagedTable(teams)
-            try:
-                outs = team_proc.on_pairs(doc)
-            except Exception as exc:
-                log.exception("team agent failed")
-                await publish([reject(topic, key, value, "processing_failed", repr(exc))])
-                continue
-            await publish(outs)  # outputs first, then the state that accounts for them
-            staged.commit()
+        async for e in stream.events():
+            outs, staged = logic.on_event(e.message.topic, e.key, e.value)
+            await publish(outs)
+            if staged is not None:
+                staged.commit()
 
-    tick_a, tick_u = raw_topic(TICK_ATHLETES), raw_topic(TICK_UNITS)
+    return team_agent
+
+
+def add_revocation(app: faust.App, tables: WorkerTables, topics: WorkerTopics, n: int) -> None:
+    """On a rebalance, drop the cached values of the revoked partitions
+    (:meth:`WorkerTables.forget_revoked`)."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # (mode types it narrowly)
     async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        revoked = args[0] if args else kwargs.get("revoked", ())
-        parts = {tp.partition for tp in revoked if tp.topic == t_watch}
-        if parts:
-            athletes.forget(parts, n)
-        parts = {tp.partition for tp in revoked if tp.topic == t_tel}
-        if parts:
-            units.forget(parts, n)
-        parts = {tp.partition for tp in revoked if tp.topic == t_pairs}
-        if parts:
-            teams.forget(parts, n)
+        tables.forget_revoked(args[0] if args else kwargs.get("revoked", ()), topics, n)
 
-    @app.timer(interval=settings.worker_tick_s)
+
+def add_ticker(
+    app: faust.App, raw_topic: RawTopics, topics: WorkerTopics, interval_s: float
+) -> None:
+    """The processing-time timer: a tick to every assigned partition of the tick topics
+    (:func:`tick_targets`)."""
+    tick_topics = {
+        topics.tick_athletes: raw_topic(TICK_ATHLETES),
+        topics.tick_units: raw_topic(TICK_UNITS),
+    }
+
+    @app.timer(interval=interval_s)
     async def ticker() -> None:
         try:
             assigned = app.consumer.assignment()
         except Exception:  # not started yet
             return
-        for tp in assigned:
-            if tp.topic == t_tick_a:
-                await tick_a.send(key=b"tick", value=b"{}", partition=tp.partition)
-            elif tp.topic == t_tick_u:
-                await tick_u.send(key=b"tick", value=b"{}", partition=tp.partition)
+        for topic, partition in tick_targets(assigned, topics):
+            await tick_topics[topic].send(key=b"tick", value=b"{}", partition=partition)
 
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker app from settings (no connection is made until it runs): the
+    Faust wiring of :class:`AthleteAgent`, :class:`UnitAgent`, :func:`device_event`,
+    :class:`TeamAgent`, the revocation hook and the tick timer."""
     from kneeload.worker import watchdog
 
+    cfg = WorkerConfig.from_settings(settings)
+    n = settings.topic_partitions
+    app = faust_app(settings)
+    topics = WorkerTopics.from_settings(settings)
+    raw_topic = RawTopics(app, settings)
+    tables = add_tables(app, n)
+    publish = Publisher(raw_topic)
+    fleet = UnitProcessor(
+        settings.worker_unit_timeout_s,
+        settings.worker_unit_status_interval_s,
+        cfg.bws_stale_s,
+        fleet_thresholds(settings),
+    )
+    athlete_logic = AthleteAgent(
+        topics, tables.athletes, AthleteProcessor(cfg, tables.chunks), cfg, n
+    )
+    app.kneeload_agents = (  # type: ignore[attr-defined]
+        add_athlete_agent(app, raw_topic, athlete_logic, publish),
+        add_units_agent(app, raw_topic, UnitAgent(topics, tables.units, fleet, n), publish),
+        add_devices_agent(app, raw_topic, settings, publish),
+        add_team_agent(app, raw_topic, TeamAgent(tables.teams, TeamProcessor({})), publish),
+    )
+    add_revocation(app, tables, topics, n)
+    add_ticker(app, raw_topic, topics, settings.worker_tick_s)
     watchdog.install(
         app, settings, settings.worker_stall_timeout_s, settings.worker_watchdog_interval_s
     )
-    app.kneeload_agents = (athlete, units_agent, devices_agent, team_agent)  # type: ignore[attr-defined]
     return app
 
 
