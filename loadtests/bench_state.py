@@ -5,8 +5,9 @@ Run: .venv/bin/python loadtests/bench_state.py [--athletes N] [--days D] [--runs
 1. One athlete trains D days (a 45-minute run at 1 Hz a day on a LEVER unit, a next-morning
    pain report) through :class:`kneeload.worker.athlete.AthleteProcessor`; its state and
    chunk store are what the worker keeps after pruning (the lateness horizon's sessions).
-   Printed: the state's bytes as stored (MessagePack, :mod:`kneeload.worker.state`) beside
-   the same state as JSON (the older workers' format), and the chunk bytes the same way.
+   Printed: the state's bytes as one MessagePack record (:mod:`kneeload.worker.state`)
+   beside the same state as JSON (the older workers' format) and as the split records
+   (:mod:`kneeload.worker.statestore`; its hot root alone too), and the chunk bytes.
 2. Restart: N copies of that athlete are written into a fresh worker's changelogs with
    ``kneeload rebuild-state``'s writer (:func:`kneeload.worker.rebuild.write`), a
    ``kneeload worker`` starts, and one probe batch extends athlete N−1's last session; the
@@ -16,10 +17,14 @@ Run: .venv/bin/python loadtests/bench_state.py [--athletes N] [--days D] [--runs
    measured with the chunk store (the raw samples of the sessions within the lateness
    horizon, kept to recompute a session; zlib-compressed; a closed session's chunks packed
    into one record), with the same chunks one record per input batch (the layout before
-   the packing: the baseline), and with the athletes' states alone — all in the same run.
+   the packing: the baseline), with the athletes' states alone, and with each state one
+   whole record (the layout before the hot/cold split of
+   :mod:`kneeload.worker.statestore`: its baseline) — all in the same run.
 3. Changelog bytes while streaming: the same athlete runs once more in 10- and 100-sample
-   batches, one take per batch; printed: the bytes written to the ``athletes`` changelog
-   (the whole state, once per take) and to ``chunks`` per sample.
+   batches at 1 Hz, one take per batch; printed per sample: the bytes written to the
+   ``athletes`` changelog split hot/cold (the records that changed) beside the whole state
+   once per take (the layout before), and to ``chunks`` — keys and record overhead
+   counted.
 
 The last line is one JSON object, also written to ``loadtests/results/state.json``.
 """
@@ -91,32 +96,77 @@ def profile_athlete(days: int, minutes: int) -> tuple[Any, dict[str, bytes], dic
     return st, chunks, {"sid": last, "start": start, "samples": acc.sums.samples}
 
 
+#: bytes a record costs in a Kafka record batch besides its key and value (length,
+#: attributes, timestamp and offset deltas, key and value lengths, header count: varints)
+RECORD_OVERHEAD_B = 8
+
+
+class _LogTable(dict[bytes, bytes]):
+    """The ``athletes`` table as a dict that counts what its changelog receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = 0
+        self.bytes = 0
+
+    def __setitem__(self, k: bytes, v: bytes) -> None:
+        self.records += 1
+        self.bytes += len(k) + len(v) + RECORD_OVERHEAD_B
+        super().__setitem__(k, v)
+
+    def __delitem__(self, k: bytes) -> None:
+        self.records += 1
+        self.bytes += len(k) + RECORD_OVERHEAD_B
+        super().__delitem__(k)
+
+
 def changelog_bytes(st: Any, chunks: dict[str, bytes], batch: int, day: int) -> dict[str, float]:
     """Bytes the worker writes to its changelogs per sample while this athlete streams one
-    more 45-minute run in ``batch``-sample batches, one take per batch (live watches send a
-    batch every few seconds, so a take rarely holds two of one athlete's): the whole state
-    once per take, each batch's chunk, and the session's pack when it closes (the probe runs
-    on a copy: the caller's state and chunks are unchanged)."""
+    more 45-minute run in ``batch``-sample batches at 1 Hz, one take per batch (live watches
+    send a batch every few seconds, so a take rarely holds two of one athlete's; the
+    processing time advances with the samples, so the day is published every batch as
+    the publish interval says): the ``athletes`` changelog split hot/cold
+    (:class:`kneeload.worker.statestore.PartedStates`: the records that changed) beside
+    the whole state once per take (the layout before: the baseline), each batch's chunk,
+    and the session's pack when it closes. Keys and a record's overhead
+    (:data:`RECORD_OVERHEAD_B`) are counted. The probe runs on a copy: the caller's state
+    and chunks are unchanged."""
     from kneeload.worker.athlete import AthleteProcessor, WorkerConfig
     from kneeload.worker.state import decode_state, encode_state
+    from kneeload.worker.statestore import PartedStates
 
     st = decode_state(encode_state(st))
     store = dict(chunks)
     proc = AthleteProcessor(WorkerConfig(), store)
+    table = _LogTable()
+    parted = PartedStates(table)
+    parted.store(st.athlete_id, st)  # what the changelog held before the run
+    table.records = table.bytes = 0
     start = T0 + dt.timedelta(days=day)
+    t0 = int(start.timestamp() * 1000)
     n = 2700
-    state_b = chunk_b = 0
-    for k in range(0, n, batch):
+    whole_b = chunk_b = 0
+    key_b = len(st.athlete_id) + RECORD_OVERHEAD_B
+
+    def take(now: int, fn: Any) -> None:
+        nonlocal whole_b, chunk_b
         before = dict(store)
-        proc.on_batch(st, _batch("a", f"stream{batch}", start, k, batch, "s"), 10**12 + k)
-        state_b += len(encode_state(st))
-        chunk_b += sum(len(v) for key, v in store.items() if before.get(key) is not v)
-    before = dict(store)
-    proc.on_tick(st, 10**13)  # idle: the session closes and is packed
-    state_b += len(encode_state(st))
-    chunk_b += sum(len(v) for key, v in store.items() if before.get(key) is not v)
+        fn(now)
+        parted.store(st.athlete_id, st)
+        whole_b += len(encode_state(st)) + key_b
+        chunk_b += sum(len(key) + len(v) + RECORD_OVERHEAD_B
+                       for key, v in store.items() if before.get(key) is not v)  # fmt: skip
+
+    for k in range(0, n, batch):
+        b = _batch("a", f"stream{batch}", start, k, batch, "s")
+        take(t0 + (k + batch) * 1000, lambda now, b=b: proc.on_batch(st, b, now))
+    take(t0 + n * 1000 + 10**7, lambda now: proc.on_tick(st, now))  # idle: closes, packs
     return {
-        f"streaming_state_changelog_bytes_per_sample_batch{batch}": round(state_b / n, 1),
+        f"streaming_state_changelog_bytes_per_sample_batch{batch}": round(table.bytes / n, 1),
+        f"streaming_state_changelog_records_per_take_batch{batch}": round(
+            table.records / (n // batch + 1), 2
+        ),
+        f"streaming_whole_state_changelog_bytes_per_sample_batch{batch}": round(whole_b / n, 1),
         f"streaming_chunk_changelog_bytes_per_sample_batch{batch}": round(chunk_b / n, 1),
     }
 
@@ -145,10 +195,17 @@ def sizes(st: Any, chunks: dict[str, bytes]) -> dict[str, float]:
     for raw in per_batch(chunks).values():
         c = decode_chunk(raw)
         chunk_json += len(orjson.dumps({"b": c.batch_id, "rows": msgspec.to_builtins(c.rows)}))
+    from kneeload.worker.statestore import split_state, state_records
+
     state_b = len(encode_state(st))
     chunk_b = sum(len(v) for v in chunks.values())
+    recs = state_records(st.athlete_id, st)
+    hot, _ = split_state(st)
     return {
         "state_bytes_per_athlete": state_b,
+        "state_split_bytes_per_athlete": sum(len(k) + len(v) for k, v in recs),
+        "state_split_records_per_athlete": len(recs),
+        "state_hot_root_bytes_per_athlete": len(hot),
         "state_json_bytes_per_athlete": len(as_json),
         "state_bytes_ratio_to_json": round(state_b / len(as_json), 3),
         "chunk_bytes_per_athlete": chunk_b,
@@ -176,11 +233,16 @@ def clones(st: Any, chunks: dict[str, bytes], n: int) -> tuple[dict[str, Any], d
 
 
 def restart_s(settings: Any, env: dict[str, str], last: dict[str, Any], n: int, full: bool,
-              athletes: dict[str, Any], chunks: dict[str, bytes], run: str) -> float:  # fmt: skip
-    """Seconds from a worker's start to the probe's session summary (restored state)."""
+              athletes: dict[str, Any], chunks: dict[str, bytes], run: str,
+              whole: bool = False) -> float:  # fmt: skip
+    """Seconds from a worker's start to the probe's session summary (restored state).
+    ``whole``: each athlete's state as one record (the layout before the hot/cold split,
+    which the worker still reads) instead of ``rebuild-state``'s split records."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+    from kneeload.worker.app import changelog_partition, changelog_topic
     from kneeload.worker.rebuild import Rebuilt, write
+    from kneeload.worker.state import encode_state
 
     app = f"state-{run}"
     s = settings.model_copy(update={"worker_app_id": app})
@@ -192,9 +254,17 @@ def restart_s(settings: Any, env: dict[str, str], last: dict[str, Any], n: int, 
     offsets = {(tp.topic, tp.partition): o for tp, o in cons.end_offsets(watch).items()}
     cons.assign([TopicPartition(pre + "sessions", p) for p in parts])
     cons.seek_to_end()
-    state = Rebuilt(athletes=athletes, chunks=chunks) if full else Rebuilt()
+    state = Rebuilt(athletes={} if whole else athletes, chunks=chunks) if full else Rebuilt()
     state.offsets = offsets
     write(s, state, timeout_s=900)  # a GB of uncompressed chunks takes minutes here
+    if whole:
+        log, parts = changelog_topic(s, "athletes"), settings.topic_partitions
+        p = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+        for aid, st in athletes.items():
+            p.send(log, key=aid.encode(), value=encode_state(st),
+                   partition=changelog_partition(aid, parts))  # fmt: skip
+        p.flush()
+        p.close()
     aid = f"bench{n - 1}"
     probe = _batch(aid, last["sid"], last["start"], 10_000, 10, f"probe{run}")
     want = last["samples"] + 10 if full else 10
@@ -268,6 +338,7 @@ def main() -> None:
     full: list[float] = []
     full_batched: list[float] = []
     state_only: list[float] = []
+    whole: list[float] = []
     try:
         for r in range(args.runs):
             tag = uuid.uuid4().hex[:6]
@@ -279,10 +350,16 @@ def main() -> None:
             full_batched.append(
                 restart_s(s, env, last, args.athletes, True, athletes, batched, f"p{tag}")
             )
+            whole.append(
+                restart_s(
+                    s, env, last, args.athletes, True, athletes, all_chunks, f"w{tag}", whole=True
+                )
+            )
             print(f"run {r}: start over empty changelogs {empty[-1]:.2f} s, with "
                   f"{args.athletes} athletes {full[-1]:.2f} s (their states without the "
                   f"chunk store {state_only[-1]:.2f} s, chunks one record per batch "
-                  f"{full_batched[-1]:.2f} s)", flush=True)  # fmt: skip
+                  f"{full_batched[-1]:.2f} s, each state one whole record "
+                  f"{whole[-1]:.2f} s)", flush=True)  # fmt: skip
     finally:
         from kafka import KafkaAdminClient
 
@@ -294,6 +371,7 @@ def main() -> None:
     out["worker_start_with_state_s"] = round(statistics.median(full), 2)
     out["worker_start_with_states_only_s"] = round(statistics.median(state_only), 2)
     out["worker_start_with_chunks_per_batch_s"] = round(statistics.median(full_batched), 2)
+    out["worker_start_with_whole_states_s"] = round(statistics.median(whole), 2)
     out["chunk_records_total"] = len(all_chunks)
     out["chunk_records_total_per_batch"] = len(batched)
     base_s = out["baseline_worker_start_empty_s"]
@@ -302,9 +380,10 @@ def main() -> None:
     out["restore_chunks_per_batch_s"] = round(
         out["worker_start_with_chunks_per_batch_s"] - base_s, 2
     )
+    out["restore_whole_states_s"] = round(out["worker_start_with_whole_states_s"] - base_s, 2)
     out["machine_load_average"] = round(os.getloadavg()[0], 2)
     out["restarts_s"] = {"empty": empty, "full": full, "states_only": state_only,
-                         "chunks_per_batch": full_batched}  # fmt: skip
+                         "chunks_per_batch": full_batched, "whole_states": whole}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "state.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
     out["chunk_store_bytes_total"] = len(all_chunks) and sum(len(v) for v in all_chunks.values())

@@ -23,14 +23,8 @@ from kneeload.worker.app import (
 )
 from kneeload.worker.athlete import AthleteProcessor, Output, WorkerConfig, new_state
 from kneeload.worker.fleet import UnitProcessor
-from kneeload.worker.state import (
-    decode_state,
-    decode_team,
-    decode_unit,
-    encode_state,
-    encode_team,
-    encode_unit,
-)
+from kneeload.worker.state import decode_team, decode_unit, encode_team, encode_unit
+from kneeload.worker.statestore import PartedStates
 from kneeload.worker.team import TeamProcessor
 
 from .helpers import UTC, athlete_record, batches, samples
@@ -49,7 +43,7 @@ T = WorkerTopics(
 
 def athlete_agent() -> tuple[AthleteAgent, dict[bytes, bytes]]:
     raw: dict[bytes, bytes] = {}
-    athletes = CachedTable(raw, encode_state, decode_state)
+    athletes = PartedStates(raw)
     return AthleteAgent(T, athletes, AthleteProcessor(CFG, {}), CFG, N), raw
 
 
@@ -68,13 +62,13 @@ def test_the_athlete_agent_gives_what_the_processor_gives_and_flushes_once() -> 
         agent.on_event(T.watch, 0, b"a1", wire.encode(b), 0, dirty, outs)
     assert dirty == {"a1"} and raw == {}  # kept in memory until the flush
     agent.flush(dirty)
-    assert decode_state(raw[b"a1"]) == agent.athletes.load("a1")
+    assert PartedStates(raw).load("a1") == agent.athletes.load("a1")
 
     proc, st = AthleteProcessor(CFG, {}), new_state("a1", CFG)
     want = proc.on_registry(st, wire.decode(wire.encode(rec)))
     for b in bs:
         want += proc.on_batch(st, wire.decode(wire.encode(b)), 0)
-    assert outs == want and encode_state(st) == raw[b"a1"]
+    assert outs == want and PartedStates(raw).load("a1") == st
 
     dirty, outs = set(), []
     partition = partition_of("a1", N)

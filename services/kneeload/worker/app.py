@@ -93,13 +93,12 @@ from kneeload.worker.fleet import (
 from kneeload.worker.state import (
     AthleteState,
     UnitState,
-    decode_state,
     decode_team,
     decode_unit,
-    encode_state,
     encode_team,
     encode_unit,
 )
+from kneeload.worker.statestore import PartedStates
 from kneeload.worker.team import TeamProcessor
 
 log = logging.getLogger("kneeload.worker")
@@ -368,7 +367,7 @@ class AthleteAgent:
     def __init__(
         self,
         topics: WorkerTopics,
-        athletes: CachedTable,
+        athletes: PartedStates,
         proc: AthleteProcessor,
         cfg: WorkerConfig,
         partitions: int,
@@ -592,7 +591,7 @@ class TeamAgent:
 class WorkerTables:
     """The worker's four tables as decoded values (see :data:`TABLES`)."""
 
-    athletes: CachedTable
+    athletes: PartedStates
     chunks: CachedTable
     units: CachedTable
     teams: CachedTable
@@ -677,7 +676,7 @@ def add_tables(app: faust.App, partitions: int) -> WorkerTables:
         )  # fmt: skip
 
     return WorkerTables(
-        athletes=CachedTable(table("athletes"), encode_state, decode_state),
+        athletes=PartedStates(table("athletes")),  # hot/cold records: worker/statestore.py
         chunks=CachedTable(table("chunks")),
         units=CachedTable(table("units"), encode_unit, decode_unit),
         teams=CachedTable(table("teams"), encode_team, decode_team),

@@ -25,7 +25,8 @@ Stop-the-world (every worker stopped). In one REPEATABLE READ snapshot of the da
    the stored alerts.
 
 Then the changelog topics are recreated and filled (raw utf-8 key; value orjson, the
-athletes' state MessagePack (:mod:`kneeload.worker.state`); in the
+athletes' state split hot/cold into a few MessagePack records each, as the worker writes
+it (:mod:`kneeload.worker.statestore`); in the
 owner's partition: what the tables' memory store recovers), and the worker's consumer
 group is set to the sink's offsets for the raw topics (earliest where the sink has none)
 and to the end of the internal topics.
@@ -64,10 +65,10 @@ from kneeload.worker.state import (
     TeamDirectory,
     TeamEntry,
     UnitState,
-    encode_state,
     encode_team,
     encode_unit,
 )
+from kneeload.worker.statestore import records_of
 from kneeload.worker.team import TeamProcessor
 from kneeload.worker.timeutil import DayCalendar, iso, parse_ms
 
@@ -532,7 +533,7 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
     counts = {}
     try:
         for table, items in (
-            ("athletes", ((k, encode_state(v)) for k, v in rebuilt.athletes.items())),
+            ("athletes", records_of(rebuilt.athletes.items())),
             ("chunks", iter(rebuilt.chunks.items())),
             ("units", ((k, encode_unit(v)) for k, v in rebuilt.units.items())),
             ("teams", ((k, encode_team(v)) for k, v in rebuilt.teams.items())),
@@ -543,7 +544,9 @@ def write(settings: Settings, rebuilt: Rebuilt, timeout_s: float = 60.0) -> dict
                 p = changelog_partition(key, n)
                 prod.send(topic, key=key.encode(), value=value, partition=p)
                 c += 1
-            counts[table] = c
+            counts[table] = len(rebuilt.athletes) if table == "athletes" else c
+            if table == "athletes":
+                counts["athlete_records"] = c
         names = {t.logical_name: t.full_name for t in catalogue(settings)}
         for topic, key, event in rebuilt.publish:  # history the database lacks (--since)
             value = orjson.dumps(event) if topic == DEADLETTER else wire.encode(event)
