@@ -147,13 +147,19 @@ def changelog_bytes(st: Any, chunks: dict[str, bytes], batch: int, day: int) -> 
     n = 2700
     whole_b = chunk_b = 0
     key_b = len(st.athlete_id) + RECORD_OVERHEAD_B
+    split_s: list[float] = []
+    whole_s: list[float] = []
 
     def take(now: int, fn: Any) -> None:
         nonlocal whole_b, chunk_b
         before = dict(store)
         fn(now)
+        t = time.perf_counter()
         parted.store(st.athlete_id, st)
+        t1 = time.perf_counter()
         whole_b += len(encode_state(st)) + key_b
+        whole_s.append(time.perf_counter() - t1)
+        split_s.append(t1 - t)
         chunk_b += sum(len(key) + len(v) + RECORD_OVERHEAD_B
                        for key, v in store.items() if before.get(key) is not v)  # fmt: skip
 
@@ -168,6 +174,10 @@ def changelog_bytes(st: Any, chunks: dict[str, bytes], batch: int, day: int) -> 
         ),
         f"streaming_whole_state_changelog_bytes_per_sample_batch{batch}": round(whole_b / n, 1),
         f"streaming_chunk_changelog_bytes_per_sample_batch{batch}": round(chunk_b / n, 1),
+        # CPU of writing the state once per take: split (encode the parts, compare, write
+        # what changed) beside encoding the whole state (the layout before), medians
+        f"state_write_us_per_take_batch{batch}": round(statistics.median(split_s) * 1e6, 1),
+        f"whole_state_encode_us_per_take_batch{batch}": round(statistics.median(whole_s) * 1e6, 1),
     }
 
 

@@ -17,12 +17,13 @@ changelog partition, ``owner_of`` = the text before the first ``|``):
   current state).
 * ``<aid>|@<part>|<slot>`` — a **part**, slot 0 or 1: the 8-byte version it was written at,
   then its MessagePack. Parts (:func:`split_state`): ``i`` (the index: every other part's
-  name), ``s/<session id>`` (one session without its batch ids and minutes),
-  ``c/<session id>/<k>`` (the session's counted batch ids, :data:`CHUNK_IDS_PER_PART` a
-  part), ``m/<session id>/<k>`` (its minute sums and revisions, :data:`MINUTE_PART_MS` a
-  part), ``d/<date>`` (one day), ``acwr`` (the tracker's history), ``pain``, ``bws``,
-  ``corr``, ``spike``, ``ep`` (alert episodes). A live session so rewrites its own small
-  part, the last of its batch-id parts and the last of its minute parts per take.
+  name), ``s/<session id>`` (a closed session; an open one without its batch ids and
+  minutes, which are in ``c/<session id>/<k>`` (its counted batch ids,
+  :data:`CHUNK_IDS_PER_PART` a part) and ``m/<session id>/<k>`` (its minute sums and
+  revisions, :data:`MINUTE_PART_MS` a part)), ``d/<date>`` (one day), ``acwr`` (the
+  tracker's history), ``pain``, ``bws``, ``corr``, ``spike``, ``ep`` (alert episodes).
+  A live session so rewrites its own small part, the last of its batch-id parts and the
+  last of its minute parts per take.
 
 Atomicity: a take's records go to one changelog partition, in order (the producer keeps
 a partition's order), so a crash keeps a prefix of them. A changed part is written to the
@@ -42,6 +43,7 @@ and the next write stores it split.
 from __future__ import annotations
 
 import contextlib
+import functools
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -78,7 +80,15 @@ _V = struct.Struct(">Q")
 INDEX = "i"
 
 _ENC = msgspec.msgpack.Encoder()
-_HOT = msgspec.msgpack.Decoder(AthleteState)
+_HOT_MAP = msgspec.msgpack.Decoder(AthleteState)
+
+
+class HotState(AthleteState, array_like=True, gc=False):
+    """The root's hot state: an :class:`AthleteState` without its parts, as an array (its
+    field names would be a fifth of the bytes a take writes)."""
+
+
+_HOT = msgspec.msgpack.Decoder(HotState)
 _NAMES = msgspec.msgpack.Decoder(list[str])
 _IDS = msgspec.msgpack.Decoder(list[str])
 _SESSION = msgspec.msgpack.Decoder(Session)
@@ -91,9 +101,11 @@ _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "spike": msgspec.msgpack.Decoder(dict[str, SpikeEntry]),
     "ep": msgspec.msgpack.Decoder(dict[str, Any]),
 }
+#: first bytes of a MessagePack map (fixmap, map 16, map 32)
+_MAP_FIRST = frozenset([bytes([b]) for b in range(0x80, 0x90)] + [b"\xde", b"\xdf"])
 _FIELDS = {"pain": "pain", "bws": "bws", "corr": "corr", "spike": "spike_hist", "ep": "episodes"}
-#: the ACWR tracker's keys that change with every new load of the current day (kept hot:
-#: its current state, and the last of its daily loads under a key of its own)
+#: the ACWR tracker's current state (split once more); ``loads_last``: the first split's key
+#: of the last daily load (read still)
 _ACWR_HOT = "state"
 _ACWR_TAIL = "loads_last"
 
@@ -117,31 +129,56 @@ _MINUTES = msgspec.msgpack.Decoder(MinutePart)
 
 
 def _acwr_split(acwr: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ACWR tracker's dict as (hot, cold): the current state and the last day's load
-    change with every new load of the current day; the history only once a day."""
+    """The ACWR tracker's dict (:meth:`kneeload.core.acwr.AcwrTracker.to_dict`) as (hot,
+    cold). A new load of the current day changes the current state's numbers and the last
+    element of each of its series (the daily loads, the state's rolling rings); the rest
+    (earlier days, the anchor, the state before the last day, the configuration) changes
+    once a day. So: numbers hot, nested dicts cold (the current state's split the same
+    way), each list's last element hot and the rest cold."""
     hot: dict[str, Any] = {}
-    cold = dict(acwr)
-    if _ACWR_HOT in cold:
-        hot[_ACWR_HOT] = cold.pop(_ACWR_HOT)
-    loads = cold.get("loads")
-    if isinstance(loads, list) and loads:
-        cold["loads"] = loads[:-1]
-        hot[_ACWR_TAIL] = loads[-1:]
+    cold: dict[str, Any] = {}
+    for k, v in acwr.items():
+        if k == _ACWR_HOT and isinstance(v, dict):
+            hot[k], cold[k] = _acwr_split(v)
+        elif isinstance(v, list) and v:
+            cold[k], hot[k] = v[:-1], v[-1:]
+        elif isinstance(v, dict):
+            cold[k] = v
+        else:
+            hot[k], cold[k] = v, None  # None: the key's place (the dict's order kept)
     return hot, cold
 
 
 def _acwr_join(hot: dict[str, Any], cold: dict[str, Any]) -> dict[str, Any]:
-    out = dict(cold)
+    """Inverse of :func:`_acwr_split` (also of the first split's: the state whole in the
+    hot part, the last daily load under ``loads_last``)."""
+    hot = dict(hot)
     if _ACWR_TAIL in hot:
-        out["loads"] = list(out.get("loads", [])) + hot[_ACWR_TAIL]
-    if _ACWR_HOT in hot:
-        out[_ACWR_HOT] = hot[_ACWR_HOT]
+        hot["loads"] = hot.pop(_ACWR_TAIL)
+    out: dict[str, Any] = {}
+    for k, v in cold.items():
+        if k not in hot:
+            out[k] = v
+            continue
+        h = hot.pop(k)
+        if isinstance(v, list) and isinstance(h, list):
+            out[k] = v + h
+        elif isinstance(v, dict) and isinstance(h, dict):
+            out[k] = _acwr_join(h, v)
+        else:
+            out[k] = h
+    out.update(hot)
     return out
 
 
 def _session_parts(s: Session, parts: dict[str, bytes]) -> None:
+    """A closed session as one part (it changes only with late data); an open one as its
+    small part, its batch ids and its minutes in parts of their own."""
     sid = s.sid
     acc = s.acc
+    if s.status != "open":
+        parts["s/" + sid] = _ENC.encode(s)
+        return
     base = msgspec.structs.replace(
         s,
         chunks=[],
@@ -161,6 +198,7 @@ def _session_parts(s: Session, parts: dict[str, bytes]) -> None:
         parts[f"m/{sid}/{b}"] = _ENC.encode(blocks[b])
 
 
+@functools.lru_cache(maxsize=8192)
 def _block(minute_key: str) -> int:
     try:
         return int(minute_key) // MINUTE_PART_MS
@@ -171,10 +209,9 @@ def _block(minute_key: str) -> int:
 def split_state(st: AthleteState) -> tuple[bytes, dict[str, bytes]]:
     """The hot state's MessagePack and each part's (name → MessagePack), index included."""
     acwr_hot, acwr_cold = _acwr_split(st.acwr)
-    hot = msgspec.structs.replace(
-        st, sessions={}, days={}, acwr=acwr_hot, bws=[], pain=[], corr={}, spike_hist={},
-        episodes={},
-    )  # fmt: skip
+    hot = HotState(*msgspec.structs.astuple(st))
+    hot.sessions, hot.days, hot.acwr, hot.bws, hot.pain = {}, {}, acwr_hot, [], []
+    hot.corr, hot.spike_hist, hot.episodes = {}, {}, {}
     parts: dict[str, bytes] = {}
     for s in st.sessions.values():
         _session_parts(s, parts)
@@ -199,7 +236,10 @@ def split_state(st: AthleteState) -> tuple[bytes, dict[str, bytes]]:
 def join_state(hot: bytes, parts: dict[str, bytes]) -> AthleteState:
     """Inverse of :func:`split_state` (sessions, days and a session's batch ids in the
     index's order; minute sums in time order — nothing depends on their order)."""
-    st = _HOT.decode(hot)
+    if hot[:1] in _MAP_FIRST:  # the first split's root: the hot state as a map
+        st = _HOT_MAP.decode(hot)
+    else:
+        st = AthleteState(*msgspec.structs.astuple(_HOT.decode(hot)))
     names = _NAMES.decode(parts[INDEX]) if INDEX in parts else list(parts)
     sessions: dict[str, Session] = {}
     ids: dict[str, list[tuple[int, list[str]]]] = {}
@@ -225,6 +265,8 @@ def join_state(hot: bytes, parts: dict[str, bytes]) -> AthleteState:
         elif kind in _DECODERS:
             setattr(st, _FIELDS[kind], _DECODERS[kind].decode(raw))
     for sid, s in sessions.items():
+        if s.status != "open":  # stored whole
+            continue
         s.chunks = [b for _, seg in sorted(ids.get(sid, [])) for b in seg]
         blocks = [mp for _, mp in sorted(minutes.get(sid, []), key=lambda x: x[0])]
         if s.acc is not None:
@@ -366,15 +408,19 @@ class PartedStates:
             if cur is not None and cur.raw == raw:
                 continue
             slot = 0 if cur is None else 1 - cur.slot
-            tab[part_key(aid, name, slot).encode()] = _V.pack(v) + raw
-            meta.stale.discard(part_key(aid, name, slot))
+            key = part_key(aid, name, slot)
+            tab[key.encode()] = _V.pack(v) + raw
+            if meta.stale:
+                meta.stale.discard(key)
             if cur is None:  # a new name: a leftover of an older life of it must not count
-                self._tombstone(part_key(aid, name, 1 - slot))
-                meta.stale.discard(part_key(aid, name, 1 - slot))
+                other = part_key(aid, name, 1 - slot)
+                self._tombstone(other)
+                meta.stale.discard(other)
             meta.parts[name] = _Part(slot, v, raw)
-        for key in sorted(meta.stale):  # orphans the new root would make visible
-            self._tombstone(key)
-        meta.stale.clear()
+        if meta.stale:
+            for key in sorted(meta.stale):  # orphans the new root would make visible
+                self._tombstone(key)
+            meta.stale.clear()
         root = _root(v, hot)
         tab[aid.encode()] = root
         for name in [n for n in meta.parts if n not in parts]:  # after the root
