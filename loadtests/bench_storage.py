@@ -19,6 +19,14 @@ Figures, each flavour beside its same-run baseline:
 * stored bytes per sample (table + indexes + TOAST, ``pg_total_relation_size`` of every
   partition / ``hypertable_size``) on plain, on Timescale before compression and after
   compressing every chunk (target ≤ 40 B);
+* plain, the layouts of the raw samples against each other on the same samples (issue #20:
+  ≤ 150 B per sample stored, indexes included): one row per sample as before migration 0029
+  (its primary key (record_id, time)), with TimescaleDB's (time DESC) B-tree added, with an
+  int4 batch key instead of the batch_id text, without athlete_id, with the uniqueness held
+  by an int8 hash of the record id; and one row per batch with a column array per value
+  (0029, the schema's) under pglz and lz4 TOAST compression — each one unpartitioned table;
+  and the writer's samples/s into a database migrated before 0029 (rows) beside the
+  schema's (per batch), same run;
 * chunk interval: the same samples in hypertables of 1 day (the schema's), 6 hours and 7 days
   — chunk count, compressed bytes per sample, and two reads of the compressed history (one
   athlete's week, the samples of every athlete over one day), median of 15;
@@ -41,6 +49,7 @@ import os
 import shutil
 import socket
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -55,7 +64,14 @@ import psycopg
 from kneeload.demo.sim import SimConfig, build_scenario
 from kneeload.settings import Settings, get_settings
 from kneeload.storage import migrate
-from kneeload.storage.writer import Message, Writer, decode
+from kneeload.storage.writer import (
+    _COPY_OPTS,
+    _WATCH_COLS,
+    Message,
+    Writer,
+    decode,
+    format_watch,
+)
 
 PER_BATCH = 300
 
@@ -111,13 +127,121 @@ def _one(conn: psycopg.Connection[Any], sql: str, *args: object) -> Any:
 
 
 def plain_bytes(conn: psycopg.Connection[Any]) -> int:
+    """Bytes of the raw watch samples on plain PostgreSQL: every partition of the table that
+    holds them (kneeload.watch_sample_batches since migration 0029, before it the
+    kneeload.watch_samples table), heap + indexes + TOAST."""
+    table = _one(conn, "SELECT coalesce(to_regclass('kneeload.watch_sample_batches'), "
+                 "'kneeload.watch_samples'::regclass)::text")  # fmt: skip
     return int(
         _one(
             conn,
             "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
-            "WHERE inhparent = 'kneeload.watch_samples'::regclass",
+            "WHERE inhparent = %s::regclass",
+            table,
         )
     )
+
+
+_ROW_COLS = ", ".join(_WATCH_COLS)
+_VALUE_COLS = ", ".join(_WATCH_COLS[2:14])
+#: the row layouts compared (one heap row per sample): name -> (CREATE TABLE, INSERT … SELECT
+#: from lay_rows in its write order, or None for lay_rows itself, written as the sink did)
+_ROW_LAYOUTS: dict[str, tuple[str, str | None]] = {
+    "rows (0022: PK (record_id, time) + BRIN time)": (
+        "CREATE TABLE lay_rows (time timestamptz NOT NULL, record_id text NOT NULL, "
+        "athlete_id text NOT NULL, batch_id text NOT NULL, cadence_spm real, speed_mps real, "
+        "ground_contact_ms real, vertical_oscillation_mm real, vertical_ratio_pct real, "
+        "step_length_mm real, power_w real, heart_rate_bpm real, grade_pct real, "
+        "distance_m float8, vertical_load_bw real, sources text, PRIMARY KEY (record_id, time));"
+        "CREATE INDEX ON lay_rows USING brin (time)",
+        None,
+    ),
+    "rows + btree (time DESC) (TimescaleDB's default index)": (
+        "CREATE TABLE lay_timedesc (LIKE lay_rows INCLUDING ALL);"
+        "CREATE INDEX ON lay_timedesc (time DESC)",
+        "INSERT INTO lay_timedesc SELECT * FROM lay_rows ORDER BY ctid",
+    ),
+    "rows, int4 batch key instead of batch_id text": (
+        "CREATE TABLE lay_bkey (time timestamptz NOT NULL, record_id text NOT NULL, "
+        "athlete_id text NOT NULL, batch_key int4 NOT NULL, cadence_spm real, speed_mps real, "
+        "ground_contact_ms real, vertical_oscillation_mm real, vertical_ratio_pct real, "
+        "step_length_mm real, power_w real, heart_rate_bpm real, grade_pct real, "
+        "distance_m float8, vertical_load_bw real, sources text, PRIMARY KEY (record_id, time));"
+        "CREATE INDEX ON lay_bkey USING brin (time)",
+        "INSERT INTO lay_bkey SELECT r.time, r.record_id, r.athlete_id, k.k, "
+        f"{_VALUE_COLS} FROM lay_rows r JOIN lay_keys k USING (batch_id) ORDER BY r.ctid",
+    ),
+    "rows, int4 batch key, no athlete_id (the batch's)": (
+        "CREATE TABLE lay_bkey_noath (time timestamptz NOT NULL, record_id text NOT NULL, "
+        "batch_key int4 NOT NULL, cadence_spm real, speed_mps real, "
+        "ground_contact_ms real, vertical_oscillation_mm real, vertical_ratio_pct real, "
+        "step_length_mm real, power_w real, heart_rate_bpm real, grade_pct real, "
+        "distance_m float8, vertical_load_bw real, sources text, PRIMARY KEY (record_id, time));"
+        "CREATE INDEX ON lay_bkey_noath USING brin (time)",
+        "INSERT INTO lay_bkey_noath SELECT r.time, r.record_id, k.k, "
+        f"{_VALUE_COLS} FROM lay_rows r JOIN lay_keys k USING (batch_id) ORDER BY r.ctid",
+    ),
+    "rows, int4 batch key, no athlete_id, unique (int8 hash of record_id, time)": (
+        "CREATE TABLE lay_hash (time timestamptz NOT NULL, record_id text NOT NULL, "
+        "batch_key int4 NOT NULL, cadence_spm real, speed_mps real, "
+        "ground_contact_ms real, vertical_oscillation_mm real, vertical_ratio_pct real, "
+        "step_length_mm real, power_w real, heart_rate_bpm real, grade_pct real, "
+        "distance_m float8, vertical_load_bw real, sources text);"
+        "CREATE UNIQUE INDEX ON lay_hash ((hashtextextended(record_id, 0)), time);"
+        "CREATE INDEX ON lay_hash USING brin (time)",
+        "INSERT INTO lay_hash SELECT r.time, r.record_id, k.k, "
+        f"{_VALUE_COLS} FROM lay_rows r JOIN lay_keys k USING (batch_id) ORDER BY r.ctid",
+    ),
+}
+
+
+def _table_bytes(conn: psycopg.Connection[Any], table: str) -> int:
+    conn.execute(f"VACUUM ANALYZE {table}")
+    return int(_one(conn, "SELECT pg_total_relation_size(%s::regclass)", table))
+
+
+def plain_layouts(url: str, raw: list[bytes], stored: int) -> dict[str, float]:
+    """Bytes per raw sample of each layout on the same samples (heap + indexes + TOAST, one
+    unpartitioned table each): the row layouts written in the sink's order (the 0022 table by
+    COPY of the writer's CSV, the others copied from it in that order), and the per-batch
+    layout of migration 0029 (kneeload.watch_sample_batches, as the writer stored it) with
+    pglz (PostgreSQL's default) and lz4 TOAST compression."""
+    out: dict[str, float] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET search_path = public")
+        for create, _ in _ROW_LAYOUTS.values():
+            for stmt in create.split(";"):
+                conn.execute(stmt)
+        copy = f"COPY lay_rows ({_ROW_COLS}) FROM STDIN {_COPY_OPTS}"
+        with conn.cursor() as cur, cur.copy(copy) as cp:
+            for b in raw:
+                m = Message("watch.samples", 0, 0, None, b, "bench.watch.samples")
+                if decode(m) is None:
+                    cp.write(format_watch([m.doc])[0])
+        conn.execute(  # a compact key per batch_id
+            "CREATE TABLE lay_keys AS SELECT batch_id, (row_number() OVER ())::int4 AS k "
+            "FROM (SELECT DISTINCT batch_id FROM lay_rows) x"
+        )
+        n = int(_one(conn, "SELECT count(*) FROM lay_rows"))
+        for name, (create, fill) in _ROW_LAYOUTS.items():
+            table = create.split()[2]
+            if fill is not None:
+                conn.execute(fill)
+            out[name] = round(_table_bytes(conn, table) / n, 1)
+        for codec in ("pglz", "lz4"):
+            t = f"lay_batches_{codec}"
+            conn.execute(f"CREATE TABLE {t} (LIKE kneeload.watch_sample_batches INCLUDING ALL)")
+            arrays = conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                "'kneeload' AND table_name = 'watch_sample_batches' AND data_type = 'ARRAY'"
+            ).fetchall()
+            for (c,) in arrays:
+                conn.execute(f"ALTER TABLE {t} ALTER COLUMN {c} SET COMPRESSION {codec}")
+            conn.execute(f"INSERT INTO {t} SELECT * FROM kneeload.watch_sample_batches")
+            label = "per batch (0029: arrays, PK-less, (device, last_time) + (athlete, last_time))"
+            out[f"{label}, {codec}"] = round(_table_bytes(conn, t) / stored, 1)
+        assert n == stored, (n, stored)
+    return out
 
 
 @contextmanager
@@ -237,11 +361,39 @@ def chunk_intervals(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return out
 
 
-def run_plain(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, Any]:
-    migrate(url, base.model_copy(update={"storage_timescale": "off"}))
+def migrate_before(url: str, settings: Settings, version: int) -> None:
+    """Migrate ``url`` with the migrations older than ``version`` only (a baseline layout)."""
+    mod = sys.modules["kneeload.storage.migrate"]
+    every = mod.load_migrations
+    older = [m for m in every() if m.version < version]
+    mod.load_migrations = lambda: older
+    try:
+        migrate(url, settings)
+    finally:
+        mod.load_migrations = every
+
+
+def run_plain(
+    url: str, raw: list[bytes], n: int, base: Settings, rows_url: str | None = None
+) -> dict[str, Any]:
+    """The schema's layout on ``url``; with ``rows_url``, the same samples written first into a
+    database migrated before 0029 (one row per sample): the writer's baseline of this run."""
+    plain = base.model_copy(update={"storage_timescale": "off"})
+    baseline: dict[str, Any] = {}
+    if rows_url is not None:
+        migrate_before(rows_url, plain, 29)
+        rows_secs = asyncio.run(write(rows_url, raw))
+        with psycopg.connect(rows_url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE kneeload.watch_samples")
+            size = plain_bytes(conn)
+            baseline = {
+                "rows_0022_writer_samples_per_s": round(n / rows_secs),
+                "rows_0022_bytes_per_sample": round(size / n, 1),
+            }
+    migrate(url, plain)
     secs = asyncio.run(write(url, raw))
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE kneeload.watch_samples")
+        conn.execute("VACUUM ANALYZE kneeload.watch_sample_batches")
         stored = _one(conn, "SELECT count(*) FROM kneeload.watch_samples")
         size = plain_bytes(conn)
         conn.execute(  # as the sink does before writing into new weeks
@@ -255,6 +407,8 @@ def run_plain(url: str, raw: list[bytes], n: int, base: Settings) -> dict[str, A
         "writer_samples_per_s": round(n / secs),
         "bytes": size,
         "bytes_per_sample": round(size / stored, 1),
+        "layouts_bytes_per_sample": plain_layouts(url, raw, stored),
+        **baseline,
         "pain_bulk_insert": pain,
     }
 
@@ -364,6 +518,7 @@ def main() -> None:
     ap.add_argument("--weeks", type=int, default=4)
     ap.add_argument("--team", type=int, default=TEAM, help="athletes of the refreshed team-day")
     ap.add_argument("--quick", action="store_true", help="8 athletes × 2 weeks, team of 100")
+    ap.add_argument("--plain-only", action="store_true", help="skip the TimescaleDB flavour")
     args = ap.parse_args()
     if args.quick:
         args.athletes, args.weeks, args.team = 8, 2, 100
@@ -376,26 +531,33 @@ def main() -> None:
     u = urlsplit(base.database_url)
     admin = urlunsplit(u._replace(path="/postgres"))
     own = f"kneeload_bench_storage_{run}"
-    if isolated:
-        plain_url = base.database_url
-    else:
-        with psycopg.connect(admin, autocommit=True) as c:
+    rows = f"{own}_rows"  # the baseline layout (before migration 0029)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{rows}"')
+        if not isolated:
             c.execute(f'CREATE DATABASE "{own}"')
-        plain_url = urlunsplit(u._replace(path=f"/{own}"))
+    plain_url = base.database_url if isolated else urlunsplit(u._replace(path=f"/{own}"))
+    rows_url = urlunsplit(u._replace(path=f"/{rows}"))
     result: dict[str, Any] = {
         "athletes": args.athletes,
         "weeks": args.weeks,
         "samples_simulated": n,
     }
     try:
-        result["plain"] = run_plain(plain_url, raw, n, base)
+        result["plain"] = run_plain(plain_url, raw, n, base, rows_url)
         print(f"plain: {result['plain']}")
+        for name, b in result["plain"]["layouts_bytes_per_sample"].items():
+            print(f"  {b:7.1f} B/sample  {name}")
+        if args.plain_only:
+            print(orjson.dumps(result).decode())
+            return
         with timescale_server(base, run) as ts_url:
             result["timescale"] = run_timescale(ts_url, raw, n, base, args.team)
         print(f"timescale: {result['timescale']}")
     finally:
-        if not isolated:
-            with psycopg.connect(admin, autocommit=True) as c:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{rows}" WITH (FORCE)')
+            if not isolated:
                 c.execute(f'DROP DATABASE IF EXISTS "{own}" WITH (FORCE)')
     ts = result["timescale"]
     result.update(

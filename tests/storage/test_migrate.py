@@ -34,7 +34,7 @@ def test_migrate_twice_is_a_no_op(
 @pytest.mark.flavour("plain")
 def test_partitions_created_ahead(conn: psycopg.Connection[Any], settings: Settings) -> None:
     rows = conn.execute(
-        "SELECT range_start, range_end FROM kneeload.partitions('kneeload.watch_samples') "
+        "SELECT range_start, range_end FROM kneeload.partitions('kneeload.watch_sample_batches') "
         "WHERE NOT is_default"
     ).fetchall()
     ends = [e for _, e in rows]
@@ -64,23 +64,27 @@ def test_partition_for_new_time_moves_rows_out_of_default(conn: psycopg.Connecti
         "VALUES (%s, 'r-future', 'a-x', 'b-x')",
         (t,),
     )
-    assert conn.execute("SELECT count(*) FROM kneeload.watch_samples_default").fetchone() == (1,)
+    # (plain: the samples are stored per batch, 0029; the view's INSTEAD OF trigger)
+    default = "SELECT count(*) FROM kneeload.watch_sample_batches_default"
+    assert conn.execute(default).fetchone() == (1,)
     created = conn.execute(
-        "SELECT kneeload.ensure_partitions('kneeload.watch_samples', %s, %s)",
+        "SELECT kneeload.ensure_partitions('kneeload.watch_sample_batches', %s, %s)",
         (t, t + timedelta(seconds=1)),
     ).fetchone()
     assert created == (1,)
-    assert conn.execute("SELECT count(*) FROM kneeload.watch_samples_default").fetchone() == (0,)
-    assert conn.execute("SELECT count(*) FROM kneeload.watch_samples_p20310304").fetchone() == (1,)
+    assert conn.execute(default).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM kneeload.watch_sample_batches_p20310304"
+    ).fetchone() == (1,)
     assert conn.execute(
         "SELECT count(*) FROM kneeload.watch_samples WHERE record_id = 'r-future'"
     ).fetchone() == (1,)
     # idempotent
     assert conn.execute(
-        "SELECT kneeload.ensure_partitions('kneeload.watch_samples', %s, %s)",
+        "SELECT kneeload.ensure_partitions('kneeload.watch_sample_batches', %s, %s)",
         (t, t + timedelta(seconds=1)),
     ).fetchone() == (0,)
-    conn.execute("DROP TABLE kneeload.watch_samples_p20310304")
+    conn.execute("DROP TABLE kneeload.watch_sample_batches_p20310304")
 
 
 @pytest.mark.flavour("plain")
@@ -94,11 +98,13 @@ def test_the_sink_creates_partitions_for_new_times(
     names = {
         r[0]
         for r in conn.execute(
-            "SELECT partition_name FROM kneeload.partitions('kneeload.watch_samples')"
+            "SELECT partition_name FROM kneeload.partitions('kneeload.watch_sample_batches')"
         )
     }
-    assert {"watch_samples_p20300108", "watch_samples_p20300109"} <= names
-    assert conn.execute("SELECT count(*) FROM kneeload.watch_samples_default").fetchone() == (0,)
+    assert {"watch_sample_batches_p20300108", "watch_sample_batches_p20300109"} <= names
+    assert conn.execute(
+        "SELECT count(*) FROM kneeload.watch_sample_batches_default"
+    ).fetchone() == (0,)
     assert conn.execute(
         "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = 'ath-part'"
     ).fetchone() == (3,)

@@ -76,7 +76,10 @@ def test_an_existing_database_keeps_every_sample_with_its_device_and_session(
     report = migrate(own_database, settings)
     assert "0022_watch_samples_slim" in report.applied
     with psycopg.connect(own_database, autocommit=True) as c:
-        assert not {"device_id", "session_id"} & _columns(c)
+        view = c.execute(  # plain since 0029: a view over batch rows, with the batch's device
+            "SELECT relkind = 'v' FROM pg_class WHERE oid = 'kneeload.watch_samples'::regclass"
+        ).fetchone() == (True,)
+        assert not ({"session_id"} if view else {"device_id", "session_id"}) & _columns(c)
         rows = c.execute(
             "SELECT b.device_id, b.session_id, count(*) FROM kneeload.watch_samples s "
             "JOIN kneeload.watch_batches b USING (batch_id) WHERE s.athlete_id = 'ath-slim' "

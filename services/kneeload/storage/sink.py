@@ -229,7 +229,8 @@ class Sink:
                     dead.append(bad)
         if not offsets:
             return None
-        return Writer.prepare(msgs, dead, offsets)
+        batches = self.writer.watch_batches if self.writer is not None else False
+        return Writer.prepare(msgs, dead, offsets, batches)
 
     async def _write(self, batch: Prepared) -> WriteResult:
         """On the database thread: one transaction, retried on a new connection with capped

@@ -10,7 +10,9 @@ One call of :meth:`Writer.write` is one database transaction holding
   only if that hits a duplicate key does the batch go through staging: ``DO NOTHING`` for raw
   samples, the last version of a re-published ``sample_load`` batch for the worker's
   estimates, which are stored one row per batch with a column array per value, migration
-  0023, :func:`format_load`);
+  0023, :func:`format_load`); raw watch samples likewise on plain PostgreSQL since 0029 (one
+  ``kneeload.watch_sample_batches`` row per batch, each sample stored once per device:
+  :meth:`Writer._watch_batches`), one row per sample in the TimescaleDB hypertable;
 * every rejected message as a ``dead_letter`` row (see :meth:`Writer.write`);
 * the next Kafka offset of every partition in ``kneeload.sink_offsets``.
 
@@ -26,7 +28,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import msgspec
@@ -986,7 +989,8 @@ def _text_element(v: str | None) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _copy_row(row: Row) -> Row:
+def _copy_row(row: Row, cols: Sequence[str] = _LOAD_COLS,
+              text: frozenset[str] = _LOAD_TEXT_ARRAYS) -> Row:  # fmt: skip
     """``row`` with its arrays as PostgreSQL array literals (text COPY then sends them as they
     are): numbers and booleans in one orjson call, text elements quoted. psycopg's own list
     dumper took 0.7 of the writer's time per sample_load batch (a regular expression per
@@ -994,7 +998,7 @@ def _copy_row(row: Row) -> Row:
     out = list(row)
     for i, v in enumerate(out):
         if isinstance(v, list):
-            if _LOAD_COLS[i] in _LOAD_TEXT_ARRAYS:
+            if cols[i] in text:
                 out[i] = "{" + ",".join(map(_text_element, v)) + "}"
             else:
                 out[i] = "{" + _dumps(v)[1:-1].decode().replace("null", "NULL") + "}"
@@ -1018,6 +1022,8 @@ def _record_ids(ids: Sequence[str]) -> tuple[str, int | None, int | None, list[s
     k = 0
     while k < len(lo) and lo[k] == hi[k]:
         k += 1
+    while k > 0 and lo[k - 1].isdigit():  # never split a number ('...:17933652' + '00000')
+        k -= 1
     prefix = lo[:k]
     tails = [r[len(prefix) :] for r in ids]
     if all(
@@ -1078,12 +1084,147 @@ def format_load(docs: Iterable[Any], safe: bool = False) -> tuple[list[Row], int
     return rows, n
 
 
-def _format_samples(topic: str, msgs: Sequence[Message]) -> tuple[Any, int]:
+#: kneeload.watch_sample_batches (migration 0029, plain PostgreSQL): one row per batch
+WATCH_BATCHES = "kneeload.watch_sample_batches"
+_WATCH_VALUES = _WATCH_COLS[2:14]  # cadence_spm … sources: one array each
+_WATCH_BATCH_COLS = (
+    "last_time",
+    "device_id",
+    "athlete_id",
+    "batch_id",
+    "first_time",
+    "n",
+    "step_us",
+    "offsets_us",
+    "record_prefix",
+    "record_from",
+    "record_step",
+    "record_suffixes",
+    *_WATCH_VALUES,
+)
+_WATCH_BATCH_TEXT = frozenset({"record_suffixes", "sources"})
+
+
+@dataclass(slots=True)
+class WatchPart:
+    """The samples of one watch batch for the per-batch layout (0029): the batch's device,
+    athlete and id, its samples as tuples (:class:`WatchSampleRow` order) with their parsed
+    times, and its table row once built (:func:`watch_row`)."""
+
+    device: str
+    athlete: str
+    batch_id: str
+    samples: list[tuple[Any, ...]]
+    times: list[datetime]
+    row: Row | None = None
+    refused: str | None = None  # a time Python cannot read (the database would refuse it)
+
+
+def _time_of(value: str) -> datetime:
+    t = _parse_time(value)
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def watch_parts(docs: Iterable[Any]) -> list[WatchPart]:
+    """Every watch batch (dicts or :class:`WatchBatchDoc`) as a :class:`WatchPart`, its row
+    built."""
+    out: list[WatchPart] = []
+    for d in docs:
+        if isinstance(d, WatchBatchDoc):
+            samples = [_astuple(x) for x in d.samples]
+        else:
+            samples = []
+            for s in d["samples"]:
+                g = s.get
+                samples.append(
+                    (
+                        s["time"], s["record_id"], s["cadence_spm"], s["speed_mps"],
+                        g("ground_contact_ms"), g("vertical_oscillation_mm"),
+                        g("vertical_ratio_pct"), g("step_length_mm"), g("power_w"),
+                        g("heart_rate_bpm"), g("grade_pct"), g("distance_m"),
+                        g("vertical_load_bw"), g("sources"),
+                    )
+                )  # fmt: skip
+        part = WatchPart(d["device_id"], d["athlete_id"], d["batch_id"], samples, [])
+        try:
+            part.times = [_time_of(s[0]) for s in samples]
+            part.row = watch_row(part)
+        except (ValueError, TypeError) as exc:  # e.g. 29 February 2100 (the pattern allows it)
+            part.times, part.refused = [], f"date/time field value out of range: {exc}"
+        out.append(part)
+    return out
+
+
+def watch_row(p: WatchPart) -> Row:
+    """The ``kneeload.watch_sample_batches`` row (``_WATCH_BATCH_COLS``) of ``p``'s samples:
+    times as first + step or offsets, record ids as prefix + arithmetic run or suffixes, one
+    folded array per value (:func:`_fold`)."""
+    times = p.times
+    t0 = times[0]
+    offsets = [(t - t0) // _US for t in times]
+    step = _sequence(offsets)
+    cols = list(zip(*p.samples, strict=True))
+    prefix, rec_from, rec_step, suffixes = _record_ids(cols[1])
+    arrays = [_fold(c, name != "sources") for name, c in zip(_WATCH_VALUES, cols[2:], strict=True)]
+    return (
+        max(times), p.device, p.athlete, p.batch_id, t0, len(p.samples), step,
+        None if step is not None else offsets, prefix, rec_from, rec_step, suffixes, *arrays,
+    )  # fmt: skip
+
+
+def _overlapping(parts: Sequence[WatchPart]) -> bool:
+    """Whether two of ``parts`` of one device overlap in time, or one part repeats a record id
+    (then the samples are de-duplicated one by one)."""
+    spans: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for p in parts:
+        if len({s[1] for s in p.samples}) < len(p.samples):
+            return True
+        spans[p.device].append((min(p.times), max(p.times)))
+    for xs in spans.values():
+        xs.sort()
+        if any(b[0] <= a[1] for a, b in pairwise(xs)):
+            return True
+    return False
+
+
+def dedup_parts(
+    parts: Sequence[WatchPart], stored: set[tuple[str, str, datetime]]
+) -> list[WatchPart]:
+    """``parts`` without every sample whose (device, record id, time) is in ``stored`` or in
+    an earlier sample of ``parts`` (the first is kept); parts left empty are dropped, changed
+    ones get their row rebuilt."""
+    seen = set(stored)
+    out: list[WatchPart] = []
+    for p in parts:
+        keep = []
+        for s, t in zip(p.samples, p.times, strict=True):
+            key = (p.device, s[1], t)
+            if key not in seen:
+                seen.add(key)
+                keep.append((s, t))
+        if not keep:
+            continue
+        if len(keep) == len(p.samples):
+            out.append(p)
+            continue
+        q = WatchPart(p.device, p.athlete, p.batch_id, [s for s, _ in keep], [t for _, t in keep])
+        q.row = watch_row(q)
+        out.append(q)
+    return out
+
+
+def _format_samples(
+    topic: str, msgs: Sequence[Message], watch_batches: bool = False
+) -> tuple[Any, int]:
     """COPY data of the per-sample ``topic``'s messages: watch samples as CSV (``safe`` when
-    some raw message holds the row separator inside a string: see :func:`_csv`), sample_load
+    some raw message holds the row separator inside a string: see :func:`_csv`), or as
+    :class:`WatchPart` rows when ``watch_batches`` (plain PostgreSQL since 0029), sample_load
     batches as rows (:func:`format_load`)."""
     if topic == LOAD_SAMPLES:
         return format_load([m.doc for m in msgs])
+    if watch_batches:
+        parts = watch_parts([m.doc for m in msgs])
+        return parts, sum(len(p.samples) for p in parts)
     safe = any(m.value is not None and b"],[" in m.value for m in msgs)
     return format_watch([m.doc for m in msgs], safe)
 
@@ -1248,6 +1389,9 @@ class Writer:
         self._known_athletes: set[str] = set()
         self._known_units: set[str] = set()
         self.commits = 0
+        #: raw watch samples stored one row per batch (kneeload.watch_sample_batches, 0029:
+        #: plain PostgreSQL) rather than one row per sample (TimescaleDB); set by :meth:`setup`
+        self.watch_batches = False
 
     async def setup(self) -> None:
         """Session state: staging tables are created lazily; load partition granularity."""
@@ -1257,6 +1401,9 @@ class Writer:
             "WHERE flavour = 'plain'"
         )
         self._granularity = dict(await cur.fetchall())
+        cur = await self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (WATCH_BATCHES,))
+        row = await cur.fetchone()
+        self.watch_batches = bool(row and row[0])
 
     async def stored_offsets(self) -> dict[tuple[str, int], int]:
         cur = await self.conn.execute(
@@ -1418,13 +1565,71 @@ class Writer:
                 await cur.execute(f"TRUNCATE {stg}")
                 return stored
 
+    async def _watch_batches(
+        self, msgs: Sequence[Message], pre: tuple[Any, int] | None = None
+    ) -> int:
+        """Watch batches one row each (0029), each sample stored once per device: under a
+        per-device advisory lock (held to commit), the record ids and times of the device's
+        stored batches overlapping an incoming one in time are read (none for a live device,
+        whose batches follow each other), and only when some are, or incoming batches of one
+        device overlap, are samples checked one by one (:func:`dedup_parts`). Then one COPY.
+        The lock is one of 1,024 per device hash (``pg_advisory_xact_lock(20029, k)``, as the
+        view's INSERT trigger takes it): bounded in the lock table however many devices a
+        batch holds. Returns the samples stored."""
+        if pre is not None and isinstance(pre[0], list):
+            parts: list[WatchPart] = pre[0]
+        else:
+            parts = watch_parts([m.doc for m in msgs])
+        if not parts:
+            return 0
+        for p in parts:
+            if p.refused is not None:  # isolated and dead-lettered like a database refusal
+                raise psycopg.errors.DatetimeFieldOverflow(p.refused)
+        devices = sorted({p.device for p in parts})
+        async with self.conn.cursor() as cur:
+            await cur.execute(  # ascending, so two sinks never deadlock; <= 1,024 locks
+                "SELECT pg_advisory_xact_lock(20029, k) FROM (SELECT DISTINCT "
+                "hashtext(d) & 1023 AS k FROM unnest(%s::text[]) AS d ORDER BY 1) AS x",
+                (devices,),
+            )
+            await cur.execute(
+                "SELECT b.device_id, b.record_prefix || coalesce(u.sfx, (b.record_from + "
+                "(u.i - 1) * b.record_step)::text), b.first_time + coalesce(u.off, (u.i - 1) * "
+                "b.step_us) * INTERVAL '1 microsecond' "
+                "FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS q(d, f, l) "
+                f"JOIN {WATCH_BATCHES} b ON b.device_id = q.d AND b.last_time >= q.f "
+                "AND b.first_time <= q.l "
+                "CROSS JOIN LATERAL ROWS FROM (generate_series(1, b.n), unnest(b.offsets_us), "
+                "unnest(b.record_suffixes)) AS u(i, off, sfx) WHERE u.i IS NOT NULL",
+                (
+                    [p.device for p in parts],
+                    [min(p.times) for p in parts],
+                    [max(p.times) for p in parts],
+                ),
+            )
+            stored = {(d, r, t) for d, r, t in await cur.fetchall()}
+            if stored or _overlapping(parts):
+                parts = dedup_parts(parts, stored)
+            names = ", ".join(_WATCH_BATCH_COLS)
+            async with cur.copy(f"COPY {WATCH_BATCHES} ({names}) FROM STDIN") as cp:
+                for p in parts:
+                    row = p.row if p.row is not None else watch_row(p)
+                    await cp.write_row(_copy_row(row, _WATCH_BATCH_COLS, _WATCH_BATCH_TEXT))
+        return sum(len(p.samples) for p in parts)
+
     async def _samples(
         self, topic: str, msgs: Sequence[Message], pre: tuple[Any, int] | None = None
     ) -> int:
         if topic == LOAD_SAMPLES:
             return await self._load_batches(msgs, pre)
+        if self.watch_batches:
+            n = await self._watch_batches(msgs, pre)
+            await self._generic(BATCH_KIND, msgs)
+            return n
         table, cols = SAMPLE_TOPICS[topic]
-        data, rows = pre if pre is not None else _format_samples(topic, msgs)
+        if pre is None or not isinstance(pre[0], bytes):
+            pre = _format_samples(topic, msgs)
+        data, rows = pre
         async with self.conn.cursor() as cur:
             try:
                 async with (
@@ -1463,6 +1668,7 @@ class Writer:
         msgs: Sequence[Message],
         dead: Sequence[dict[str, Any]] = (),
         offsets: dict[tuple[str, int], int] | None = None,
+        watch_batches: bool = False,
     ) -> Prepared:
         """Everything :meth:`write_prepared` needs that takes CPU and no database: grouping by
         topic, the per-sample topics' COPY data, the event times partitions must cover."""
@@ -1473,13 +1679,16 @@ class Writer:
         times: dict[str, list[str]] = {}
         for topic, group in by_topic.items():
             if topic in SAMPLE_TOPICS:
-                copy_data[topic] = _format_samples(topic, group)
+                copy_data[topic] = _format_samples(topic, group, watch_batches)
                 ts = (
                     s.get("time")
                     for m in group
                     for s in (m.doc["samples"][0], m.doc["samples"][-1])
                 )
-                times[SAMPLE_TOPICS[topic][0]] = [t for t in ts if isinstance(t, str)]
+                table = SAMPLE_TOPICS[topic][0]
+                if topic == WATCH_SAMPLES and watch_batches:
+                    table = WATCH_BATCHES
+                times[table] = [t for t in ts if isinstance(t, str)]
                 continue
             kind = KINDS[topic]
             if kind.partitioned and kind.time_index is not None:
@@ -1501,7 +1710,7 @@ class Writer:
         A kind whose rows the database refuses is retried message by message (savepoints); the
         refused messages become dead letters in the same transaction (and in the result).
         Same as ``write_prepared(prepare(msgs, dead, offsets))``."""
-        return await self.write_prepared(self.prepare(msgs, dead, offsets))
+        return await self.write_prepared(self.prepare(msgs, dead, offsets, self.watch_batches))
 
     async def _isolate(self, topic: str, m: Message, result: WriteResult) -> list[dict[str, Any]]:
         """Write ``m`` alone in a savepoint; if the database refuses it, a per-sample message
@@ -1541,6 +1750,8 @@ class Writer:
         msgs, by_topic = batch.msgs, batch.by_topic
         result = WriteResult(messages=len(msgs))
         for table, ts in batch.partition_times.items():
+            if self.watch_batches and table == SAMPLE_TOPICS[WATCH_SAMPLES][0]:
+                table = WATCH_BATCHES  # prepared before the layout was known
             await self.ensure_partitions(table, ts)
         dead_rows = list(batch.dead)
         offsets = batch.offsets
