@@ -41,7 +41,18 @@ from kneeload.contracts import wire
 from kneeload.settings import Settings, get_settings
 from kneeload.storage import migrate
 from kneeload.storage.sink import _DbThread
-from kneeload.storage.writer import SAMPLE_TOPICS, Message, Writer, decode, format_watch
+from kneeload.storage.writer import (
+    _WATCH_BATCH_COLS,
+    _WATCH_BATCH_TEXT,
+    SAMPLE_TOPICS,
+    WATCH_BATCHES,
+    Message,
+    Writer,
+    _copy_row,
+    decode,
+    format_watch,
+    watch_parts,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_raw as br
@@ -127,19 +138,34 @@ async def writer_run(url: str, batches: list[bytes], chunk: int) -> float:
 
 
 def bare_copy_run(url: str, batches: list[bytes], chunk: int) -> float:
-    bufs = []
+    """A bare COPY of the rows the writer would store, formatted outside the timing: one per
+    sample into kneeload.watch_samples, or on plain since migration 0029 one per batch into
+    kneeload.watch_sample_batches (the writer's rows, no de-duplication query)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (WATCH_BATCHES,)).fetchone()
+    per_batch = bool(row and row[0])
+    bufs: list[Any] = []
     for i in range(0, len(batches), chunk):
-        bufs.append(format_watch([wire.decode(b) for b in batches[i : i + chunk]])[0])
+        docs = [wire.decode(b) for b in batches[i : i + chunk]]
+        if per_batch:
+            rows = [p.row for p in watch_parts(docs)]
+            bufs.append([_copy_row(r, _WATCH_BATCH_COLS, _WATCH_BATCH_TEXT) for r in rows if r])
+        else:
+            bufs.append(format_watch(docs)[0])
+    copy = (
+        f"COPY {WATCH_BATCHES} ({', '.join(_WATCH_BATCH_COLS)}) FROM STDIN"
+        if per_batch
+        else f"COPY kneeload.watch_samples ({COLS}) FROM STDIN (FORMAT csv, NULL 'null')"
+    )
     with psycopg.connect(url) as conn:
         t = time.perf_counter()
         for buf in bufs:
-            with (
-                conn.cursor() as cur,
-                cur.copy(
-                    f"COPY kneeload.watch_samples ({COLS}) FROM STDIN (FORMAT csv, NULL 'null')"
-                ) as cp,
-            ):
-                cp.write(buf)
+            with conn.cursor() as cur, cur.copy(copy) as cp:
+                if per_batch:
+                    for r in buf:
+                        cp.write_row(r)
+                else:
+                    cp.write(buf)
             conn.commit()
         return time.perf_counter() - t
 

@@ -169,3 +169,24 @@ def test_batch_rows_encode_times_and_ids_compactly_and_dedup_keeps_the_first() -
     out = dedup_parts([p, q], stored)
     assert [len(x.samples) for x in out] == [4, 1]
     assert out[1].samples[0][1] == "w:x" and out[1].row is not None and out[1].row[5] == 1
+
+
+def test_retention_and_partitions_of_watch_samples_by_their_known_name(
+    own_database: str, settings: Settings, flavour: str
+) -> None:
+    """`kneeload storage retention --set kneeload.watch_samples=...` and `partitions --table
+    kneeload.watch_samples` act on the table that holds the samples (on plain since 0029
+    kneeload.watch_sample_batches)."""
+    from .test_timescale import _cli
+
+    migrate(own_database, settings)
+    out = _cli(own_database, "retention", "--set", "kneeload.watch_samples=90 days", "--dry-run")
+    held = "kneeload.watch_sample_batches" if flavour == "plain" else "kneeload.watch_samples"
+    policies = {p["table"]: p["retention"] for p in out["policies"]}
+    assert held in policies
+    assert ("kneeload.watch_samples" in policies) == (flavour == "timescale")
+    with psycopg.connect(own_database) as c:
+        assert c.execute(
+            "SELECT retention FROM kneeload.partitioned_tables WHERE table_name = %s", (held,)
+        ).fetchone() == (timedelta(days=90),)
+    assert held in _cli(own_database, "partitions", "--table", "kneeload.watch_samples")

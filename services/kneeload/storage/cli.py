@@ -54,6 +54,24 @@ def sink_cmd(idle_exit: float | None) -> None:
     _echo({"sink": "stopped", **stats.as_dict()})
 
 
+#: a table's name as users know it -> the partitioned table holding its rows since a migration
+#: (0029: plain PostgreSQL stores the raw watch samples one row per batch, read through the
+#: view kneeload.watch_samples)
+_STORED_AS = {"kneeload.watch_samples": "kneeload.watch_sample_batches"}
+
+
+def _registered(conn: Any, table: str | None) -> str | None:
+    """``table``, or the table that holds its rows when only that one is registered."""
+    if table is None or table not in _STORED_AS:
+        return table
+    row = conn.execute(
+        "SELECT table_name FROM kneeload.partitioned_tables WHERE table_name IN (%s, %s) "
+        "ORDER BY table_name = %s DESC LIMIT 1",
+        (table, _STORED_AS[table], table),
+    ).fetchone()
+    return str(row[0]) if row else table
+
+
 @click.group("storage")
 def storage() -> None:
     """Storage administration: partitions, retention, tenants, alert acknowledgement."""
@@ -68,6 +86,7 @@ def partitions_cmd(table: str | None, ahead: int | None) -> None:
     """List time partitions (plain PostgreSQL; --ahead creates more) or TimescaleDB chunks
     (with their compression; chunks are created as rows arrive, --ahead has nothing to do)."""
     with _conn() as conn:
+        table = _registered(conn, table)
         tables = conn.execute(
             "SELECT table_name, flavour FROM kneeload.partitioned_tables WHERE %s::text IS NULL "
             "OR table_name = %s ORDER BY 1",
@@ -146,6 +165,7 @@ def retention_cmd(assignments: tuple[str, ...], dry_run: bool) -> None:
     with _conn() as conn:
         for a in assignments:
             table, _, value = a.partition("=")
+            table = _registered(conn, table.strip()) or table
             interval = None if value.strip().lower() in ("none", "") else value.strip()
             row = conn.execute(
                 "UPDATE kneeload.partitioned_tables SET retention = %s::interval "
