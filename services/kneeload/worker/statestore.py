@@ -300,7 +300,9 @@ def state_records(aid: str, st: AthleteState) -> list[tuple[str, bytes]]:
 class _Part:
     slot: int
     version: int
-    raw: bytes  # MessagePack as last written (compared with the next to skip a write)
+    #: the record's value as the table holds it (the same object: no second copy in
+    #: memory), version then MessagePack; compared with the next to skip a write
+    value: bytes
 
 
 @dataclass(slots=True)
@@ -368,11 +370,11 @@ class PartedStates:
                 meta.stale.add(part_key(aid, name, slot))
                 continue
             if best is None or ver > best.version:
-                best = _Part(slot, ver, raw[_V.size :])
+                best = _Part(slot, ver, raw)
         if best is None:
             return None
         meta.parts[name] = best
-        return best.raw
+        return best.value[_V.size :]
 
     # ------------------------------------------------------------------ writing
     def keep(self, aid: str, st: AthleteState) -> None:
@@ -405,18 +407,19 @@ class PartedStates:
         tab = self.table
         for name, raw in parts.items():
             cur = meta.parts.get(name)
-            if cur is not None and cur.raw == raw:
+            if cur is not None and memoryview(cur.value)[_V.size :] == raw:
                 continue
             slot = 0 if cur is None else 1 - cur.slot
             key = part_key(aid, name, slot)
-            tab[key.encode()] = _V.pack(v) + raw
+            value = _V.pack(v) + raw
+            tab[key.encode()] = value
             if meta.stale:
                 meta.stale.discard(key)
             if cur is None:  # a new name: a leftover of an older life of it must not count
                 other = part_key(aid, name, 1 - slot)
                 self._tombstone(other)
                 meta.stale.discard(other)
-            meta.parts[name] = _Part(slot, v, raw)
+            meta.parts[name] = _Part(slot, v, value)
         if meta.stale:
             for key in sorted(meta.stale):  # orphans the new root would make visible
                 self._tombstone(key)
