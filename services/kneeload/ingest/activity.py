@@ -709,49 +709,85 @@ def _value(r: Record, measure: str, c: SourceChoice, units: dict[str, str]) -> f
 def normalise(
     activity: Activity, *, device_id: str, start_time: datetime | None = None
 ) -> NormalisedActivity:
-    """Samples of the running parts, one per usable record; reasons for the others."""
-    records = activity.records
-    relative = [r for r in records if isinstance(r.time, int)]
-    anchor: float | None = None
-    if relative:
-        if start_time is None:
-            raise ActivityError(
-                "relative_timestamps",
-                "the file's times are relative to device power-on (the watch clock was never set); "
-                "give start_time, the absolute time of the first record",
-            )
-        first = min(int(r.time) for r in relative)  # type: ignore[arg-type]
-        anchor = start_time.timestamp() - first
-    digest = activity.digest[:16]
-    units = activity.dev_units
+    """Samples of the running parts, one per usable record; reasons for the others.
+
+    Steps: :func:`_time_anchor` (relative FIT times), :func:`_session_sources` (one source
+    per measure and session), :func:`_walk_records` (each record skipped, rejected or made
+    a sample), :func:`_summary`.
+    """
+    anchor = _time_anchor(activity.records, start_time)
+    choices = _session_sources(activity.records, activity.dev_units)
+    walk = _walk_records(activity, choices, anchor, device_id)
+    summary = _summary(activity, choices, walk, relative=anchor is not None)
+    return NormalisedActivity(walk.samples, walk.sessions, walk.rejected, walk.skipped, summary)
+
+
+def _time_anchor(records: list[Record], start_time: datetime | None) -> float | None:
+    """Epoch seconds of relative time 0 when the file's times are relative to device
+    power-on (``start_time`` is the absolute time of the first record); None when they
+    are absolute. :class:`ActivityError` ``relative_timestamps`` without ``start_time``."""
+    relative = [r.time for r in records if isinstance(r.time, int)]
+    if not relative:
+        return None
+    if start_time is None:
+        raise ActivityError(
+            "relative_timestamps",
+            "the file's times are relative to device power-on (the watch clock was never set); "
+            "give start_time, the absolute time of the first record",
+        )
+    return start_time.timestamp() - min(relative)
+
+
+def _session_sources(
+    records: list[Record], dev_units: dict[str, str]
+) -> dict[int, dict[str, SourceChoice]]:
+    """Per session, the source of each measure (:func:`choose_sources` over the records
+    that can become samples)."""
     by_session: dict[int, list[Record]] = {}
     for r in records:
         if _valid(r):
             by_session.setdefault(r.session, []).append(r)
-    choices = {k: choose_sources(v, units) for k, v in by_session.items()}
-    source_text = {
-        k: ";".join(f"{m}={c.source}" for m, c in ch.items() if c.source is not None) or None
-        for k, ch in choices.items()
-    }
-    used_dev = {c.dev_name for ch in choices.values() for c in ch.values() if c.dev_name}
+    return {k: choose_sources(v, dev_units) for k, v in by_session.items()}
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What :func:`_walk_records` made of an activity's records (see
+    :class:`NormalisedActivity`), plus the counts the summary reports."""
+
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=lambda: {"not_running": 0, "paused": 0})
+    dropped: dict[str, int] = field(default_factory=dict)  # out-of-range field → count
+    forward_jumps: int = 0
+    sports: set[str] = field(default_factory=set)
+
+
+def _walk_records(
+    activity: Activity,
+    choices: dict[int, dict[str, SourceChoice]],
+    anchor: float | None,
+    device_id: str,
+) -> _Walk:
+    """Each record in file order: skipped (not running, paused), rejected (no time, no
+    cadence, time not increasing) or made a sample (:func:`_sample`) with its session."""
+    units = activity.dev_units
+    source_text = {k: _sources_text(ch) for k, ch in choices.items()}
+    session_ids = {k: f"{activity.format}-{activity.digest[:16]}-s{k}" for k in choices}
     bounds = _optional_bounds()
-    samples: list[dict[str, Any]] = []
-    sessions: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    skipped = {"not_running": 0, "paused": 0}
-    dropped: dict[str, int] = {}
+    w = _Walk()
+    samples, sessions, rejected, skipped, dropped = (
+        w.samples,
+        w.sessions,
+        w.rejected,
+        w.skipped,
+        w.dropped,
+    )
     last_t: float | None = None
-    forward_jumps = 0
-    sports_seen: set[str] = set()
-
-    def reject(r: Record, reason: str, detail: str) -> None:
-        rejected.append(
-            {"index": r.index, "reason": reason, "detail": detail, "record": _record_json(r)}
-        )
-
-    for r in records:
+    for r in activity.records:
         if r.sport:
-            sports_seen.add(r.sport)
+            w.sports.add(r.sport)
         if r.sport is not None and r.sport != RUNNING:
             skipped["not_running"] += 1
             continue
@@ -759,7 +795,7 @@ def normalise(
             skipped["paused"] += 1
             continue
         if r.time is None:
-            reject(r, "no_time", "record has no timestamp")
+            rejected.append(_rejection(r, "no_time", "record has no timestamp"))
             continue
         when = (
             datetime.fromtimestamp(anchor + r.time, UTC)
@@ -770,77 +806,122 @@ def normalise(
         ch = choices[r.session]
         spm = _value(r, "cadence_spm", ch["cadence_spm"], units)
         if spm is None:
-            reject(
-                r,
-                "no_cadence",
-                "no cadence (or 0: standing); a running sample needs a measured cadence",
-            )
+            rejected.append(_rejection(r, "no_cadence", _NO_CADENCE))
             continue
         ts = when.timestamp()
         if last_t is not None and ts <= last_t:
-            reject(
-                r, "time_not_increasing", f"time {_iso(when)} is not after the previous record's"
-            )
+            detail = f"time {_iso(when)} is not after the previous record's"
+            rejected.append(_rejection(r, "time_not_increasing", detail))
             continue
         if last_t is not None and ts - last_t > _FORWARD_JUMP_S:
-            forward_jumps += 1
+            w.forward_jumps += 1
         last_t = ts
-        f = r.fields
-        hr = f.get("heart_rate")
-        ms = round(ts * 1000)
-        rid = f"{device_id}:{ms}"
-        if len(rid) > 128:
-            rid = f"{hashlib.sha256(device_id.encode()).hexdigest()[:24]}:{ms}"
-        sample: dict[str, Any] = {
-            "record_id": rid,
-            "time": _iso(when),
-            "cadence_spm": round(spm, 2),
-            "speed_mps": _value(r, "speed_mps", ch["speed_mps"], units),
-            "ground_contact_ms": _value(r, "ground_contact_ms", ch["ground_contact_ms"], units),
-            "vertical_oscillation_mm": _value(
-                r, "vertical_oscillation_mm", ch["vertical_oscillation_mm"], units
-            ),
-            "vertical_ratio_pct": _positive(f.get("vertical_ratio")),
-            "step_length_mm": _positive(f.get("step_length")),
-            "power_w": _value(r, "power_w", ch["power_w"], units),
-            "heart_rate_bpm": int(hr) if isinstance(hr, int | float) and 20 <= hr <= 250 else None,
-            "grade_pct": f.get("grade"),
-            "distance_m": f.get("distance"),
-            "vertical_load_bw": None,
-            "sources": source_text[r.session],
-        }
-        for name, (lo, hi) in bounds.items():  # an out-of-range optional field, not the sample
-            v = sample.get(name)
-            if isinstance(v, int | float) and (
-                (lo is not None and v < lo) or (hi is not None and v > hi)
-            ):
-                sample[name] = None
-                dropped[name] = dropped.get(name, 0) + 1
+        sample = _sample(r, when, ts, spm, ch, units, device_id, source_text[r.session])
+        _drop_out_of_range(sample, bounds, dropped)
         samples.append(sample)
-        sessions.append(
-            {"session_id": f"{activity.format}-{digest}-s{r.session}", "sub_sport": r.sub_sport}
-        )
+        sessions.append({"session_id": session_ids[r.session], "sub_sport": r.sub_sport})
+    return w
+
+
+def _sources_text(choices: dict[str, SourceChoice]) -> str | None:
+    """A session's sources as each of its samples carries them (``measure=source;...``)."""
+    return ";".join(f"{m}={c.source}" for m, c in choices.items() if c.source is not None) or None
+
+
+_NO_CADENCE = "no cadence (or 0: standing); a running sample needs a measured cadence"
+
+
+def _rejection(r: Record, reason: str, detail: str) -> dict[str, Any]:
+    """A rejected record as the import reports it."""
+    return {"index": r.index, "reason": reason, "detail": detail, "record": _record_json(r)}
+
+
+def _sample(
+    r: Record,
+    when: datetime,
+    ts: float,
+    spm: float,
+    ch: dict[str, SourceChoice],
+    units: dict[str, str],
+    device_id: str,
+    sources: str | None,
+) -> dict[str, Any]:
+    """The ``watch_sample_batch`` sample of one usable record at ``when`` (``ts``, epoch
+    seconds): each chosen measure from its session's source."""
+    f = r.fields
+    hr = f.get("heart_rate")
+    ms = round(ts * 1000)
+    rid = f"{device_id}:{ms}"
+    if len(rid) > 128:  # a device id too long for the 128 characters of a record id
+        rid = f"{hashlib.sha256(device_id.encode()).hexdigest()[:24]}:{ms}"
+    return {
+        "record_id": rid,
+        "time": _iso(when),
+        "cadence_spm": round(spm, 2),
+        "speed_mps": _value(r, "speed_mps", ch["speed_mps"], units),
+        "ground_contact_ms": _value(r, "ground_contact_ms", ch["ground_contact_ms"], units),
+        "vertical_oscillation_mm": _value(
+            r, "vertical_oscillation_mm", ch["vertical_oscillation_mm"], units
+        ),
+        "vertical_ratio_pct": _positive(f.get("vertical_ratio")),
+        "step_length_mm": _positive(f.get("step_length")),
+        "power_w": _value(r, "power_w", ch["power_w"], units),
+        "heart_rate_bpm": int(hr) if isinstance(hr, int | float) and 20 <= hr <= 250 else None,
+        "grade_pct": f.get("grade"),
+        "distance_m": f.get("distance"),
+        "vertical_load_bw": None,
+        "sources": sources,
+    }
+
+
+def _drop_out_of_range(
+    sample: dict[str, Any],
+    bounds: dict[str, tuple[float | None, float | None]],
+    dropped: dict[str, int],
+) -> None:
+    """Null each optional field outside the sample schema's range (the field, not the
+    sample), counted in ``dropped``."""
+    for name, (lo, hi) in bounds.items():
+        v = sample.get(name)
+        if isinstance(v, int | float) and (
+            (lo is not None and v < lo) or (hi is not None and v > hi)
+        ):
+            sample[name] = None
+            dropped[name] = dropped.get(name, 0) + 1
+
+
+def _summary(
+    activity: Activity,
+    choices: dict[int, dict[str, SourceChoice]],
+    walk: _Walk,
+    *,
+    relative: bool,
+) -> dict[str, Any]:
+    """The import summary: counts, sports, cadence unit, clock, each session's sources with
+    every candidate's coverage, developer fields used and ignored, fields dropped."""
+    records = activity.records
+    digest = activity.digest[:16]
+    used_dev = {c.dev_name for ch in choices.values() for c in ch.values() if c.dev_name}
     all_dev = {k for r in records for k in r.dev_fields}
-    summary = {
+    return {
         "format": activity.format,
         "file_sha256": activity.digest,
         "product": activity.product,
         "headers": activity.headers,
         "records": len(records),
-        "samples": len(samples),
-        "rejected": len(rejected),
-        "skipped": skipped,
-        "sports": sorted(sports_seen),
+        "samples": len(walk.samples),
+        "rejected": len(walk.rejected),
+        "skipped": walk.skipped,
+        "sports": sorted(walk.sports),
         "cadence_unit": activity.cadence_unit,
         "cadence_note": activity.cadence_note,
-        "relative_timestamps": bool(relative),
-        "forward_clock_jumps": forward_jumps,
+        "relative_timestamps": relative,
+        "forward_clock_jumps": walk.forward_jumps,
         "sources": {
             f"{activity.format}-{digest}-s{k}": {m: c.as_summary() for m, c in ch.items()}
             for k, ch in sorted(choices.items())
         },
         "developer_fields_used": sorted(used_dev),
         "developer_fields_ignored": sorted(all_dev - used_dev),
-        "fields_dropped": dict(sorted(dropped.items())),
+        "fields_dropped": dict(sorted(walk.dropped.items())),
     }
-    return NormalisedActivity(samples, sessions, rejected, skipped, summary)
