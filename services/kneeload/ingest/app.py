@@ -115,6 +115,45 @@ def _json_content_type(request: Request) -> None:
     )
 
 
+def _watch_samples_of(payload: dict[str, Any]) -> list[Any]:
+    """The samples of a watch POST's body, which must hold nothing but ``session_id``,
+    ``sub_sport`` and a non-empty ``samples`` array of at most :data:`MAX_JSON_SAMPLES`
+    (422 ``invalid_request`` otherwise; each sample is validated by the ingestor)."""
+    extra = [k for k in payload if k not in ("session_id", "sub_sport", "samples")]
+    if extra:
+        raise HTTPError(
+            422,
+            "invalid_request",
+            "unexpected properties",
+            [
+                FieldError(f"/{k}", "additional_properties", f"unexpected property {k[:64]!r}")
+                for k in extra[:20]
+            ],
+        )
+    samples = payload.get("samples")
+    if not isinstance(samples, list) or not samples:
+        raise HTTPError(
+            422,
+            "invalid_request",
+            "'samples' must be a non-empty array",
+            [
+                FieldError(
+                    "/samples",
+                    "required" if samples is None else "type",
+                    "a non-empty array of samples",
+                )
+            ],
+        )
+    if len(samples) > MAX_JSON_SAMPLES:
+        raise HTTPError(
+            422,
+            "invalid_request",
+            f"at most {MAX_JSON_SAMPLES} samples per request",
+            [FieldError("/samples", "max_items", f"{len(samples)} samples")],
+        )
+    return samples
+
+
 class Gateway:
     """State of one gateway process: registry view, producer, ingestor."""
 
@@ -276,43 +315,13 @@ class Gateway:
 
     # ------------------------------------------------------------------ watch
     async def watch_samples(self, request: Request, body: bytes, source: str = "http") -> Response:
+        """POST of a watch's samples: the device authenticated, the body checked
+        (:func:`_watch_payload`), the samples published (:meth:`Ingestor.watch_samples`)."""
         device = self.authenticate_athlete_device(request)
         payload = self.parse_object(body, "the body must be a JSON object with 'samples'")
-        extra = [k for k in payload if k not in ("session_id", "sub_sport", "samples")]
-        if extra:
-            raise HTTPError(
-                422,
-                "invalid_request",
-                "unexpected properties",
-                [
-                    FieldError(f"/{k}", "additional_properties", f"unexpected property {k[:64]!r}")
-                    for k in extra[:20]
-                ],
-            )
-        samples = payload.get("samples")
-        if not isinstance(samples, list) or not samples:
-            raise HTTPError(
-                422,
-                "invalid_request",
-                "'samples' must be a non-empty array",
-                [
-                    FieldError(
-                        "/samples",
-                        "required" if samples is None else "type",
-                        "a non-empty array of samples",
-                    )
-                ],
-            )
-        if len(samples) > MAX_JSON_SAMPLES:
-            raise HTTPError(
-                422,
-                "invalid_request",
-                f"at most {MAX_JSON_SAMPLES} samples per request",
-                [FieldError("/samples", "max_items", f"{len(samples)} samples")],
-            )
         out = await self.ingestor.watch_samples(
             device,
-            samples,
+            _watch_samples_of(payload),
             source=source,
             session_id=payload.get("session_id"),
             sub_sport=payload.get("sub_sport"),

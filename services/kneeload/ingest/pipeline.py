@@ -162,6 +162,17 @@ class ActivityResult:
     error: str | None = None
 
 
+@dataclass(slots=True)
+class _SortedSamples:
+    """A request's samples sorted by :meth:`Ingestor._sort_samples`: each one's result (by
+    index), the accepted ones' indices by (session_id, sub_sport) and the rejected ones'
+    (index, reason, errors)."""
+
+    results: list[RecordResult | None]
+    groups: dict[tuple[Any, Any], list[int]]
+    dlq: list[tuple[int, str, list[FieldError]]]
+
+
 def _reason(errors: list[FieldError]) -> str:
     codes = {e.code for e in errors}
     for special in ("time_in_future", "invalid_time", "athlete_mismatch"):
@@ -237,52 +248,98 @@ class Ingestor:
     ) -> Outcome:
         """Publish the valid samples as ONE ``watch_sample_batch`` message per athlete and
         request (split at 1000 samples or per session for files); each invalid sample is
-        dead-lettered on its own. ``sessions`` (files) gives session_id/sub_sport per sample."""
+        dead-lettered on its own. ``sessions`` (files) gives session_id/sub_sport per sample.
+
+        Steps: :meth:`_check_envelope` (the whole batch at once when it can),
+        :meth:`_sort_samples` (each sample accepted, duplicate or rejected),
+        :meth:`_send_batches` and :meth:`_send_rejects` (every send awaited together), then
+        :meth:`_remember_accepted`.
+        """
         athlete_id = device["athlete_id"]
         device_id = device["device_id"]
         received_at = now_rfc3339()
         now = time.time()
-        skew = self.settings.ingest_max_future_skew_s
-        team_id = self.view.team_of(athlete_id)
         out = Outcome()
-        results: list[RecordResult | None] = [None] * len(samples)
         envelope = {
             "batch_id": "x",
             "athlete_id": athlete_id,
             "device_id": device_id,
-            "team_id": team_id,
+            "team_id": self.view.team_of(athlete_id),
             "session_id": session_id,
             "source": source,
             "sub_sport": sub_sport,
             "received_at": received_at,
         }
-        # fast path: the whole batch at once (the compiled validator, microseconds per sample)
+        all_valid = self._check_envelope(envelope, samples, sessions)
+        sorted_ = self._sort_samples(samples, device_id, now, all_valid, envelope, sessions)
+        prefix = batch_id_prefix or f"{device_id[:80]}-{int(now * 1000)}-{id(out) & 0xFFFF:x}"
+        futures = await self._send_batches(
+            envelope, samples, sorted_.groups, prefix, out, check=sessions is not None
+        )
+        futures += await self._send_rejects(sorted_.dlq, samples, dlq_source, source, device_id)
+        if futures:
+            await asyncio.gather(*futures)
+        out.results = self._remember_accepted(sorted_.results, device_id)
+        return out
+
+    def _remember_accepted(
+        self, results: list[RecordResult | None], device_id: str
+    ) -> list[RecordResult]:
+        """Remember the accepted samples' keys (once Kafka acknowledged them) for
+        deduplication; the results, every sample's."""
+        recent = self.recent
+        for r in results:
+            assert r is not None
+            if r.result == "accepted":
+                recent.add(f"{device_id}\x1f{r.record_id}")
+        return [r for r in results if r is not None]
+
+    def _check_envelope(
+        self, envelope: dict[str, Any], samples: list[Any], sessions: list[Any] | None
+    ) -> bool:
+        """Whether the whole batch is valid (the compiled validator at once, microseconds per
+        sample; only for a request's samples of one envelope within the size limit). If it
+        is not, the envelope alone (session_id, sub_sport) must be valid for any sample to
+        be accepted: :class:`~kneeload.contracts.ContractError` otherwise."""
         all_valid = (
             self.batch_contract.is_valid({**envelope, "samples": samples})
             if (sessions is None and 0 < len(samples) <= MAX_SAMPLES_PER_MESSAGE)
             else False
         )
         if not all_valid and sessions is None:
-            # the envelope (session_id, sub_sport) must be right for any sample to be accepted
-            probe = {
-                **envelope,
-                "samples": [
-                    {"record_id": "p", "time": received_at, "cadence_spm": 1, "speed_mps": 0}
-                ],
+            sample = {
+                "record_id": "p",
+                "time": envelope["received_at"],
+                "cadence_spm": 1,
+                "speed_mps": 0,
             }
+            probe = {**envelope, "samples": [sample]}
             if not self.batch_contract.is_valid(probe):
+                errors = self.batch_contract.errors(probe)
                 raise contracts.ContractError(
-                    BATCH,
-                    [
-                        e
-                        for e in self.batch_contract.errors(probe)
-                        if not e.path.startswith("/samples")
-                    ],
+                    BATCH, [e for e in errors if not e.path.startswith("/samples")]
                 )
+        return all_valid
+
+    def _sort_samples(
+        self,
+        samples: list[Any],
+        device_id: str,
+        now: float,
+        all_valid: bool,
+        envelope: dict[str, Any],
+        sessions: list[dict[str, Any]] | None,
+    ) -> _SortedSamples:
+        """Each sample's result (the per-sample loop: schema unless ``all_valid``, time,
+        duplicates within the request and recently accepted): accepted samples' indices by
+        (session_id, sub_sport), rejected ones with their errors."""
+        skew = self.settings.ingest_max_future_skew_s
+        results: list[RecordResult | None] = [None] * len(samples)
         seen: set[str] = set()
         groups: dict[tuple[Any, Any], list[int]] = {}
         dlq: list[tuple[int, str, list[FieldError]]] = []
         recent = self.recent
+        default = {"session_id": envelope["session_id"], "sub_sport": envelope["sub_sport"]}
         for i, s in enumerate(samples):
             rid = s.get("record_id") if isinstance(s, dict) else None
             rid = rid if isinstance(rid, str) else None
@@ -303,16 +360,26 @@ class Ingestor:
                 continue
             seen.add(dkey)
             results[i] = RecordResult(i, rid, "accepted")
-            sess = (
-                sessions[i]
-                if sessions is not None
-                else {"session_id": session_id, "sub_sport": sub_sport}
-            )
+            sess = sessions[i] if sessions is not None else default
             groups.setdefault((sess["session_id"], sess["sub_sport"]), []).append(i)
+        return _SortedSamples(results, groups, dlq)
+
+    async def _send_batches(
+        self,
+        envelope: dict[str, Any],
+        samples: list[Any],
+        groups: dict[tuple[Any, Any], list[int]],
+        prefix: str,
+        out: Outcome,
+        *,
+        check: bool,
+    ) -> list[asyncio.Future[Any]]:
+        """Send the accepted samples as ``watch_sample_batch`` events, one per (session,
+        sub_sport) and at most 1000 samples each (each validated whole when ``check``: file
+        sessions); their batch ids go to ``out``. Returns the sends' futures."""
         futures: list[asyncio.Future[Any]] = []
         topic = self._topics[WATCH_SAMPLES]
-        key = athlete_id.encode()
-        prefix = batch_id_prefix or f"{device_id[:80]}-{int(now * 1000)}-{id(out) & 0xFFFF:x}"
+        key = envelope["athlete_id"].encode()
         n = 0
         for (sid, sub), idx in groups.items():
             for start in range(0, len(idx), MAX_SAMPLES_PER_MESSAGE):
@@ -326,10 +393,22 @@ class Ingestor:
                     "sub_sport": sub,
                     "samples": [samples[i] for i in chunk],
                 }
-                if sessions is not None and not self.batch_contract.is_valid(event):
+                if check and not self.batch_contract.is_valid(event):
                     raise contracts.ContractError(BATCH, self.batch_contract.errors(event))
                 futures.append(await self.producer.send(topic, wire.encode(event), key=key))
                 out.batch_ids.append(batch_id)
+        return futures
+
+    async def _send_rejects(
+        self,
+        dlq: list[tuple[int, str, list[FieldError]]],
+        samples: list[Any],
+        dlq_source: str,
+        source: str,
+        device_id: str,
+    ) -> list[asyncio.Future[Any]]:
+        """Dead-letter each rejected sample on its own. Returns the sends' futures."""
+        futures: list[asyncio.Future[Any]] = []
         for i, reason, errs in dlq:
             futures.append(
                 await self._dlq_send(
@@ -341,14 +420,7 @@ class Ingestor:
                     errors=errs,
                 )
             )
-        if futures:
-            await asyncio.gather(*futures)
-        for r in results:
-            assert r is not None
-            if r.result == "accepted":
-                recent.add(f"{device_id}\x1f{r.record_id}")
-        out.results = [r for r in results if r is not None]
-        return out
+        return futures
 
     # ------------------------------------------------------------------ activity files
     async def activity(
