@@ -244,6 +244,11 @@ class Settings(EnvSettings):
     worker_pain_preset: str = Field(
         "lever", description="Pain-monitoring preset: lever | silbernagel"
     )
+    worker_pain_trend_delta_nrs: float = Field(
+        1.0,
+        gt=0.0,
+        description="Change of mean weekly pain that reads worsening/improving on the overview and raises pain_trend_worsening (NRS points; kneeload's choice, below the ~2-point clinically important difference)",
+    )
     worker_default_body_mass_kg: float = Field(
         70.0, description="Body mass used before an athlete's registry record arrives (kg)"
     )

@@ -94,7 +94,7 @@ def test_session_pain_and_weekly_trend() -> None:
     assert sp.next_day_hours == pytest.approx(13.0)
     assert sp.next_day_context is PainContext.NEXT_MORNING
     week = [rep(2, "during", -24 * 10), rep(4, "during", -24 * 2), rep(5, "next_morning", -24)]
-    this, last, delta = weekly_pain_trend(week, T0)
+    this, last, delta = weekly_pain_trend(week, T0.date())
     assert (this, last, delta) == (4.5, 2.0, 2.5)
 
 

@@ -13,7 +13,6 @@ from kneeload.core.pfj import (
     PfjCalibration,
     PfjParams,
     PfjSample,
-    aggregate_session,
     assess_pfj_sample,
     effective_body_weight_n,
     estimate_ground_contact_ms,
@@ -21,9 +20,11 @@ from kneeload.core.pfj import (
     estimate_pfj_sample,
     knee_angle_constant,
     peak_vgrf_n,
+    pfj_sample_load_mpa_s,
     pfj_stress_from_knee_moment_mpa,
     sample_interval_s,
 )
+from kneeload.core.session import LoadSample, LoadSums, add_samples, session_figures
 
 
 def est(**kw: float | None) -> PfjSample:
@@ -228,14 +229,27 @@ def test_every_input_gets_a_bounded_estimate_or_a_reason(
     assert 0.0 <= s.peak_pfj_stress_mpa <= 60.0
 
 
-def test_session_aggregate() -> None:
+def test_session_totals_come_from_core_session() -> None:
+    """Ten minutes at 3.4 m/s and 170 spm, 1 s apart, summed by core.session (the worker's
+    one home of session totals): 1,700 steps, 2.04 km, load = steps × impulse per step, and
+    load per km the sample's own."""
     s = est()
-    agg = aggregate_session([(s, 3.4, 170.0, 1.0)] * 600)
-    assert agg.steps == pytest.approx(1700.0)
-    assert agg.distance_km == pytest.approx(2.04)
-    assert agg.pfj_load_mpa_s == pytest.approx(1700 * s.pfj_impulse_per_step_mpa_s)
-    assert agg.pfj_load_per_km == pytest.approx(s.pfj_load_per_km)
-    assert agg.peak_pfj_stress_mpa == s.peak_pfj_stress_mpa
+    load = pfj_sample_load_mpa_s(s.pfj_impulse_per_step_mpa_s, 170.0, 1.0)
+    assert load == pytest.approx(s.pfj_impulse_per_step_mpa_s * 170.0 / 60.0)
+    sums = LoadSums()
+    add_samples(
+        sums,
+        [
+            LoadSample(i * 1000, 3.4, 170.0, 0.0, 1.0, load, s.peak_pfj_stress_mpa)
+            for i in range(600)
+        ],
+    )
+    f = session_figures(sums, 0, 599_000, 1.0)
+    assert f.distance_m == pytest.approx(2040.0) and f.duration_s == 600.0
+    assert f.pfj_load_mpa_s == pytest.approx(1700 * s.pfj_impulse_per_step_mpa_s)
+    assert f.pfj_load_per_km == pytest.approx(s.pfj_load_per_km)
+    assert f.peak_pfj_stress_mpa == s.peak_pfj_stress_mpa
+    assert f.mean_speed_mps == pytest.approx(3.4) and f.coverage_pct == pytest.approx(100.0)
 
 
 def test_params_are_frozen() -> None:

@@ -192,9 +192,13 @@ def daily(
     corrected: bool = False,
     metric: str = "pfj_load_mpa_s",
     team: str | None = "team-a",
+    pain: tuple[float | None, float | None, str | None] | None = None,
 ) -> dict[str, Any]:
+    """A daily_load event; ``pain`` = the worker's (mean 7 d, mean previous 7 d, trend)."""
     m = {"acute": load, "chronic": load / acwr if acwr else None, "acwr": acwr, "reason": None}
-    return {
+    names = ("pain_mean_7d_nrs", "pain_mean_prev_7d_nrs", "pain_trend")
+    trend = {} if pain is None else dict(zip(names, pain, strict=True))
+    return trend | {
         "id": f"{athlete_id}:{d}:{metric}",
         "athlete_id": athlete_id,
         "team_id": team,

@@ -1,7 +1,8 @@
-"""team_overview's latest pain and trend come from kneeload.athlete_pain_latest (migration 0008):
-after every write they must equal the raw lookups over pain_reports (the 0005 definition) —
+"""team_overview's latest pain comes from kneeload.athlete_pain_latest (migration 0008): after
+every write it must equal the raw lookup over pain_reports (the 0005 definition) —
 out-of-order (late) reports, replays, reports older than the kept window, and a report far in
-the future (the view then falls back to the raw lookup)."""
+the future (the view then falls back to the raw lookup). The weekly trend is the worker's
+(daily_load.pain_*, migration 0028; tests/storage/test_views_tenancy.py)."""
 
 from __future__ import annotations
 
@@ -14,24 +15,18 @@ import psycopg
 
 from . import events as ev
 
-#: the 0005 definition of the pain columns, straight from pain_reports
+#: the 0005 definition of the latest pain, straight from pain_reports
 RAW = """
-SELECT lp.pain_nrs, lp.time, lp.context, pt.m7, pt.mp7
+SELECT lp.pain_nrs, lp.time, lp.context
   FROM (SELECT %(a)s::text AS athlete_id) a
   LEFT JOIN LATERAL (
         SELECT p.pain_nrs, p.time, p.context FROM kneeload.pain_reports p
          WHERE p.athlete_id = a.athlete_id AND p.time <= now()
          ORDER BY p.time DESC LIMIT 1) lp ON true
-  LEFT JOIN LATERAL (
-        SELECT avg(p.pain_nrs) FILTER (WHERE p.time >= now() - interval '7 days')::float8 AS m7,
-               avg(p.pain_nrs) FILTER (WHERE p.time <  now() - interval '7 days')::float8 AS mp7
-          FROM kneeload.pain_reports p
-         WHERE p.athlete_id = a.athlete_id AND p.time >= now() - interval '14 days'
-           AND p.time <= now()) pt ON true
 """
 VIEW = (
-    "SELECT latest_pain_nrs, latest_pain_time, latest_pain_context, pain_mean_7d, "
-    "pain_mean_prev_7d FROM kneeload_api.team_overview WHERE athlete_id = %(a)s"
+    "SELECT latest_pain_nrs, latest_pain_time, latest_pain_context "
+    "FROM kneeload_api.team_overview WHERE athlete_id = %(a)s"
 )
 
 
@@ -50,7 +45,7 @@ def test_latest_pain_matches_raw_lookups(
     a = f"lp-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC).replace(microsecond=0)
     write([("registry.athletes", ev.athlete(a, "lp-team", "Lp", now - timedelta(days=60)))])
-    assert _same(conn, a) == (None, None, None, None, None)
+    assert _same(conn, a) == (None, None, None)
 
     def pain(n: int, t: datetime, nrs: int, ctx: str = "after") -> tuple[str, Any]:
         return ("pain.reports", ev.pain(f"{a}-{n}", a, t, nrs, ctx, team="lp-team"))
@@ -82,7 +77,7 @@ def test_latest_pain_matches_raw_lookups(
     )
     assert _same(conn, a)[:2] == (2, now - timedelta(days=3))
     conn.execute("DELETE FROM kneeload.pain_reports WHERE athlete_id = %s", (a,))
-    assert _same(conn, a) == (None, None, None, None, None)
+    assert _same(conn, a) == (None, None, None)
     assert conn.execute(
         "SELECT count(*) FROM kneeload.athlete_pain_latest WHERE athlete_id = %s", (a,)
     ).fetchone() == (0,)

@@ -51,11 +51,26 @@ def seeded(db: str) -> str:
         ),
         (
             "daily.load",
-            ev.daily("v-ann", TODAY, load=1000.0, acwr=1.6, status="provisional", team="v-team-a"),
+            ev.daily(
+                "v-ann",
+                TODAY,
+                load=1000.0,
+                acwr=1.6,
+                status="provisional",
+                team="v-team-a",
+                pain=(4.5, 1.0, "worsening"),  # the worker's, from core.pain
+            ),
         ),
         (
             "daily.load",
-            ev.daily("v-ann", TODAY - timedelta(days=1), load=800.0, acwr=1.1, team="v-team-a"),
+            ev.daily(
+                "v-ann",
+                TODAY - timedelta(days=1),
+                load=800.0,
+                acwr=1.1,
+                team="v-team-a",
+                pain=(1.0, 3.0, "improving"),  # yesterday's: never shown today
+            ),
         ),
         ("daily.load", ev.daily("v-cai", TODAY, load=400.0, acwr=0.7, team="v-team-b")),
         ("pain.reports", ev.pain("v-p1", "v-ann", NOW - timedelta(days=10), 1, team="v-team-a")),
@@ -139,7 +154,10 @@ def test_team_overview(seeded: str, conn: psycopg.Connection[Any]) -> None:
     ann = rows["v-ann"]
     assert ann["today_load"] == 1000.0 and ann["today_status"] == "provisional"
     assert ann["acwr"] == 1.6 and ann["acwr_band"] == "danger" and ann["acwr_method"] == "ewma"
-    assert ann["latest_pain_nrs"] == 5 and ann["pain_trend"] == "worsening"  # 4.5 vs 1
+    assert ann["latest_pain_nrs"] == 5 and ann["pain_trend"] == "worsening"  # today's row
+    assert (ann["pain_mean_7d"], ann["pain_mean_prev_7d"]) == (4.5, 1.0)
+    # no row today, no trend: the worker publishes today's row while a report still counts
+    assert rows["v-ben"]["pain_trend"] is None and rows["v-ben"]["pain_mean_7d"] is None
     assert ann["open_alerts"] == 1
     assert rows["v-ben"]["today_load"] is None and rows["v-ben"]["acwr_band"] is None
     assert rows["v-cai"]["acwr_band"] == "low"
@@ -417,3 +435,15 @@ def test_coach_acknowledges_only_own_alerts(roles: dict[str, str], seeded: str) 
         assert c.execute(
             "SELECT acknowledged_by FROM kneeload_api.alerts WHERE alert_id = 'v-al-1'"
         ).fetchone() == (roles["coach_a"],)
+
+
+def test_overview_has_no_pain_trend_arithmetic(conn: psycopg.Connection[Any]) -> None:
+    """0028: the trend is the worker's (core.pain) — no averaging of reports in the view, and
+    the SQL-only delta setting is gone (the worker's KNEELOAD_WORKER_PAIN_TREND_DELTA_NRS)."""
+    (sql,) = conn.execute(
+        "SELECT pg_get_viewdef('kneeload_api.team_overview'::regclass)"
+    ).fetchone() or ("",)
+    assert "avg(" not in sql and "worsening" not in sql and "td.pain_trend" in sql
+    assert conn.execute(
+        "SELECT count(*) FROM kneeload.config WHERE key = 'pain_trend_delta_nrs'"
+    ).fetchone() == (0,)

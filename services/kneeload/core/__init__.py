@@ -10,14 +10,15 @@ estimated PFJ stress, impulse, load per km      :mod:`kneeload.core.pfj`
   effective body weight, Morin peak vGRF          ``pfj.effective_body_weight_n``,
                                                   ``pfj.peak_vgrf_n``
   contact time from speed and cadence (DF model)  ``pfj.estimate_ground_contact_ms``
-  session totals                                  ``pfj.aggregate_session``
+  one sample's load J·f/60·Δt, its interval Δt     ``pfj.pfj_sample_load_mpa_s``,
+                                                  ``pfj.sample_interval_s``
   lab chain (knee moment → stress)                ``pfj.pfj_stress_from_knee_moment_mpa``
   parameters / per-athlete calibration            ``pfj.PfjParams``, ``pfj.PfjCalibration``
 input plausibility: bounds, gait, cadence fix   :mod:`kneeload.core.plausibility`
   bounds with their sources                       ``plausibility.PlausibilityBounds.table``
   one sample: estimable, walking, or why not      ``plausibility.check_sample``
 session and minute aggregates (the worker's)    :mod:`kneeload.core.session`
-  running sums, per minute                        ``session.add_samples``, ``add_to_minutes``
+  session totals: running sums, per minute        ``session.add_samples``, ``add_to_minutes``
   means, load per km, coverage                    ``session.session_figures``,
                                                   ``session.minute_figures``
 session spike (Frandsen 2025), 30-day ceiling   :mod:`kneeload.core.spike`
@@ -33,6 +34,8 @@ pain verdicts, baseline, BWS suggestions        :mod:`kneeload.core.pain`
   presets (LEVER default, Silbernagel)            ``pain.LEVER``, ``pain.SILBERNAGEL``
   next-day value (first next-morning report)      ``pain.session_pain``, ``pain.next_day_expected``
   acceptable / caution / stop, safe zone          ``pain.classify_session``
+  weekly trend (alert and coaches' overview)      ``pain.weekly_pain_trend``,
+                                                  ``pain.pain_trend_label``
   next session's load / support                   ``pain.suggest_load``, ``pain.suggest_bws``
 pain–load correlation                           :mod:`kneeload.core.correlation`
   per athlete, lag 0/1, Pearson/Spearman          ``correlation.correlate``,

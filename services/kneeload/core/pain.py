@@ -10,7 +10,9 @@
 * :func:`classify_session` — acceptable / caution / stop with a reason a clinician
   reads at a glance, under a :class:`PainPreset` (LEVER default, Silbernagel), with an
   absolute safe zone (≤ 2/10).
-* :func:`weekly_pain_trend` — this week's mean pain against last week's.
+* :func:`weekly_pain_trend` — this week's mean pain against last week's (the one
+  definition: alerts, pain responses and the coaches' overview), and
+  :func:`pain_trend_label` — worsening / improving / stable for the overview.
 * :func:`suggest_bws` (on a BWS unit) and :func:`suggest_load` (off-unit) — what to do next
   session, addressed to the clinician, never applied automatically. Above the preset's
   during-run limit the suggestion always reduces load.
@@ -34,6 +36,7 @@ __all__ = [
     "LEVER",
     "PRESETS",
     "SILBERNAGEL",
+    "TREND_CONTEXTS",
     "BwsAction",
     "BwsStepConfig",
     "BwsSuggestion",
@@ -42,6 +45,7 @@ __all__ = [
     "PainContext",
     "PainPreset",
     "PainReport",
+    "PainTrend",
     "PainValueError",
     "SessionClass",
     "SessionClassification",
@@ -49,7 +53,9 @@ __all__ = [
     "baseline_nrs",
     "classify_session",
     "is_next_day_report",
+    "local_date",
     "next_day_expected",
+    "pain_trend_label",
     "preset_by_code",
     "session_pain",
     "suggest_bws",
@@ -310,30 +316,106 @@ def next_day_expected(
     return min(at, due).astimezone(dt.UTC), due.astimezone(dt.UTC)
 
 
+#: The contexts the weekly trend averages: the knee's response to loading.
+TREND_CONTEXTS: tuple[PainContext, ...] = (PainContext.DURING, PainContext.NEXT_MORNING)
+
+#: Days in each of the two weeks compared.
+TREND_WEEK_DAYS = 7
+
+#: Comparison slack for :func:`pain_trend_label` (means of integer NRS reports such as 7/3
+#: are not exact in floating point; a change of exactly the delta must count).
+_TREND_EPS_NRS = 1e-9
+
+
+class PainTrend(StrEnum):
+    """Week-on-week pain trend shown to coaches (``daily_load.pain_trend``)."""
+
+    WORSENING = "worsening"
+    IMPROVING = "improving"
+    STABLE = "stable"
+
+
+def local_date(t: dt.datetime, time_zone: str | dt.tzinfo = "UTC") -> dt.date:
+    """The calendar date of ``t`` (timezone-aware) in ``time_zone`` (a name or a tzinfo)."""
+    tz = ZoneInfo(time_zone) if isinstance(time_zone, str) else time_zone
+    return t.astimezone(tz).date()
+
+
 def weekly_pain_trend(
     reports: Iterable[PainReport],
-    as_of: dt.datetime,
-    contexts: Sequence[PainContext] = (PainContext.DURING, PainContext.NEXT_MORNING),
+    as_of_date: dt.date,
+    time_zone: str | dt.tzinfo = "UTC",
+    contexts: Sequence[PainContext] = TREND_CONTEXTS,
 ) -> tuple[float | None, float | None, float | None]:
-    """(this week's mean, last week's mean, change) over the trailing 7 and prior 7 days.
+    """(this week's mean, last week's mean, change) of pain as of the local day ``as_of_date``.
 
-    Week-on-week comparison of docs/science.md §3 ("not worse week on week"). None where a
-    week has no report.
+    The single definition of the weekly pain trend: the worker's pain_trend_worsening alert,
+    the pain response's ``weekly_pain_worsening`` finding and the coaches' overview
+    (``daily_load.pain_mean_7d_nrs`` / ``pain_mean_prev_7d_nrs`` / ``pain_trend``) all use it.
+
+    Equation::
+
+        this week = mean of pain_nrs over reports whose local date d has
+                    0 ≤ (as_of_date − d) ≤ 6 days
+        last week = mean over 7 ≤ (as_of_date − d) ≤ 13 days
+        change    = this week − last week
+
+    Assumptions (docs/science.md §3, "Weekly trend"):
+
+    * **Contexts** ``during`` and ``next_morning`` only. The pain-monitoring model's weekly
+      rule ("pain should not increase from week to week", Silbernagel et al. 2007, AJSM
+      35(6):897–906; Thomeé 1997, Phys Ther 77(12):1690–1703) is about the knee's response
+      to loading: pain during the activity and the morning after. ``rest`` reports are the
+      baseline (:func:`baseline_nrs`), and ``after`` reports peak within hours of a run and
+      depend on when the athlete happens to answer; averaging all four contexts made the
+      mean move with the reporting habit (a week with more rest reports read "improving").
+    * **Windows** are whole calendar days in the athlete's time zone, today included
+      (kneeload's choice): a coach reads "this week" as the last seven days of the athlete's
+      calendar, and the value of a day depends on that day and the reports only, so the alert
+      raised on a report and the overview row of the same day always agree, whatever the
+      arrival order or the time the view is read. A report dated after ``as_of_date`` is
+      ignored; a week without reports ages out after 14 days.
+
+    None where a week has no report (no change then).
     """
+    tz = ZoneInfo(time_zone) if isinstance(time_zone, str) else time_zone
     this: list[float] = []
     last: list[float] = []
     for r in reports:
         if r.context not in contexts:
             continue
-        age = (as_of - r.reported_at).total_seconds() / 86400.0
-        if 0.0 <= age < 7.0:
+        age_days = (as_of_date - local_date(r.reported_at, tz)).days
+        if 0 <= age_days < TREND_WEEK_DAYS:
             this.append(r.pain_nrs)
-        elif 7.0 <= age < 14.0:
+        elif TREND_WEEK_DAYS <= age_days < 2 * TREND_WEEK_DAYS:
             last.append(r.pain_nrs)
     m_this = statistics.fmean(this) if this else None
     m_last = statistics.fmean(last) if last else None
     delta = m_this - m_last if m_this is not None and m_last is not None else None
     return m_this, m_last, delta
+
+
+def pain_trend_label(
+    mean_7d_nrs: float | None, mean_prev_7d_nrs: float | None, delta_nrs: float = 1.0
+) -> PainTrend | None:
+    """The coach's label of a weekly trend: worsening / improving / stable, None without both.
+
+    ``worsening`` when this week's mean is ≥ ``delta_nrs`` above last week's, ``improving``
+    when ≥ ``delta_nrs`` below, ``stable`` otherwise. ``delta_nrs`` = 1 point by default
+    (kneeload's choice, the worker's ``KNEELOAD_WORKER_PAIN_TREND_DELTA_NRS``): below the
+    ~2-point clinically important difference of the NRS (Farrar et al. 2001, Pain
+    94:149–158) so a trend shows early. Unlike the alert it is shown inside the safe zone too.
+    """
+    if not delta_nrs > 0:
+        raise PainValueError("delta_nrs", delta_nrs, "must be > 0")
+    if mean_7d_nrs is None or mean_prev_7d_nrs is None:
+        return None
+    change = mean_7d_nrs - mean_prev_7d_nrs
+    if change >= delta_nrs - _TREND_EPS_NRS:
+        return PainTrend.WORSENING
+    if -change >= delta_nrs - _TREND_EPS_NRS:
+        return PainTrend.IMPROVING
+    return PainTrend.STABLE
 
 
 class SessionClass(StrEnum):

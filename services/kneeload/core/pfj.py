@@ -14,8 +14,8 @@ chain, one small function per step:
 
 :func:`estimate_pfj_sample` runs the whole chain for one telemetry sample (the
 stream worker's hot path, plain ``math``, a few microseconds);
-:func:`estimate_pfj` wraps it with the assumptions spelled out (CLI, API);
-:func:`aggregate_session` sums samples into a session.
+:func:`estimate_pfj` wraps it with the assumptions spelled out (CLI, API). A session's
+totals are summed by :mod:`kneeload.core.session` (one home, the stream worker's).
 
 The laboratory chain of docs/science.md §1.1 (knee moment and angle → stress) is here too
 (:func:`quadriceps_lever_arm_m`, :func:`knee_angle_constant`, :func:`pfj_contact_area_mm2`,
@@ -37,8 +37,7 @@ Avoiding double counts
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from kneeload.core.plausibility import (
@@ -55,8 +54,6 @@ __all__ = [
     "PfjEstimate",
     "PfjParams",
     "PfjSample",
-    "SessionLoad",
-    "aggregate_session",
     "assess_pfj_sample",
     "effective_body_weight_n",
     "estimate_ground_contact_ms",
@@ -779,52 +776,3 @@ def estimate_pfj(
         "bws_pct": bws_pct,
     }
     return PfjEstimate(s, inputs, tuple(a), p, calibration)
-
-
-# ------------------------------------------------------------------------ session
-
-
-@dataclass(frozen=True)
-class SessionLoad:
-    """Session aggregate of estimated PFJ load."""
-
-    pfj_load_mpa_s: float
-    distance_km: float
-    duration_s: float
-    steps: float
-    peak_pfj_stress_mpa: float
-    n_samples: int
-    contact_estimated_samples: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def pfj_load_per_km(self) -> float | None:
-        """Session load per km, None without distance."""
-        return self.pfj_load_mpa_s / self.distance_km if self.distance_km > 0 else None
-
-
-def aggregate_session(samples: Iterable[tuple[PfjSample, float, float, float]]) -> SessionLoad:
-    """Sum a session's samples: ``(sample, speed_mps, cadence_spm, duration_s)`` tuples.
-
-    Session load = Σ J_step · cadence/60 · Δt (the sum of per-step impulses,
-    docs/science.md §1.3 step 4); distance = Σ v·Δt; peak = max peak per step. The sums
-    are :func:`kneeload.core.session.add_samples`, as the stream worker's.
-    """
-    from kneeload.core.session import LoadSample, LoadSums, add_samples
-
-    sums = LoadSums()
-    steps = 0.0
-    n_est = 0
-    parts: list[LoadSample] = []
-    for s, v, f, dt in samples:
-        if dt < 0:
-            raise ImplausibleInputError("duration_s", dt, "must be ≥ 0")
-        steps += f / 60.0 * dt
-        n_est += s.contact_estimated
-        load = pfj_sample_load_mpa_s(s.pfj_impulse_per_step_mpa_s, f, dt)
-        parts.append(LoadSample(0, v, f, 0.0, dt, load, s.peak_pfj_stress_mpa))
-    add_samples(sums, parts)
-    load, dist_m, dur = sums.pfj_load_mpa_s, sums.distance_m, sums.duration_s
-    peak = max(0.0, sums.peak_pfj_stress_mpa or 0.0)
-    n = sums.samples
-    return SessionLoad(load, dist_m / 1000.0, dur, steps, peak, n, n_est)

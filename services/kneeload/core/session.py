@@ -1,7 +1,7 @@
 """Session and minute aggregates of estimated PFJ load: running sums and the figures reported.
 
-Every number a session or a minute reports comes from here (the stream worker keeps the
-sums in its state; :func:`kneeload.core.pfj.aggregate_session` uses the same sums):
+Every number a session or a minute reports comes from here, and only here (the stream worker
+keeps the sums in its state; ``kneeload.core.pfj`` gives one sample's load):
 
 1. :class:`LoadSample`         one sample's contribution: speed, cadence, support, the
                                interval Δt it stands for (``pfj.sample_interval_s``), its

@@ -261,6 +261,9 @@ _DAILY = (
     "atl",
     "ctl",
     "tsb",
+    "pain_mean_7d_nrs",
+    "pain_mean_prev_7d_nrs",
+    "pain_trend",
 )
 _PAIN_RESPONSE = (
     "id",
@@ -427,6 +430,9 @@ def _daily_rows(d: Any) -> Iterable[Row]:
             d.get("atl"),
             d.get("ctl"),
             d.get("tsb"),
+            d.get("pain_mean_7d_nrs"),
+            d.get("pain_mean_prev_7d_nrs"),
+            d.get("pain_trend"),
         ),
     )
 

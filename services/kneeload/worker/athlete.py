@@ -93,6 +93,9 @@ Output = tuple[str, str, dict[str, Any]]  # (logical topic, key, event)
 log = logging.getLogger("kneeload.worker")
 
 METRIC = "pfj_load_mpa_s"
+#: The weekly pain trend's fields of a ``daily_load`` row (core.pain.weekly_pain_trend).
+_PAIN_FIELDS = ("pain_mean_7d_nrs", "pain_mean_prev_7d_nrs", "pain_trend")
+_TREND_CONTEXTS = frozenset(c.value for c in core_pain.TREND_CONTEXTS)
 
 #: measures whose sensor source a session records (``sources`` of watch samples)
 SOURCE_MEASURES = (
@@ -164,6 +167,7 @@ class WorkerConfig:
     spike_window_days: float = 30.0
     spike_min_sessions: int = 3
     trend_alerts: bool = False  # acwr_high and load_spike_wow alerts
+    pain_trend_delta_nrs: float = 1.0  # core.pain.pain_trend_label and the trend alert
 
     @property
     def spike(self) -> SpikeConfig:
@@ -187,6 +191,7 @@ class WorkerConfig:
             spike_window_days=s.alert_spike_window_days,
             spike_min_sessions=s.alert_spike_min_sessions,
             trend_alerts=s.alert_trend_alerts,
+            pain_trend_delta_nrs=s.worker_pain_trend_delta_nrs,
         )
 
     @property
@@ -880,6 +885,8 @@ class AthleteProcessor:
             or any(s.status == "open" or s.dirty for s in st.sessions.values())
             or any((not d.final) or d.dirty for d in st.days.values())
         )
+        if self._roll_pain_day(st, now_ms):
+            return self._advance(st, now_ms, idle=idle)
         if not pending:
             return []
         if idle:
@@ -894,6 +901,7 @@ class AthleteProcessor:
         days; then the alert episodes their rules changed."""
         out: list[Output] = []
         alerts: list[Verdict] = []
+        reports: list[core_pain.PainReport] | None = None  # for the days' pain trend
         for s in st.sessions.values():
             if s.dirty and s.acc is not None:
                 out += self._publish_session(st, s)
@@ -902,7 +910,9 @@ class AthleteProcessor:
         for d in sorted(st.days):
             day = st.days[d]
             if day.dirty and day.out is not None:
-                out.append(self._publish_day(st, d, day, day.out))
+                if reports is None:
+                    reports = self._pain_reports(st)
+                out.append(self._publish_day(st, d, day, day.out, reports))
                 if day.final and self.cfg.trend_alerts:
                     alerts += self._trend_alerts(st, d, day.out)
         out += self._alerts(st, alerts)
@@ -924,9 +934,16 @@ class AthleteProcessor:
         s.minutes_dirty = []
         return out
 
-    @staticmethod
-    def _publish_day(st: AthleteState, d: str, day: Day, o: dict[str, Any]) -> Output:
-        """A ``daily_load`` event of day ``d`` (next revision)."""
+    def _publish_day(
+        self,
+        st: AthleteState,
+        d: str,
+        day: Day,
+        o: dict[str, Any],
+        reports: list[core_pain.PainReport] | None = None,
+    ) -> Output:
+        """A ``daily_load`` event of day ``d`` (next revision), with the day's weekly pain
+        trend computed now from the stored reports (core.pain; never kept in the state)."""
         day.dirty = False
         day.rev += 1
         aid = st.athlete_id
@@ -947,6 +964,7 @@ class AthleteProcessor:
             "atl": o["atl"],
             "ctl": o["ctl"],
             "tsb": o["tsb"],
+            **dict(zip(_PAIN_FIELDS, self._day_pain(st, d, reports), strict=True)),
         }
         return (DAILY_LOAD, aid, ev)
 
@@ -1073,6 +1091,7 @@ class AthleteProcessor:
         return core_alerts.AlertThresholds(
             cooldown=dt.timedelta(seconds=self.cfg.alert_cooldown_s),
             pain_safe_max_nrs=self.cfg.preset.safe_max_nrs,
+            pain_trend_nrs=self.cfg.pain_trend_delta_nrs,
         )
 
     def _alerts(self, st: AthleteState, found: list[Verdict]) -> list[Output]:
@@ -1283,12 +1302,18 @@ class AthleteProcessor:
         team = rep.get("team_id") or st.team_id
         t = parse_ms(rep["time"])
         ctx, nrs = rep["context"], int(rep["pain_nrs"])
+        counts = ctx in _TREND_CONTEXTS or any(
+            p.report_id == rep["report_id"] and p.context in _TREND_CONTEXTS for p in st.pain
+        )  # a report that moves the weekly trend (or a correction of one)
         reports = self._store_report(st, rep, t, team)
         when = to_dt(t)
         sess = self._session_for(st, rep.get("session_id"), t, ctx, self.cfg.preset)
         sp, next_day = self._session_pain(st, sess, reports, ctx, nrs, when)
         baseline = core_pain.baseline_nrs(reports, before=when)
-        this_w, last_w, change = core_pain.weekly_pain_trend(reports, when)
+        cal = self.cal(st)
+        this_w, last_w, change = core_pain.weekly_pain_trend(
+            reports, dt.date.fromisoformat(cal.date_iso(t)), cal.tz
+        )
         c = core_pain.classify_session(
             sp.during_max_nrs, sp.next_day_nrs, baseline, change, self.cfg.preset, this_w
         )
@@ -1297,11 +1322,69 @@ class AthleteProcessor:
         verdicts = self._pain_verdicts(st, rep, team, when, sess, sp, baseline, (this_w, last_w))
         out += self._alerts(st, verdicts)
         out += self._correlate(st, t, ctx, nrs, team)
+        if counts and not rerun:
+            self._refresh_pain_days(st, cal.date_iso(t))
         if sess is not None and not rerun:
             for p in self._session_reports(st, sess):
                 if p.report_id != rep["report_id"]:
                     out += self.on_pain(st, self._report(st, p), now_ms, rerun=True)
         return out
+
+    def _day_pain(
+        self, st: AthleteState, d: str, reports: list[core_pain.PainReport] | None = None
+    ) -> tuple[float | None, float | None, str | None]:
+        """Day ``d``'s weekly pain trend as published on its ``daily_load`` row: this week's
+        and last week's means and the coach's label (core.pain, the one definition)."""
+        if reports is None:
+            reports = self._pain_reports(st)
+        m7, prev, _ = core_pain.weekly_pain_trend(
+            reports, dt.date.fromisoformat(d), self.cal(st).tz
+        )
+        label = core_pain.pain_trend_label(m7, prev, self.cfg.pain_trend_delta_nrs)
+        return m7, prev, label.value if label is not None else None
+
+    @staticmethod
+    def _refresh_pain_days(st: AthleteState, d0: str) -> None:
+        """A report of local day ``d0`` changes the trend of the days ``d0`` … ``d0`` + 13:
+        the known ones are re-published (a final day as a correction)."""
+        last = dt.date.fromisoformat(d0) + dt.timedelta(days=2 * core_pain.TREND_WEEK_DAYS - 1)
+        for d, day in st.days.items():
+            if day.out is not None and d0 <= d <= last.isoformat():
+                day.dirty = True
+                if day.final:
+                    day.corrected = True
+
+    def _roll_pain_day(self, st: AthleteState, now_ms: int) -> bool:
+        """Day rollover: today's row (load 0 so far) is created when the athlete has a day
+        row before today and a report that still counts in today's trend, so a week without
+        reports ages out of the overview as the days pass. True when a day was created."""
+        if not st.pain or not st.days:
+            return False
+        cal = self.cal(st)
+        today = cal.date_iso(now_ms)
+        first = dt.date.fromisoformat(today) - dt.timedelta(days=2 * core_pain.TREND_WEEK_DAYS - 1)
+        first_ms = cal.midnight_ms(first)
+        counting = False
+        for p in reversed(st.pain):  # time order: the latest first
+            if p.t_ms < first_ms:
+                break
+            if p.context in _TREND_CONTEXTS and cal.date_iso(p.t_ms) <= today:
+                counting = True
+                break
+        if not counting or today in st.days or max(st.days) > today:
+            return False
+        self._set_days(st, sorted({*st.dirty_dates, today}))
+        return today in st.days
+
+    @staticmethod
+    def _pain_reports(st: AthleteState) -> list[core_pain.PainReport]:
+        """The athlete's stored reports as core's, in time order."""
+        return [
+            core_pain.PainReport(
+                st.athlete_id, p.nrs, core_pain.PainContext(p.context), to_dt(p.t_ms), p.session_id
+            )
+            for p in st.pain
+        ]
 
     @staticmethod
     def _store_report(
@@ -1313,12 +1396,7 @@ class AthleteProcessor:
         st.pain.append(PainEntry(t, int(rep["pain_nrs"]), rep["context"], rep.get("session_id"),
                                  rep["report_id"], rep["time"], team))  # fmt: skip
         st.pain.sort(key=lambda p: (p.t_ms, p.report_id))
-        return [
-            core_pain.PainReport(
-                st.athlete_id, p.nrs, core_pain.PainContext(p.context), to_dt(p.t_ms), p.session_id
-            )
-            for p in st.pain
-        ]
+        return AthleteProcessor._pain_reports(st)
 
     def _session_pain(
         self,
