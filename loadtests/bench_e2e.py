@@ -580,6 +580,7 @@ async def phase_steady(
     db_url: str,
     services: list[Service],
     topic_alerts: str,
+    topic_load: str,
     rate: int,
     duration: float,
 ) -> dict[str, Any]:
@@ -601,8 +602,12 @@ async def phase_steady(
     alert_rows = RowWatcher(conn_poll, ALERTS_TABLE, "athlete_id", 0.05)
     alert_topic = TopicWatcher(topic_alerts, alert_ids)
     sample_rows = RowWatcher(conn_poll2, DERIVED_TABLE, "record_id", 0.1)
-    tasks = [asyncio.create_task(alert_topic.run())]
+    # the marker's load.samples event: splits the derived-row latency into the part up to
+    # the worker's output (gateway, Kafka, worker) and the sink's part after it
+    sample_topic = TopicWatcher(topic_load, load_samples_ids)
+    tasks = [asyncio.create_task(alert_topic.run()), asyncio.create_task(sample_topic.run())]
     await asyncio.wait_for(alert_topic.ready.wait(), 30)
+    await asyncio.wait_for(sample_topic.ready.wait(), 30)
     tasks += [asyncio.create_task(alert_rows.run()), asyncio.create_task(sample_rows.run())]
     errors: Counter[str] = Counter()
     sent_samples = 0
@@ -643,6 +648,7 @@ async def phase_steady(
                 offsets[aid] += args.batch
                 if s_i % 5 == 0:
                     sample_rows.pending[smp[-1]["record_id"]] = time.time()
+                    sample_topic.pending[smp[-1]["record_id"]] = time.time()
                     sample_markers += 1
                 spawn(
                     post(
@@ -691,7 +697,7 @@ async def phase_steady(
         alert_rows.pending or alert_topic.pending or sample_rows.pending
     ) and time.time() < deadline:
         await asyncio.sleep(0.2)
-    for w in (alert_rows, alert_topic, sample_rows):
+    for w in (alert_rows, alert_topic, sample_rows, sample_topic):
         w.stopped = True
     await asyncio.gather(*tasks, return_exceptions=True)
     await conn_poll.close()
@@ -719,6 +725,9 @@ async def phase_steady(
         "report_to_alert_event": lat_summary(list(alert_topic.latency_ms.values()), len(alerters)),
         "report_to_alert_row": lat_summary(list(alert_rows.latency_ms.values()), len(alerters)),
         "sample_to_derived_row_steady": lat,
+        "sample_to_derived_event_steady": lat_summary(
+            list(sample_topic.latency_ms.values()), sample_markers
+        ),
     }
 
 
@@ -949,6 +958,7 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
                     db_url,
                     services,
                     topic_name(ALERTS, s),
+                    topic_name(LOAD_SAMPLES, s),
                     args.alert_rate,
                     len(alert_ids_) * args.alert_every_s + 3.0,
                 )
@@ -976,18 +986,20 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
                     db_url,
                     services,
                     topic_name(ALERTS, s),
+                    topic_name(LOAD_SAMPLES, s),
                     args.steady_rate,
                     args.steady_s,
                 )
             )
             result["steady"] = c
-            lat = c["sample_to_derived_row_steady"]
+            lat, ev = c["sample_to_derived_row_steady"], c["sample_to_derived_event_steady"]
             log(
                 f"  sent {c['steady_samples_per_s']:,.0f} samples/s, gateway accepted "
                 f"{c['http_accepted_samples_per_s']:,.0f}/s "
                 f"({'sustained' if c['sustained'] else 'NOT sustained'}); sample → derived row "
                 f"p50 {lat['p50_ms']:.1f} ms p99 {lat['p99_ms']:.1f} ms "
-                f"({lat['n']}/{lat['expected']} markers) beside the bare 2-hop relay's "
+                f"({lat['n']}/{lat['expected']} markers; to its load.samples event p50 "
+                f"{ev['p50_ms']:.1f} ms p99 {ev['p99_ms']:.1f} ms) beside the bare 2-hop relay's "
                 f"p50 {result['bare_hop_p50_ms']:.1f} ms p99 {result['bare_hop_p99_ms']:.1f} ms"
             )
     finally:
@@ -1006,6 +1018,9 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
         st = result["steady"]
         result["steady_sample_to_derived_row_p50_ms"] = st["sample_to_derived_row_steady"]["p50_ms"]
         result["steady_sample_to_derived_row_p99_ms"] = st["sample_to_derived_row_steady"]["p99_ms"]
+        result["steady_sample_to_derived_event_p99_ms"] = st["sample_to_derived_event_steady"][
+            "p99_ms"
+        ]
         result["steady_http_accepted_samples_per_s"] = st["http_accepted_samples_per_s"]
         result["steady_sustained"] = st["sustained"]
     if "alerts" in result:

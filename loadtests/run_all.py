@@ -586,6 +586,14 @@ COMPONENTS: tuple[Component, ...] = (
                 higher_is_better=False,
             ),
             Figure(
+                "sample → load.samples event p99 (steady 10,000/s; the worker's part of the above)",
+                ("steady_sample_to_derived_event_p99_ms",),
+                ("bare_hop_p99_ms",),
+                "bare 2-hop Kafka relay",
+                "ms",
+                higher_is_better=False,
+            ),
+            Figure(
                 "gateway accepted during the steady 10,000/s phase",
                 ("steady_http_accepted_samples_per_s",),
                 unit=SAMPLES_S,
