@@ -59,6 +59,7 @@ from kneeload.worker.state import (
     Day,
     PainEntry,
     Session,
+    SessionAcc,
     SpikeEntry,
     decode_state,
 )
@@ -66,6 +67,8 @@ from kneeload.worker.state import (
 __all__ = [
     "ROOT_MARK",
     "MinutePart",
+    "OpenAcc",
+    "OpenSession",
     "PartedStates",
     "join_state",
     "part_key",
@@ -92,6 +95,35 @@ _HOT = msgspec.msgpack.Decoder(HotState)
 _NAMES = msgspec.msgpack.Decoder(list[str])
 _IDS = msgspec.msgpack.Decoder(list[str])
 _SESSION = msgspec.msgpack.Decoder(Session)
+
+
+class OpenAcc(SessionAcc, array_like=True, gc=False):
+    """An open session's running sums as an array (as :class:`HotState`: no field names in
+    a part written every take)."""
+
+
+class OpenSession(Session, array_like=True, gc=False):
+    """An open session's own part (``s/<sid>``) as an array, without its batch ids and
+    minutes (their own parts); a closed session's part is a :class:`Session` map."""
+
+    acc: OpenAcc | None = None
+
+
+_OPEN_SESSION = msgspec.msgpack.Decoder(OpenSession)
+
+
+def _decode_session(raw: bytes) -> Session:
+    """An ``s/`` part: a closed session (a map), or an open one's array
+    (:class:`OpenSession`)."""
+    if raw[:1] in _MAP_FIRST:
+        return _SESSION.decode(raw)
+    o = _OPEN_SESSION.decode(raw)
+    s = Session(*msgspec.structs.astuple(o))
+    if o.acc is not None:
+        s.acc = SessionAcc(*msgspec.structs.astuple(o.acc))
+    return s
+
+
 _DAY = msgspec.msgpack.Decoder(Day)
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "acwr": msgspec.msgpack.Decoder(dict[str, Any]),
@@ -179,12 +211,11 @@ def _session_parts(s: Session, parts: dict[str, bytes]) -> None:
     if s.status != "open":
         parts["s/" + sid] = _ENC.encode(s)
         return
-    base = msgspec.structs.replace(
-        s,
-        chunks=[],
-        minute_rev={},
-        acc=None if acc is None else msgspec.structs.replace(acc, minutes={}),
-    )
+    base = OpenSession(*msgspec.structs.astuple(s))
+    base.chunks, base.minute_rev = [], {}
+    if acc is not None:
+        base.acc = OpenAcc(*msgspec.structs.astuple(acc))
+        base.acc.minutes = {}
     parts["s/" + sid] = _ENC.encode(base)
     ids = s.chunks
     for k in range(0, len(ids), CHUNK_IDS_PER_PART):
@@ -251,7 +282,7 @@ def join_state(hot: bytes, parts: dict[str, bytes]) -> AthleteState:
             continue
         kind, _, sub = name.partition("/")
         if kind == "s":
-            sessions[sub] = _SESSION.decode(raw)
+            sessions[sub] = _decode_session(raw)
         elif kind in ("c", "m"):
             sid, _, k = sub.rpartition("/")
             if kind == "c":
@@ -407,7 +438,7 @@ class PartedStates:
         tab = self.table
         for name, raw in parts.items():
             cur = meta.parts.get(name)
-            if cur is not None and memoryview(cur.value)[_V.size :] == raw:
+            if cur is not None and len(cur.value) == len(raw) + _V.size and cur.value.endswith(raw):
                 continue
             slot = 0 if cur is None else 1 - cur.slot
             key = part_key(aid, name, slot)
