@@ -173,6 +173,24 @@ class _SortedSamples:
     dlq: list[tuple[int, str, list[FieldError]]]
 
 
+def _unexpected_fields(schema: str, extra: list[str]) -> list[FieldError]:
+    """``additional_properties`` errors for the first 20 fields a device may not send (those
+    kneeload attaches from the registry say so)."""
+    return [
+        FieldError(
+            f"/{k}",
+            "additional_properties",
+            f"unexpected property {k[:64]!r}"
+            + (
+                " (attached by kneeload from the registry, never taken from a device)"
+                if k in ATTACHED.get(schema, ())
+                else ""
+            ),
+        )
+        for k in extra[:20]
+    ]
+
+
 def _reason(errors: list[FieldError]) -> str:
     codes = {e.code for e in errors}
     for special in ("time_in_future", "invalid_time", "athlete_mismatch"):
@@ -492,62 +510,72 @@ class Ingestor:
         now: float | None = None,
     ) -> tuple[dict[str, Any] | None, list[FieldError], int]:
         """The event for one device record, or ``(None, errors, status)``. Registry facts
-        (unit's clinic and athlete, athlete's team) are attached; the payload may not carry them."""
+        (unit's clinic and athlete, athlete's team) are attached; the payload may not carry them.
+
+        Steps: the record's own fields (:func:`_unexpected_fields`), the event's null
+        defaults, :meth:`_attach_athlete` (pain) or :meth:`_attach_unit` (treadmill),
+        :meth:`_check` (schema and time).
+        """
         if not isinstance(payload, dict):
             return None, [FieldError("", "type", "a record must be a JSON object")], 422
         extra = [k for k in payload if k not in self._fields[schema]]
         if extra:
-            return (
-                None,
-                [
-                    FieldError(
-                        f"/{k}",
-                        "additional_properties",
-                        f"unexpected property {k[:64]!r}"
-                        + (
-                            " (attached by kneeload from the registry, never taken from a device)"
-                            if k in ATTACHED.get(schema, ())
-                            else ""
-                        ),
-                    )
-                    for k in extra[:20]
-                ],
-                422,
-            )
+            return None, _unexpected_fields(schema, extra), 422
         event = dict(payload)
         for f in _NULL_DEFAULTS[schema]:
             event.setdefault(f, None)
         if schema == PAIN:
-            own = device["athlete_id"]
-            claimed = event.setdefault("athlete_id", own)
-            if claimed != own:
-                return (
-                    None,
-                    [
-                        FieldError(
-                            "/athlete_id",
-                            "athlete_mismatch",
-                            "a device can only report pain for its own athlete",
-                        )
-                    ],
-                    403,
-                )
-            event["team_id"] = self.view.team_of(own) if own else None
+            errs = self._attach_athlete(event, device)
+            if errs:
+                return None, errs, 403
         else:
-            unit = device["device_id"]
-            if kind is not None and schema == TELEMETRY and event.setdefault("kind", kind) != kind:
-                errs = [FieldError("/kind", "const", f"the topic says kind {kind!r}")]
+            errs = self._attach_unit(event, device, schema, kind)
+            if errs:
                 return None, errs, 422
-            if schema == TELEMETRY and (kind or event.get("kind")) == "heartbeat":
-                for f in _HEARTBEAT_NULLS:
-                    event.setdefault(f, None)
-            msp = event.get("measured_support_pct")
-            if isinstance(msp, int | float) and not isinstance(msp, bool) and msp == msp:
-                # clamp a load-cell reading to 0..100 (the schema's range; cells overshoot)
-                event["measured_support_pct"] = min(100.0, max(0.0, float(msp)))
-            event["unit_id"] = unit
-            event["clinic_id"] = self.view.clinic_of(unit)
-            event["athlete_id"] = self.view.athlete_on(unit)
+        errs = self._check(schema, event, now)
+        if errs:
+            return None, errs, 422
+        return event, [], 200
+
+    def _attach_athlete(self, event: dict[str, Any], device: dict[str, Any]) -> list[FieldError]:
+        """A pain report: the device's own athlete (no other may be claimed) and the
+        athlete's team attached; the errors (``athlete_mismatch``) otherwise."""
+        own = device["athlete_id"]
+        claimed = event.setdefault("athlete_id", own)
+        if claimed != own:
+            return [
+                FieldError(
+                    "/athlete_id",
+                    "athlete_mismatch",
+                    "a device can only report pain for its own athlete",
+                )
+            ]
+        event["team_id"] = self.view.team_of(own) if own else None
+        return []
+
+    def _attach_unit(
+        self, event: dict[str, Any], device: dict[str, Any], schema: str, kind: str | None
+    ) -> list[FieldError]:
+        """A treadmill record: the kind the topic says (heartbeats' absent readings null),
+        the load-cell reading clamped to 0..100, and the unit's clinic and athlete attached;
+        the errors (``const`` kind) otherwise."""
+        unit = device["device_id"]
+        if kind is not None and schema == TELEMETRY and event.setdefault("kind", kind) != kind:
+            return [FieldError("/kind", "const", f"the topic says kind {kind!r}")]
+        if schema == TELEMETRY and (kind or event.get("kind")) == "heartbeat":
+            for f in _HEARTBEAT_NULLS:
+                event.setdefault(f, None)
+        msp = event.get("measured_support_pct")
+        if isinstance(msp, int | float) and not isinstance(msp, bool) and msp == msp:
+            # clamp a load-cell reading to 0..100 (the schema's range; cells overshoot)
+            event["measured_support_pct"] = min(100.0, max(0.0, float(msp)))
+        event["unit_id"] = unit
+        event["clinic_id"] = self.view.clinic_of(unit)
+        event["athlete_id"] = self.view.athlete_on(unit)
+        return []
+
+    def _check(self, schema: str, event: dict[str, Any], now: float | None) -> list[FieldError]:
+        """The event's errors against its contract, then its time (not in the future)."""
         errs = self._contracts[schema].errors(event)
         if not errs:
             te = time_error(
@@ -558,9 +586,7 @@ class Ingestor:
             )
             if te is not None:
                 errs = [te]
-        if errs:
-            return None, errs, 422
-        return event, [], 200
+        return errs
 
     async def submit(
         self,
