@@ -37,6 +37,9 @@ KAFKA_HEADROOM = 1.3  #: disk headroom on brokers
 CHANGELOG_DAYS = 1.0  #: a compacted changelog holds about a day of writes before compaction
 RUNNERS = (1_000, 2_000, 10_000, 100_000)
 TIERS = ("ingest", "worker", "sink", "kafka", "postgres")
+#: where raw samples are stored: one row per batch on plain since migration 0029 (rows counted
+#: in samples by the bench), one row per sample on TimescaleDB
+RAW_TABLES = ("kneeload.watch_sample_batches", "kneeload.watch_samples")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,9 @@ def load_inputs(path: Path) -> Inputs:
         for k, v in e2e["kafka_bytes_per_sample"].items()
         if not k.startswith("baseline.") and v
     }
-    sizes = e2e["table_sizes"]
-    stored = float(sizes["kneeload.watch_samples"]["rows"]) or samples  # raw samples in the tables
+    # tables the run measured (a view, like plain's watch_samples since 0029, has no bytes)
+    sizes = {k: v for k, v in e2e["table_sizes"].items() if v.get("bytes")}
+    stored = max((float(sizes[t]["rows"]) for t in RAW_TABLES if t in sizes), default=samples)
     pg = {k: float(v["bytes"]) / stored for k, v in sizes.items()}
     storage = comps.get("storage", {}).get("result", {})
     cpus = int(comps.get("ingest", {}).get("result", {}).get("cpus") or 2)
@@ -152,8 +156,8 @@ def plan_for(
     pg_b = sum(x.pg_bytes_per_sample.values())
     pg_full = sum(b * _table_days(t, pg_days) for t, b in x.pg_bytes_per_sample.items())
     tsdb: float | None = None
-    raw = "kneeload.watch_samples"
-    if x.tsdb_raw_compressed_bytes_per_sample is not None and raw in x.pg_bytes_per_sample:
+    raw = next((t for t in RAW_TABLES if t in x.pg_bytes_per_sample), "")
+    if x.tsdb_raw_compressed_bytes_per_sample is not None and raw:
         tsdb = pg_full - (x.pg_bytes_per_sample[raw] - x.tsdb_raw_compressed_bytes_per_sample) * (
             _table_days(raw, pg_days)
         )

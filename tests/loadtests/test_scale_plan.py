@@ -87,3 +87,21 @@ def test_unreadable_results_exit_2_with_a_clear_message(
     bad.write_text("{}")
     assert sp.main(["--results", str(bad)]) == 2
     assert "cannot read the bench figures" in capsys.readouterr().err
+
+
+def test_raw_samples_stored_by_batch_count_per_sample(tmp_path: Path) -> None:
+    """On plain since 0029 watch_samples is a view (0 bytes); the batch table holds the bytes."""
+    sp = _module()
+    path = _results(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["components"]["e2e"]["result"]["table_sizes"] = {
+        "kneeload.watch_samples": {"rows": 1_000, "bytes": 0},
+        "kneeload.watch_sample_batches": {"rows": 1_000, "bytes": 40_000},
+        "kneeload.minute_load": {"error": "relation does not exist"},
+    }
+    path.write_text(json.dumps(doc))
+    x = sp.load_inputs(path)
+    assert x.pg_bytes_per_sample == {"kneeload.watch_sample_batches": 40.0}
+    p = sp.plan_for(1_000, x, {}, {"kneeload.watch_sample_batches": 180.0})
+    assert p.pg_full_retention_gb == pytest.approx(40 * 180 * 3.6e6 / 1e9)
+    assert p.pg_full_retention_tsdb_gb == pytest.approx(40 * 180 * 3.6e6 / 1e9)  # 40 B either way
