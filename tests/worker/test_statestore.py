@@ -196,3 +196,50 @@ def test_rebuild_records_load_as_the_state() -> None:
     assert recs[-1][0] == "a1"  # the root last
     table = LogTable({k.encode(): v for k, v in recs})
     assert PartedStates(table).load("a1") == st
+
+
+def test_the_first_split_layout_still_loads() -> None:
+    """The layout of 5389e54 (on main for half an hour): the hot state a map with the
+    tracker's whole current state and its last load under ``loads_last``; every session,
+    closed ones too, in a map part with its batch ids and minutes in c/ and m/ parts."""
+    import msgspec
+
+    from kneeload.worker.statestore import CHUNK_IDS_PER_PART, MinutePart, _block
+
+    proc, st, _ = _fresh()
+    feed(proc, st, events())
+    enc = msgspec.msgpack.Encoder()
+    acwr_cold = {k: v for k, v in st.acwr.items() if k != "state"}
+    acwr_cold["loads"] = st.acwr["loads"][:-1]
+    hot = msgspec.structs.replace(
+        st, sessions={}, days={}, bws=[], pain=[], corr={}, spike_hist={}, episodes={},
+        acwr={"state": st.acwr["state"], "loads_last": st.acwr["loads"][-1:]},
+    )  # fmt: skip
+    parts: dict[str, bytes] = {}
+    for sid, s in st.sessions.items():
+        acc = s.acc
+        assert acc is not None
+        base = msgspec.structs.replace(
+            s, chunks=[], minute_rev={}, acc=msgspec.structs.replace(acc, minutes={})
+        )
+        parts["s/" + sid] = enc.encode(base)
+        for k in range(0, len(s.chunks), CHUNK_IDS_PER_PART):
+            seg = s.chunks[k : k + CHUNK_IDS_PER_PART]
+            parts[f"c/{sid}/{k // CHUNK_IDS_PER_PART}"] = enc.encode(seg)
+        blocks: dict[int, MinutePart] = {}
+        for mk, m in acc.minutes.items():
+            blocks.setdefault(_block(mk), MinutePart({}, {})).minutes[mk] = m
+        for mk, r in s.minute_rev.items():
+            blocks.setdefault(_block(mk), MinutePart({}, {})).rev[mk] = r
+        for b in sorted(blocks):
+            parts[f"m/{sid}/{b}"] = enc.encode(blocks[b])
+    for d, day in st.days.items():
+        parts["d/" + d] = enc.encode(day)
+    parts["acwr"] = enc.encode(acwr_cold)
+    for name, v in (("pain", st.pain), ("bws", st.bws), ("corr", st.corr),
+                    ("spike", st.spike_hist), ("ep", st.episodes)):  # fmt: skip
+        if v:
+            parts[name] = enc.encode(v)
+    parts["i"] = enc.encode(list(parts))
+    assert any(s.status == "closed" for s in st.sessions.values())
+    assert join_state(enc.encode(hot), parts) == st

@@ -295,8 +295,9 @@ def join_state(hot: bytes, parts: dict[str, bytes]) -> AthleteState:
             acwr_cold = _DECODERS[kind].decode(raw)
         elif kind in _DECODERS:
             setattr(st, _FIELDS[kind], _DECODERS[kind].decode(raw))
-    for sid, s in sessions.items():
-        if s.status != "open":  # stored whole
+    for sid in set(ids) | set(minutes):  # an open session (the first split: every one)
+        s = sessions.get(sid)
+        if s is None:
             continue
         s.chunks = [b for _, seg in sorted(ids.get(sid, [])) for b in seg]
         blocks = [mp for _, mp in sorted(minutes.get(sid, []), key=lambda x: x[0])]
