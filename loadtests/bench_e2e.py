@@ -78,6 +78,11 @@ RESULTS = ROOT / "loadtests" / "results"
 RAW_TABLE = "kneeload.watch_samples"
 DERIVED_TABLE = "kneeload.sample_load"  # a view: one row per sample of the table below (0023)
 DERIVED_BATCHES = "kneeload.sample_load_batches"
+#: plain PostgreSQL since migration 0029: raw samples are one row per batch here and
+#: ``kneeload.watch_samples`` is a view over it (TimescaleDB keeps the hypertable)
+RAW_BATCHES = "kneeload.watch_sample_batches"
+#: tables whose rows are batches: counted (and sized) in samples, ``sum(n)``
+BATCH_TABLES = (DERIVED_BATCHES, RAW_BATCHES)
 #: the derived row of a posted batch's last sample, looked up per stored batch (the view would
 #: compute every sample's record id on each poll): a batch's n-th sample is its latest
 DERIVED_LAST_ID = (
@@ -311,10 +316,21 @@ def alert_ids(value: bytes) -> list[str]:
         return []
 
 
-async def count_rows(conn: Any, table: str) -> int:
-    sql = f"SELECT count(*) FROM {table}"
-    if table == DERIVED_TABLE:  # the samples of the stored batches, without unnesting them
-        sql = f"SELECT coalesce(sum(n), 0) FROM {DERIVED_BATCHES}"
+def count_sql(table: str, raw_batches: bool = False) -> str:
+    """How many samples ``table`` holds, without unnesting a batch table's arrays.
+
+    ``raw_batches``: the raw samples are stored by batch (plain since 0029), so the raw view is
+    counted from the batch table.
+    """
+    if table == DERIVED_TABLE:
+        table = DERIVED_BATCHES
+    elif table == RAW_TABLE and raw_batches:
+        table = RAW_BATCHES
+    return f"SELECT {'coalesce(sum(n), 0)' if table in BATCH_TABLES else 'count(*)'} FROM {table}"
+
+
+async def count_rows(conn: Any, table: str, raw_batches: bool = False) -> int:
+    sql = count_sql(table, raw_batches)
     async with conn.cursor() as cur:
         await cur.execute(sql)
         row = await cur.fetchone()
@@ -416,6 +432,7 @@ async def phase_throughput(
     topic_load: str,
     base_raw: int,
     base_derived: int,
+    raw_batches: bool = False,
 ) -> dict[str, Any]:
     import aiohttp
     import psycopg
@@ -500,7 +517,11 @@ async def phase_throughput(
                     f"  HTTP: {n:,} samples posted in {t_http_done - t0:.1f} s "
                     f"({n / (t_http_done - t0):,.0f}/s); errors: {sum(errors.values())}"
                 )
-            raw_n = await count_rows(conn_count, RAW_TABLE) - base_raw if t_raw is None else n
+            raw_n = (
+                await count_rows(conn_count, RAW_TABLE, raw_batches) - base_raw
+                if t_raw is None
+                else n
+            )
             der_n = (
                 await count_rows(conn_count, DERIVED_TABLE) - base_derived
                 if t_derived is None
@@ -881,7 +902,9 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
         )
         log(f"  services up, warm-up through the whole chain in {time.time() - t:.1f} s")
         with psycopg.connect(db_url) as conn:
-            base_raw = conn.execute(f"SELECT count(*) FROM {RAW_TABLE}").fetchone()[0]  # type: ignore[index]
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (RAW_BATCHES,)).fetchone()
+            raw_batches = bool(row and row[0])
+            base_raw = conn.execute(count_sql(RAW_TABLE, raw_batches)).fetchone()[0]  # type: ignore[index]
             base_der = conn.execute(
                 f"SELECT coalesce(sum(n), 0) FROM {DERIVED_BATCHES}"
             ).fetchone()[0]  # type: ignore[index]
@@ -901,6 +924,7 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
                 topic_name(LOAD_SAMPLES, s),
                 base_raw,
                 base_der,
+                raw_batches,
             )
         )
         result["throughput"] = a
@@ -914,7 +938,7 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
         with psycopg.connect(db_url) as conn:
             sizes = {}
             for tbl in (
-                RAW_TABLE,
+                RAW_BATCHES if raw_batches else RAW_TABLE,
                 DERIVED_BATCHES,
                 "kneeload.watch_batches",
                 "kneeload.minute_load",
@@ -927,8 +951,7 @@ def run(args: argparse.Namespace, db_url: str, prefix: str) -> dict[str, Any]:
                         (tbl, tbl),
                     ).fetchone()
                     # the derived batches' rows are counted in samples: bytes_per_row per sample
-                    what = "coalesce(sum(n), 0)" if tbl == DERIVED_BATCHES else "count(*)"
-                    cnt = conn.execute(f"SELECT {what} FROM {tbl}").fetchone()
+                    cnt = conn.execute(count_sql(tbl)).fetchone()
                     sizes[tbl] = {"rows": cnt[0] if cnt else 0, "bytes": int(r[0]) if r else 0}
                 except psycopg.Error as exc:
                     conn.rollback()
