@@ -105,3 +105,16 @@ def test_raw_samples_stored_by_batch_count_per_sample(tmp_path: Path) -> None:
     p = sp.plan_for(1_000, x, {}, {"kneeload.watch_sample_batches": 180.0})
     assert p.pg_full_retention_gb == pytest.approx(40 * 180 * 3.6e6 / 1e9)
     assert p.pg_full_retention_tsdb_gb == pytest.approx(40 * 180 * 3.6e6 / 1e9)  # 40 B either way
+
+
+def test_plain_per_sample_tables_come_from_the_plain_benches(tmp_path: Path) -> None:
+    """e2e's database may be TimescaleDB: raw and derived bytes come from storage/sample_load."""
+    sp = _module()
+    path = _results(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["components"]["storage"]["result"]["plain_bytes_per_sample"] = 36.0
+    doc["components"]["sample_load"] = {"result": {"bytes_per_sample_after": 41.0}}
+    path.write_text(json.dumps(doc))
+    x = sp.load_inputs(path)
+    assert x.pg_bytes_per_sample == {"kneeload.watch_sample_batches": 36.0,
+                                     "kneeload.sample_load_batches": 41.0}  # fmt: skip
