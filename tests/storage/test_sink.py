@@ -70,6 +70,18 @@ def _batches(
     return out
 
 
+def _stop(p: subprocess.Popen[str], timeout_s: float = 60) -> str:
+    """SIGTERM the sink and return its stderr; one that has not exited within ``timeout_s`` is
+    killed before the test fails, so no sink of a failed test lives on into the next ones."""
+    p.send_signal(signal.SIGTERM)
+    try:
+        return p.communicate(timeout=timeout_s)[1]
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+
+
 def _sink(
     settings: Settings, url: str, group: str, *extra: str, **env: str
 ) -> subprocess.Popen[str]:
@@ -282,8 +294,7 @@ def test_database_stopped_and_restarted_mid_stream_loses_nothing(
         _produce(s, _batches(athlete, 10, start + timedelta(minutes=10), f"{tag}c"))
         _wait(lambda: _count(url, sql, athlete) == 300, 90, "all 300 samples after the restart")
     finally:
-        p.send_signal(signal.SIGTERM)
-        _out, err = p.communicate(timeout=60)
+        err = _stop(p)
     assert p.returncode == 0, err[-3000:]
     assert "backing off" in err or "database unavailable" in err
     assert (
@@ -331,8 +342,7 @@ def test_a_republished_sample_load_batch_replaces_the_stored_values(
         _produce(s, [("load.samples", athlete.encode(), dumps(versions[2]))] * 2)
         _wait(lambda: _count(db, sql, athlete, 20.0, f"lever-{tag}") == 5, 90, "version 3")
     finally:
-        p.send_signal(signal.SIGTERM)
-        p.communicate(timeout=60)
+        _stop(p)
     assert (
         _count(db, "SELECT count(*) FROM kneeload.sample_load WHERE athlete_id = %s", athlete) == 5
     )
@@ -365,8 +375,7 @@ def test_the_last_version_of_a_pain_response_in_one_batch_is_stored(
         _wait(lambda: _count(db, sql, athlete) == 1, 90, "the pain response")
         _wait(lambda: _db_offsets(db, group) != {}, 90, "the batch's offsets")
     finally:
-        p.send_signal(signal.SIGTERM)
-        p.communicate(timeout=60)
+        _stop(p)
     last = "SELECT count(*) FROM kneeload.pain_responses WHERE athlete_id = %s AND summary = %s"
     assert _count(db, last, athlete, "version 4") == 1
 
@@ -413,8 +422,7 @@ def test_one_poisoned_row_never_takes_its_neighbours_or_the_sink(topics: Setting
         _wait(lambda: _count(db, watch, athlete) >= 14, 90, "the batch after the poisoned ones")
         assert p.poll() is None, "the sink exited"
     finally:
-        p.send_signal(signal.SIGTERM)
-        p.communicate(timeout=60)
+        _stop(p)
     assert _count(db, watch, athlete) == 9 + 5
     assert _count(db, load, athlete) == 5
     assert _count(db, letters, f"%{a['samples'][3]['record_id']}%") == 1
@@ -470,8 +478,7 @@ def test_json_left_on_the_topics_from_before_the_binary_format_is_stored_like_fr
                 f"rows of {aid}",
             )  # fmt: skip
     finally:
-        p.send_signal(signal.SIGTERM)
-        p.communicate(timeout=60)
+        _stop(p)
     assert (
         _count(db, "SELECT count(*) FROM kneeload.dead_letters WHERE key IN (%s, %s)", old, new)
         == 0

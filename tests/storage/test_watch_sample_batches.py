@@ -190,3 +190,40 @@ def test_retention_and_partitions_of_watch_samples_by_their_known_name(
             "SELECT retention FROM kneeload.partitioned_tables WHERE table_name = %s", (held,)
         ).fetchone() == (timedelta(days=90),)
     assert held in _cli(own_database, "partitions", "--table", "kneeload.watch_samples")
+
+
+@pytest.mark.flavour("plain")
+def test_one_write_spanning_years_creates_the_partitions_it_needs_not_every_day_between(
+    db: str, write: Any
+) -> None:
+    """Found in CI's real run: the sink replayed a topic holding a FIT file recorded in 2015
+    beside samples of 2030 in one poll, and the writer asked for every daily partition from
+    the earliest date to the latest — 5,286 empty tables created in 18 s, after which each
+    query on watch_sample_batches took seconds to plan and the sink tests timed out. A write
+    now creates the partitions of the UTC days its rows fall on, and no other."""
+    early = datetime(2003, 6, 1, 7, 0, 5, tzinfo=UTC)
+    late = datetime(2011, 6, 1, 23, 59, 50, tzinfo=UTC)  # crosses midnight UTC
+    result = write(
+        [
+            ("watch.samples", ev.watch_batch("ath-span", early, 5, batch_id="sp-a", device="w-sp")),
+            ("watch.samples", ev.watch_batch("ath-span", late, 20, batch_id="sp-b", device="w-sp")),
+            ("load.samples", ev.load_batch("ath-span", early, 5, batch_id="sp-l1")),
+            ("load.samples", ev.load_batch("ath-span", late, 20, batch_id="sp-l2")),
+        ]
+    )
+    assert not result.dead_letters
+    with psycopg.connect(db) as c:
+        made = c.execute(
+            "SELECT t.table_name, to_char(p.range_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') "
+            "FROM kneeload.partitioned_tables t "
+            "CROSS JOIN LATERAL kneeload.partitions(t.table_name) p "
+            "WHERE t.flavour = 'plain' AND NOT p.is_default "
+            "AND p.range_start >= '2003-01-01' AND p.range_start < '2012-01-01'"
+        ).fetchall()
+        days = {d for _t, d in made}
+        assert days, "no partition created for the rows written"
+        assert days <= {"2003-06-01", "2011-06-01", "2011-06-02"}, sorted(days)[:10]
+        assert "kneeload.watch_sample_batches" in {t for t, _d in made}
+        assert c.execute(
+            "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = 'ath-span'"
+        ).fetchone() == (25,)

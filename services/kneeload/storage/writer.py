@@ -1372,15 +1372,34 @@ def decode(msg: Message, validate: str = "low_volume") -> dict[str, Any] | None:
 
 
 def _utc_dates(times: Iterable[str]) -> set[date]:
-    """UTC dates a set of RFC 3339 times may fall on (the local date ± 1 covers every offset)."""
+    """The UTC dates of RFC 3339 times (their offsets applied). A time Python cannot parse
+    gives its written date ± 1 day, which covers every offset; one with no date is skipped
+    (the database refuses its row, which is then dead-lettered)."""
     out: set[date] = set()
-    for day in {t[:10] for t in times}:
+    for t in set(times):
         try:
-            d = date.fromisoformat(day)
+            when = datetime.fromisoformat(t)
         except ValueError:
+            try:
+                d = date.fromisoformat(t[:10])
+            except ValueError:
+                continue
+            out.update((d - timedelta(days=1), d, d + timedelta(days=1)))
             continue
-        out.update((d - timedelta(days=1), d, d + timedelta(days=1)))
+        out.add(when.astimezone(UTC).date() if when.tzinfo is not None else when.date())
     return out
+
+
+def date_runs(starts: Iterable[date], step: timedelta) -> list[tuple[date, date]]:
+    """Consecutive partition starts (``step`` apart) merged into half-open ranges
+    ``[first, last + step)``: the partitions a write needs, and not the days between them."""
+    runs: list[tuple[date, date]] = []
+    for d in sorted(set(starts)):
+        if runs and runs[-1][1] == d:
+            runs[-1] = (runs[-1][0], d + step)
+        else:
+            runs.append((d, d + step))
+    return runs
 
 
 class Writer:
@@ -1434,27 +1453,27 @@ class Writer:
 
     # partitions --------------------------------------------------------------------------------
     async def ensure_partitions(self, table: str, times: Iterable[str]) -> None:
+        """Create the partitions of ``table`` (plain PostgreSQL) for the UTC days (weeks) the
+        ``times`` fall on, in one round trip — only those: a replay holding a 2015 FIT file
+        beside today's samples must not create the ten years of empty partitions between
+        them (each one slows every query's planning)."""
         gran = self._granularity.get(table)
         if gran is None:
             return
-        need = set()
-        for d in _utc_dates(times):
-            start = d - timedelta(days=d.weekday()) if gran == "week" else d
-            if (table, start) not in self._partitions:
-                need.add(start)
+        step = timedelta(days=7 if gran == "week" else 1)
+        starts = {
+            d - timedelta(days=d.weekday()) if gran == "week" else d for d in _utc_dates(times)
+        }
+        need = {d for d in starts if (table, d) not in self._partitions}
         if not need:
             return
-        lo, hi = min(need), max(need) + timedelta(days=7 if gran == "week" else 1)
+        runs = date_runs(need, step)
         await self.conn.execute(
-            "SELECT kneeload.ensure_partitions(%s, %s::date::timestamp AT TIME ZONE 'UTC', "
-            "%s::date::timestamp AT TIME ZONE 'UTC')",
-            (table, lo, hi),
+            "SELECT kneeload.ensure_partitions(%s, lo::timestamp AT TIME ZONE 'UTC', "
+            "hi::timestamp AT TIME ZONE 'UTC') FROM unnest(%s::date[], %s::date[]) AS r(lo, hi)",
+            (table, [lo for lo, _ in runs], [hi for _, hi in runs]),
         )
-        step = timedelta(days=7 if gran == "week" else 1)
-        d = lo
-        while d < hi:
-            self._partitions.add((table, d))
-            d += step
+        self._partitions.update((table, d) for d in need)
 
     # dimensions: stubs for ids first seen in events (registry records replace them) ---------------
     async def _dimensions(self, msgs: Sequence[Message]) -> None:
