@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,15 @@ def _batches(
         )
         out.append(("watch.samples", athlete.encode(), dumps(b)))
     return out
+
+
+def _stored_both(url: str, athlete: str, load_n: int, watch_n: int) -> bool:
+    """Whether ``athlete`` has exactly ``load_n`` sample_load and ``watch_n`` raw rows."""
+    sql = "SELECT count(*) FROM kneeload.{} WHERE athlete_id = %s"
+    return (
+        _count(url, sql.format("sample_load"), athlete) == load_n
+        and _count(url, sql.format("watch_samples"), athlete) == watch_n
+    )
 
 
 def _stop(p: subprocess.Popen[str], timeout_s: float = 60) -> str:
@@ -468,15 +478,7 @@ def test_json_left_on_the_topics_from_before_the_binary_format_is_stored_like_fr
     p = _sink(s, db, group)
     try:
         for aid in (old, new):
-            _wait(
-                lambda aid=aid: _count(
-                    db, "SELECT count(*) FROM kneeload.sample_load WHERE athlete_id = %s", aid
-                ) == 10 and _count(
-                    db, "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = %s", aid
-                ) == 30,
-                90,
-                f"rows of {aid}",
-            )  # fmt: skip
+            _wait(partial(_stored_both, db, aid, 10, 30), 90, f"rows of {aid}")
     finally:
         _stop(p)
     assert (
