@@ -227,3 +227,89 @@ def test_one_write_spanning_years_creates_the_partitions_it_needs_not_every_day_
         assert c.execute(
             "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = 'ath-span'"
         ).fetchone() == (25,)
+
+
+#: the partitions of the window the stack keeps ready (yesterday … a few days ahead)
+WINDOW_SQL = (
+    "SELECT count(*) FROM kneeload.partitions(%s) WHERE range_end > now() - '1 day'::interval "
+    "AND range_start < now() + '3 days'::interval"
+)
+
+
+@pytest.mark.flavour("plain")
+def test_drop_empty_removes_the_years_an_older_sink_created_and_keeps_every_row(
+    own_database: str, settings: Settings
+) -> None:
+    """A database hit by the span bug above recovers with ``kneeload storage partitions
+    --drop-empty``: the empty partitions far from today go, the default partition, the window
+    kept ready and every partition holding a row stay, no row is lost — and a sink that still
+    believes a dropped day's partition exists stores that day's rows in the default partition,
+    where every query finds them."""
+    from .conftest import _write
+    from .test_timescale import _cli
+
+    migrate(own_database, settings)
+    table = "kneeload.watch_sample_batches"
+    day = datetime(2003, 6, 1, 7, tzinfo=UTC)
+    with psycopg.connect(own_database, autocommit=True) as c:
+        # what the old writer did for one poll holding 2003 and 2003-12-31 (and a far future)
+        c.execute("SELECT kneeload.ensure_partitions(%s, '2003-01-01', '2004-01-01')", (table,))
+        c.execute("SELECT kneeload.ensure_partitions(%s, '2040-01-01', '2040-01-11')", (table,))
+        window = c.execute(
+            WINDOW_SQL,
+            (table,),
+        ).fetchone()
+    assert window and window[0] >= 2
+    asyncio.run(
+        _write(
+            own_database,
+            [("watch.samples", ev.watch_batch("ath-dr", day, 5, batch_id="dr-1", device="w-dr"))],
+        )
+    )
+
+    dry = _cli(
+        own_database, "partitions", "--table", "kneeload.watch_samples", "--drop-empty", "--dry-run"
+    )
+    assert dry["would_drop_empty"] == {table: 364 + 10}
+    assert len(dry[table]) >= 364 + 10 + 1  # a dry run drops nothing
+    out = _cli(own_database, "partitions", "--drop-empty")
+    assert out["dropped_empty"][table] == 374
+    left = {p["partition"] for p in out[table]}
+    assert "watch_sample_batches_default" in left and "watch_sample_batches_p20030601" in left
+    assert not any(p.startswith("watch_sample_batches_p2040") for p in left)
+    assert not any(p.startswith("watch_sample_batches_p200301") for p in left)
+    with psycopg.connect(own_database) as c:
+        assert (
+            c.execute(
+                WINDOW_SQL,
+                (table,),
+            ).fetchone()
+            == window
+        )  # the window kept ready is untouched
+        assert c.execute(
+            "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = 'ath-dr'"
+        ).fetchone() == (5,)
+
+    async def stale_writer() -> None:
+        from kneeload.contracts import dumps
+        from kneeload.storage.writer import Message, Writer, decode
+
+        async with await psycopg.AsyncConnection.connect(own_database, autocommit=True) as c:
+            w = Writer(c, "test-stale")
+            await w.setup()
+            w._partitions.add((table, datetime(2040, 1, 5).date()))  # cached before the drop
+            doc = ev.watch_batch(
+                "ath-dr", datetime(2040, 1, 5, 9, tzinfo=UTC), 4, batch_id="dr-2", device="w-dr"
+            )
+            m = Message("watch.samples", 0, 0, None, dumps(doc), "direct")
+            assert decode(m, "all") is None
+            await w.write([m])
+
+    asyncio.run(stale_writer())
+    with psycopg.connect(own_database) as c:
+        assert c.execute(
+            "SELECT count(*) FROM kneeload.watch_samples WHERE athlete_id = 'ath-dr'"
+        ).fetchone() == (9,)
+        assert c.execute(
+            "SELECT count(*) FROM kneeload.watch_sample_batches_default WHERE batch_id = 'dr-2'"
+        ).fetchone() == (1,)

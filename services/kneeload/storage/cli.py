@@ -82,9 +82,21 @@ def storage() -> None:
 @click.option(
     "--ahead", type=int, default=None, help="Also create partitions this many days ahead."
 )
-def partitions_cmd(table: str | None, ahead: int | None) -> None:
-    """List time partitions (plain PostgreSQL; --ahead creates more) or TimescaleDB chunks
-    (with their compression; chunks are created as rows arrive, --ahead has nothing to do)."""
+@click.option(
+    "--drop-empty",
+    is_flag=True,
+    help="Plain PostgreSQL: drop the empty partitions outside yesterday … the premake window "
+    "(KNEELOAD_STORAGE_PREMAKE_DAYS), in short transactions; the default partition and any "
+    "partition holding a row are kept. For databases where an older sink created every day "
+    "between an old import and today.",
+)
+@click.option("--dry-run", is_flag=True, help="With --drop-empty: only report what would go.")
+def partitions_cmd(table: str | None, ahead: int | None, drop_empty: bool, dry_run: bool) -> None:
+    """List time partitions (plain PostgreSQL; --ahead creates more, --drop-empty removes empty
+    ones far from today) or TimescaleDB chunks (with their compression; chunks are created as
+    rows arrive, --ahead and --drop-empty have nothing to do)."""
+    if dry_run and not drop_empty:
+        raise click.UsageError("--dry-run goes with --drop-empty")
     with _conn() as conn:
         table = _registered(conn, table)
         tables = conn.execute(
@@ -95,6 +107,10 @@ def partitions_cmd(table: str | None, ahead: int | None) -> None:
         if table is not None and not tables:
             raise click.BadParameter(f"unknown table {table!r}", param_hint="--table")
         out: dict[str, Any] = {}
+        if drop_empty:
+            out["dropped_empty" if not dry_run else "would_drop_empty"] = _drop_empty(
+                conn, [t for t, flavour in tables if flavour == "plain"], dry_run
+            )
         for t, flavour in tables:
             if flavour == "timescale":
                 out[t] = _chunks(conn, t)
@@ -110,6 +126,27 @@ def partitions_cmd(table: str | None, ahead: int | None) -> None:
                 for r in conn.execute("SELECT * FROM kneeload.partitions(%s)", (t,))
             ]
         _echo(out)
+
+
+def _drop_empty(conn: Any, tables: list[str], dry_run: bool) -> dict[str, int]:
+    """``--drop-empty``: per table, the empty partitions outside the kept window dropped
+    (progress on stderr: thousands of tables take a while)."""
+    from datetime import UTC, datetime, timedelta
+
+    from kneeload.settings import get_settings
+    from kneeload.storage.partitions import drop_empty_partitions
+
+    now = datetime.now(UTC)
+    keep = (now - timedelta(days=1), now + timedelta(days=get_settings().storage_premake_days + 1))
+    counts: dict[str, int] = {}
+    for t in tables:
+
+        def shown(done: int, total: int, t: str = t) -> None:
+            click.echo(f"{t}: {done}/{total} partitions outside the window checked", err=True)
+
+        found = drop_empty_partitions(conn, t, *keep, dry_run=dry_run, progress=shown)
+        counts[t] = len(found)
+    return counts
 
 
 def _chunks(conn: Any, table: str) -> list[dict[str, Any]]:
