@@ -106,3 +106,20 @@ def test_days_are_the_athletes_local_days(tz: str) -> None:
     rows = _days(p.on_tick(st, FAR))
     first = "2024-06-11" if tz == "Pacific/Auckland" else "2024-06-10"
     assert min(d for d, r in rows.items() if r["pain_mean_7d_nrs"] == 6.0) == first
+
+
+def test_an_athlete_who_only_reports_pain_gets_the_trend_on_todays_row() -> None:
+    """An athlete whose first data are pain reports (onboarded while injured, not running yet)
+    had no daily row, so the coach's overview showed no trend for exactly the athlete it
+    matters most for. Today's row (load 0) now carries it from the first rollover."""
+    p = AthleteProcessor(CFG, {})
+    st = new_state("a1", CFG)
+    p.on_registry(st, athlete_record("a1", "t1"))
+    now = dt.datetime(2024, 6, 20, 9, 0, tzinfo=UTC)
+    _pain(p, st, "r1", dt.datetime(2024, 6, 18, 7, 0, tzinfo=UTC), 6, "next_morning")
+    _pain(p, st, "r2", dt.datetime(2024, 6, 20, 7, 0, tzinfo=UTC), 4, "next_morning")
+    rows = _days(p.on_tick(st, int(now.timestamp() * 1000)))
+    assert set(rows) == {"2024-06-20"}
+    today = rows["2024-06-20"]
+    assert today["load"] == 0.0 and _trend(today) == (5.0, None, None)
+    assert p.on_tick(st, int(now.timestamp() * 1000) + 60_000) == []  # once a day

@@ -1355,10 +1355,11 @@ class AthleteProcessor:
                     day.corrected = True
 
     def _roll_pain_day(self, st: AthleteState, now_ms: int) -> bool:
-        """Day rollover: today's row (load 0 so far) is created when the athlete has a day
-        row before today and a report that still counts in today's trend, so a week without
-        reports ages out of the overview as the days pass. True when a day was created."""
-        if not st.pain or not st.days:
+        """Day rollover: today's row (load 0 so far) is created when the athlete has a report
+        that still counts in today's trend and no row of today or later, so a week without
+        reports ages out of the overview as the days pass — also for an athlete who has only
+        reported pain so far (onboarded while injured). True when a day was created."""
+        if not st.pain:
             return False
         cal = self.cal(st)
         today = cal.date_iso(now_ms)
@@ -1371,7 +1372,7 @@ class AthleteProcessor:
             if p.context in _TREND_CONTEXTS and cal.date_iso(p.t_ms) <= today:
                 counting = True
                 break
-        if not counting or today in st.days or max(st.days) > today:
+        if not counting or today in st.days or (st.days and max(st.days) > today):
             return False
         self._set_days(st, sorted({*st.dirty_dates, today}))
         return today in st.days
