@@ -313,3 +313,18 @@ def test_drop_empty_removes_the_years_an_older_sink_created_and_keeps_every_row(
         assert c.execute(
             "SELECT count(*) FROM kneeload.watch_sample_batches_default WHERE batch_id = 'dr-2'"
         ).fetchone() == (1,)
+
+
+def test_partition_dates_of_odd_times_never_raise() -> None:
+    """The schema stops at year 2999, but the writer's partition dates must not raise on any
+    string (an OverflowError there would fail a whole poll, neighbours included): the end of
+    the calendar and unparseable times are skipped, offsets are applied."""
+    from kneeload.storage.writer import _utc_dates, date_runs
+
+    odd = ["9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00",
+           "not a time", "2100-02-29T08:00:03Z"]  # fmt: skip
+    assert _utc_dates(odd) == set()
+    got = _utc_dates(["2000-01-01T00:30:00+01:00", "2024-06-01T23:30:00-02:00"])
+    assert got == {datetime(1999, 12, 31).date(), datetime(2024, 6, 2).date()}
+    day = timedelta(days=1)
+    assert date_runs(got, day) == [(d, d + day) for d in sorted(got)]

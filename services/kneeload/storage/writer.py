@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import orjson
@@ -1373,21 +1373,31 @@ def decode(msg: Message, validate: str = "low_volume") -> dict[str, Any] | None:
 
 def _utc_dates(times: Iterable[str]) -> set[date]:
     """The UTC dates of RFC 3339 times (their offsets applied). A time Python cannot parse
-    gives its written date ± 1 day, which covers every offset; one with no date is skipped
-    (the database refuses its row, which is then dead-lettered)."""
+    gives its written date ± 1 day, which covers every offset; one with no date, or too near
+    either end of the calendar to have a partition, is skipped (its row is then stored in the
+    default partition or refused by the database and dead-lettered)."""
     out: set[date] = set()
     for t in set(times):
         try:
             when = datetime.fromisoformat(t)
-        except ValueError:
-            try:
-                d = date.fromisoformat(t[:10])
-            except ValueError:
-                continue
-            out.update((d - timedelta(days=1), d, d + timedelta(days=1)))
+            out.add(when.astimezone(UTC).date() if when.tzinfo is not None else when.date())
             continue
-        out.add(when.astimezone(UTC).date() if when.tzinfo is not None else when.date())
-    return out
+        except ValueError:
+            pass
+        except OverflowError:
+            continue
+        try:
+            d = date.fromisoformat(t[:10])
+            out.update((d - timedelta(days=1), d, d + timedelta(days=1)))
+        except (ValueError, OverflowError):
+            continue
+    return {d for d in out if _FIRST_DAY <= d <= _LAST_DAY}
+
+
+#: partition starts the writer asks for: a week either side of the calendar's ends has a
+#: partition end Python can still represent
+_FIRST_DAY: Final = date.min + timedelta(days=7)
+_LAST_DAY: Final = date.max - timedelta(days=14)
 
 
 def date_runs(starts: Iterable[date], step: timedelta) -> list[tuple[date, date]]:
